@@ -1,0 +1,331 @@
+//! The Fermat resource: a parent that owns Tuples, so that the cluster itself
+//! finds out whether a number is a sum of two squares.
+//!
+//! For n, the Fermat wants one Tuple `[i, n - i]` for each i in 1..=n/2. Each
+//! Tuple wants two Numbers, each Number reports whether it is a square, each
+//! Tuple reports whether both are, and the Fermat reports whether any Tuple
+//! says yes. Fermat's theorem on sums of two squares predicts the answer for a
+//! prime: an odd prime p is a sum of two squares exactly when p ≡ 1 (mod 4).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, CustomResource, KubeSchema, Resource, ResourceExt};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::FIELD_MANAGER;
+use crate::backoff::RetryBackoff;
+use crate::children::{self, is_controlled_by};
+use crate::tuple::{Tuple, TupleSpec};
+
+/// The largest n a Fermat accepts (the CRD schema enforces it). A Fermat
+/// creates n/2 Tuples and n Numbers: 100 keeps that light on a laptop cluster.
+pub const MAX_NUMBER: i64 = 100;
+
+/// The longest Fermat name. Its longest child name adds `-50-and-50`
+/// (10 characters) and must stay within the 250 characters a Tuple name may have.
+pub const MAX_NAME_LENGTH: usize = 240;
+
+/// The desired state of a Fermat: the number n to write as a sum of two squares.
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[kube(
+    group = "math.workshop.example",
+    version = "v1beta1",
+    kind = "Fermat",
+    namespaced,
+    status = "FermatStatus",
+    shortname = "fer",
+    printcolumn(name = "Number", type_ = "integer", json_path = ".spec.number"),
+    printcolumn(name = "TwoSquaresFound", type_ = "boolean", json_path = ".status.twoSquaresFound"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new(format!("self.metadata.name.size() <= {MAX_NAME_LENGTH}")).message(
+        "a Fermat name has at most 240 characters, so that its Tuples' names (<fermat>-<i>-and-<n-i>) stay valid: choose a shorter name"
+    )
+)]
+pub struct FermatSpec {
+    #[schemars(range(min = 1, max = MAX_NUMBER))]
+    pub number: i64,
+}
+
+/// What the controller observed about a Fermat's children.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FermatStatus {
+    /// Some child Tuple reports `allSquares: true`: n is a sum of two positive squares.
+    pub two_squares_found: bool,
+    /// Wanted child names taken by Tuples this Fermat does not control.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub name_clashes: Vec<String>,
+}
+
+/// The name of the child that holds `[i, n - i]`.
+pub fn child_name(fermat: &str, i: i64, n: i64) -> String {
+    format!("{fermat}-{i}-and-{}", n - i)
+}
+
+/// The Tuples a Fermat wants: `[i, n - i]` for each i in 1..=n/2.
+pub fn desired_children(fermat: &str, n: i64) -> Vec<Tuple> {
+    (1..=n / 2)
+        .map(|i| Tuple::new(&child_name(fermat, i, n), TupleSpec { numbers: vec![i, n - i] }))
+        .collect()
+}
+
+/// Whether some wanted child of ours reports that both its numbers are squares.
+pub fn two_squares_found(owner_uid: &str, wanted: &[Tuple], existing: &[Arc<Tuple>]) -> bool {
+    wanted.iter().any(|child| {
+        existing.iter().any(|tuple| {
+            tuple.name_any() == child.name_any()
+                && is_controlled_by(tuple.as_ref(), owner_uid)
+                && tuple.spec == child.spec
+                && tuple.status.as_ref().is_some_and(|status| status.all_squares)
+        })
+    })
+}
+
+/// Everything `reconcile` needs besides the Fermat itself.
+struct Context {
+    fermats: Api<Fermat>,
+    tuples: Api<Tuple>,
+    /// Every Tuple in the namespace, kept current by a watch.
+    tuple_cache: Store<Tuple>,
+    backoff: RetryBackoff,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Fermat {name} has no uid: it did not come from the API server")]
+    MissingUid { name: String },
+    #[error("the watch of Tuples stopped before it listed them")]
+    CacheNotReady,
+    #[error(transparent)]
+    Children(#[from] children::Error),
+    #[error("cannot write the status of Fermat {name}: {source}")]
+    WriteStatus {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("Fermat {name} wants Tuples whose names are taken by objects it does not control: {clashes:?}")]
+    NameClash { name: String, clashes: Vec<String> },
+}
+
+/// Runs the Fermat controller until the process is interrupted.
+pub async fn run(client: Client) {
+    let fermats = Api::<Fermat>::default_namespaced(client.clone());
+    let tuples = Api::<Tuple>::default_namespaced(client);
+    let (tuple_cache, cache_writer) = reflector::store();
+    let tuple_events = watcher(tuples.clone(), watcher::Config::default())
+        .default_backoff()
+        .reflect(cache_writer)
+        .touched_objects();
+    let context = Arc::new(Context {
+        fermats: fermats.clone(),
+        tuples,
+        tuple_cache,
+        backoff: RetryBackoff::default(),
+    });
+    Controller::new(fermats, watcher::Config::default())
+        .owns_stream(tuple_events)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            match result {
+                // error_policy has logged it already.
+                Ok(_) | Err(controller::Error::ReconcilerFailed(..)) => {}
+                Err(err) => warn!(%err, "controller error"),
+            }
+        })
+        .await;
+}
+
+/// Brings one Fermat's Tuples and status in line with its spec.
+async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let name = fermat.name_any();
+    let owner = fermat
+        .controller_owner_ref(&())
+        .ok_or_else(|| Error::MissingUid { name: name.clone() })?;
+
+    // 1. Read the Tuples that exist, from the watch cache.
+    ctx.tuple_cache.wait_until_ready().await.map_err(|_| Error::CacheNotReady)?;
+    let existing = ctx.tuple_cache.state();
+
+    // 2. Compute the desired children and compare them with what exists.
+    let mut wanted = desired_children(&name, fermat.spec.number);
+    for child in &mut wanted {
+        child.metadata.owner_references = Some(vec![owner.clone()]);
+    }
+    let plan = children::plan(&owner.uid, wanted.clone(), &existing);
+
+    // 3. Create or update what differs, delete what is not wanted.
+    let mut taken = Vec::new();
+    if !plan.is_empty() {
+        info!(
+            name,
+            create = plan.create.len(),
+            update = plan.update.len(),
+            delete = plan.delete.len(),
+            "converging children"
+        );
+        taken = children::apply(&ctx.tuples, &plan).await?;
+    }
+
+    // 4. Report status, and write it only if it changed.
+    let status = FermatStatus {
+        two_squares_found: two_squares_found(&owner.uid, &wanted, &existing),
+        name_clashes: plan.clashes.clone(),
+    };
+    if fermat.status.as_ref() != Some(&status) {
+        let patch = serde_json::json!({
+            "apiVersion": Fermat::api_version(&()),
+            "kind": Fermat::kind(&()),
+            "status": status,
+        });
+        match ctx
+            .fermats
+            .patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+            .await
+        {
+            Ok(_) => info!(name, two_squares_found = status.two_squares_found, "wrote status"),
+            Err(kube::Error::Api(status)) if status.is_not_found() => return Ok(Action::await_change()),
+            Err(source) => return Err(Error::WriteStatus { name, source }),
+        }
+    }
+
+    if !plan.clashes.is_empty() {
+        return Err(Error::NameClash { name, clashes: plan.clashes });
+    }
+    ctx.backoff.succeeded(&name);
+    if !taken.is_empty() {
+        // Look again once the cache has caught up: ours, or a clash to report.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    Ok(Action::await_change())
+}
+
+/// What to do when `reconcile` fails: log it and retry later, waiting longer
+/// after each consecutive failure.
+fn error_policy(fermat: Arc<Fermat>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff.failed(&fermat.name_any());
+    match error {
+        Error::NameClash { .. } => warn!(%error, retry_in = ?delay, "reported in status; will check again"),
+        _ => warn!(%error, retry_in = ?delay, "will retry"),
+    }
+    Action::requeue(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tuple::TupleStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use kube::CustomResourceExt;
+
+    const FERMAT_UID: &str = "fermat-uid";
+
+    /// A child Tuple as the cluster would hold it.
+    fn tuple(numbers: [i64; 2], controller: &str, all_squares: Option<bool>) -> Arc<Tuple> {
+        let [i, rest] = numbers;
+        let mut tuple = Tuple::new(&child_name("f", i, i + rest), TupleSpec { numbers: numbers.to_vec() });
+        tuple.metadata.owner_references = Some(vec![OwnerReference {
+            controller: Some(true),
+            uid: controller.to_string(),
+            ..OwnerReference::default()
+        }]);
+        tuple.status = all_squares.map(|all_squares| TupleStatus {
+            all_squares,
+            name_clashes: Vec::new(),
+        });
+        Arc::new(tuple)
+    }
+
+    fn specs(children: &[Tuple]) -> Vec<(String, Vec<i64>)> {
+        children.iter().map(|child| (child.name_any(), child.spec.numbers.clone())).collect()
+    }
+
+    #[test]
+    fn one_wants_no_tuples() {
+        assert!(desired_children("f", 1).is_empty());
+    }
+
+    #[test]
+    fn two_wants_one_and_one() {
+        assert_eq!(specs(&desired_children("f", 2)), [("f-1-and-1".to_string(), vec![1, 1])]);
+    }
+
+    #[test]
+    fn an_odd_number_splits_into_pairs_up_to_half() {
+        assert_eq!(
+            specs(&desired_children("f", 7)),
+            [
+                ("f-1-and-6".to_string(), vec![1, 6]),
+                ("f-2-and-5".to_string(), vec![2, 5]),
+                ("f-3-and-4".to_string(), vec![3, 4]),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_even_number_includes_the_middle_pair() {
+        let children = desired_children("f", 8);
+        assert_eq!(children.len(), 4);
+        assert_eq!(specs(&children)[3], ("f-4-and-4".to_string(), vec![4, 4]));
+    }
+
+    #[test]
+    fn the_bound_wants_fifty_tuples_with_valid_names() {
+        let name = "f".repeat(MAX_NAME_LENGTH);
+        let children = desired_children(&name, MAX_NUMBER);
+        assert_eq!(children.len(), 50);
+        let longest = children.iter().map(|child| child.name_any().len()).max();
+        assert_eq!(longest, Some(crate::tuple::MAX_NAME_LENGTH));
+    }
+
+    #[test]
+    fn found_when_some_child_reports_all_squares() {
+        let wanted = desired_children("f", 13);
+        let existing = [tuple([1, 12], FERMAT_UID, Some(false)), tuple([4, 9], FERMAT_UID, Some(true))];
+        assert!(two_squares_found(FERMAT_UID, &wanted, &existing));
+    }
+
+    #[test]
+    fn not_found_while_no_child_reports_all_squares() {
+        let wanted = desired_children("f", 7);
+        let existing = [tuple([1, 6], FERMAT_UID, Some(false)), tuple([2, 5], FERMAT_UID, None)];
+        assert!(!two_squares_found(FERMAT_UID, &wanted, &existing));
+    }
+
+    #[test]
+    fn a_foreign_tuple_or_a_tuple_no_longer_wanted_does_not_count() {
+        let wanted = desired_children("f", 13);
+        assert!(!two_squares_found(FERMAT_UID, &wanted, &[tuple([4, 9], "someone-else", Some(true))]));
+        // [4, 5] is not a pair of 13: a child left from an earlier n.
+        assert!(!two_squares_found(FERMAT_UID, &wanted, &[tuple([4, 5], FERMAT_UID, Some(true))]));
+    }
+
+    #[test]
+    fn the_crd_bounds_the_number_and_the_name() {
+        let schema = serde_json::to_value(&Fermat::crd().spec.versions[0].schema).unwrap();
+        let root = &schema["openAPIV3Schema"];
+        let number = &root["properties"]["spec"]["properties"]["number"];
+        assert_eq!(number["minimum"], 1.0);
+        assert_eq!(number["maximum"], MAX_NUMBER as f64);
+        let rule = root["x-kubernetes-validations"][0]["rule"].as_str().unwrap();
+        assert_eq!(rule, format!("self.metadata.name.size() <= {MAX_NAME_LENGTH}"));
+    }
+
+    #[test]
+    fn the_crd_has_a_status_subresource_and_prints_the_answer() {
+        let crd = Fermat::crd();
+        let version = &crd.spec.versions[0];
+        assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+        let columns: Vec<_> =
+            version.additional_printer_columns.iter().flatten().map(|column| column.name.as_str()).collect();
+        assert_eq!(columns, ["Number", "TwoSquaresFound", "Age"]);
+    }
+}

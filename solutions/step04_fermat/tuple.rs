@@ -1,0 +1,323 @@
+//! The Tuple resource: a parent that owns one Number per element of its list.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, CustomResource, KubeSchema, Resource, ResourceExt};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::FIELD_MANAGER;
+use crate::backoff::RetryBackoff;
+use crate::children::{self, is_controlled_by};
+use crate::number::{Number, NumberSpec};
+
+/// The most numbers a Tuple may hold (the CRD schema enforces it).
+pub const MAX_NUMBERS: usize = 100;
+
+/// The longest Tuple name. A child is named `<tuple>-<index>` with an index
+/// below `MAX_NUMBERS`, and an object name has at most 253 characters.
+pub const MAX_NAME_LENGTH: usize = 250;
+
+/// The desired state of a Tuple: a list of integers, one child Number each.
+///
+/// The `validation` rule runs in the API server (a CEL expression): a name too
+/// long for the children's names is refused when the Tuple is created, with
+/// this message, rather than failing later inside the controller.
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[kube(
+    group = "math.workshop.example",
+    version = "v1beta1",
+    kind = "Tuple",
+    namespaced,
+    status = "TupleStatus",
+    shortname = "tup",
+    printcolumn(name = "Numbers", type_ = "string", json_path = ".spec.numbers"),
+    printcolumn(name = "AllSquares", type_ = "boolean", json_path = ".status.allSquares"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new(format!("self.metadata.name.size() <= {MAX_NAME_LENGTH}")).message(
+        "a Tuple name has at most 250 characters, so that its Numbers' names (<tuple>-<index>) stay valid: choose a shorter name"
+    )
+)]
+pub struct TupleSpec {
+    #[schemars(length(max = MAX_NUMBERS))]
+    pub numbers: Vec<i64>,
+}
+
+/// What the controller observed about a Tuple's children.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TupleStatus {
+    /// Every wanted child exists and reports `isSquare: true`.
+    pub all_squares: bool,
+    /// Wanted child names taken by Numbers this Tuple does not control.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub name_clashes: Vec<String>,
+}
+
+/// The name of the child that holds `numbers[index]`.
+pub fn child_name(tuple: &str, index: usize) -> String {
+    format!("{tuple}-{index}")
+}
+
+/// The Numbers a Tuple wants: one per element, named by its index.
+pub fn desired_children(tuple: &str, numbers: &[i64]) -> Vec<Number> {
+    numbers
+        .iter()
+        .enumerate()
+        .map(|(index, &value)| Number::new(&child_name(tuple, index), NumberSpec { value }))
+        .collect()
+}
+
+/// Whether every wanted child exists, is ours, and reports being a square.
+/// An empty list is vacuously all squares.
+pub fn all_squares(owner_uid: &str, wanted: &[Number], existing: &[Arc<Number>]) -> bool {
+    wanted.iter().all(|child| {
+        existing.iter().any(|number| {
+            number.name_any() == child.name_any()
+                && is_controlled_by(number.as_ref(), owner_uid)
+                && number.spec == child.spec
+                && number.status.as_ref().is_some_and(|status| status.is_square)
+        })
+    })
+}
+
+/// Everything `reconcile` needs besides the Tuple itself.
+struct Context {
+    tuples: Api<Tuple>,
+    numbers: Api<Number>,
+    /// Every Number in the namespace, kept current by a watch.
+    number_cache: Store<Number>,
+    backoff: RetryBackoff,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Tuple {name} has no uid: it did not come from the API server")]
+    MissingUid { name: String },
+    #[error("the watch of Numbers stopped before it listed them")]
+    CacheNotReady,
+    #[error(transparent)]
+    Children(#[from] children::Error),
+    #[error("cannot write the status of Tuple {name}: {source}")]
+    WriteStatus {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("Tuple {name} wants Numbers whose names are taken by objects it does not control: {clashes:?}")]
+    NameClash { name: String, clashes: Vec<String> },
+}
+
+/// Runs the Tuple controller until the process is interrupted.
+pub async fn run(client: Client) {
+    let tuples = Api::<Tuple>::default_namespaced(client.clone());
+    let numbers = Api::<Number>::default_namespaced(client);
+    // One watch of Numbers does two jobs: it fills `number_cache`, which
+    // reconcile reads instead of asking the API server, and it wakes the Tuple
+    // that controls a Number whenever that Number changes or disappears.
+    let (number_cache, cache_writer) = reflector::store();
+    let number_events = watcher(numbers.clone(), watcher::Config::default())
+        .default_backoff()
+        .reflect(cache_writer)
+        .touched_objects();
+    let context = Arc::new(Context {
+        tuples: tuples.clone(),
+        numbers,
+        number_cache,
+        backoff: RetryBackoff::default(),
+    });
+    Controller::new(tuples, watcher::Config::default())
+        .owns_stream(number_events)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            match result {
+                // error_policy has logged it already.
+                Ok(_) | Err(controller::Error::ReconcilerFailed(..)) => {}
+                Err(err) => warn!(%err, "controller error"),
+            }
+        })
+        .await;
+}
+
+/// Brings one Tuple's children and status in line with its spec.
+async fn reconcile(tuple: Arc<Tuple>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let name = tuple.name_any();
+    // The ownerReference each child carries. With `controller: true` it says
+    // who is responsible for the child, and it lets Kubernetes' garbage
+    // collector delete the children when the Tuple is deleted.
+    let owner = tuple
+        .controller_owner_ref(&())
+        .ok_or_else(|| Error::MissingUid { name: name.clone() })?;
+
+    // 1. Read the Numbers that exist, from the watch cache.
+    ctx.number_cache.wait_until_ready().await.map_err(|_| Error::CacheNotReady)?;
+    let existing = ctx.number_cache.state();
+
+    // 2. Compute the desired children and compare them with what exists.
+    let mut wanted = desired_children(&name, &tuple.spec.numbers);
+    for child in &mut wanted {
+        child.metadata.owner_references = Some(vec![owner.clone()]);
+    }
+    let plan = children::plan(&owner.uid, wanted.clone(), &existing);
+
+    // 3. Create or update what differs, delete what is not wanted.
+    let mut taken = Vec::new();
+    if !plan.is_empty() {
+        info!(
+            name,
+            create = plan.create.len(),
+            update = plan.update.len(),
+            delete = plan.delete.len(),
+            "converging children"
+        );
+        taken = children::apply(&ctx.numbers, &plan).await?;
+    }
+
+    // 4. Report status, and write it only if it changed.
+    let status = TupleStatus {
+        all_squares: all_squares(&owner.uid, &wanted, &existing),
+        name_clashes: plan.clashes.clone(),
+    };
+    if tuple.status.as_ref() != Some(&status) {
+        let patch = serde_json::json!({
+            "apiVersion": Tuple::api_version(&()),
+            "kind": Tuple::kind(&()),
+            "status": status,
+        });
+        match ctx
+            .tuples
+            .patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+            .await
+        {
+            Ok(_) => info!(name, all_squares = status.all_squares, "wrote status"),
+            Err(kube::Error::Api(status)) if status.is_not_found() => return Ok(Action::await_change()),
+            Err(source) => return Err(Error::WriteStatus { name, source }),
+        }
+    }
+
+    // A clash is not ours to resolve: retry with a growing delay, and pick
+    // it up once the other object is gone.
+    if !plan.clashes.is_empty() {
+        return Err(Error::NameClash { name, clashes: plan.clashes });
+    }
+    ctx.backoff.succeeded(&name);
+    if !taken.is_empty() {
+        // Look again once the cache has caught up: ours, or a clash to report.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    Ok(Action::await_change())
+}
+
+/// What to do when `reconcile` fails: log it and retry later, waiting longer
+/// after each consecutive failure.
+fn error_policy(tuple: Arc<Tuple>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff.failed(&tuple.name_any());
+    match error {
+        Error::NameClash { .. } => warn!(%error, retry_in = ?delay, "reported in status; will check again"),
+        _ => warn!(%error, retry_in = ?delay, "will retry"),
+    }
+    Action::requeue(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::number::NumberStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use kube::CustomResourceExt;
+
+    const TUPLE_UID: &str = "tuple-uid";
+
+    /// A child Number as the cluster would hold it.
+    fn number(name: &str, value: i64, controller: &str, is_square: Option<bool>) -> Arc<Number> {
+        let mut number = Number::new(name, NumberSpec { value });
+        number.metadata.owner_references = Some(vec![OwnerReference {
+            controller: Some(true),
+            uid: controller.to_string(),
+            ..OwnerReference::default()
+        }]);
+        number.status = is_square.map(|is_square| NumberStatus {
+            fizz_buzz: String::new(),
+            is_square,
+        });
+        Arc::new(number)
+    }
+
+    #[test]
+    fn each_element_becomes_a_child_named_by_its_index() {
+        let children = desired_children("squares", &[1, 4, -9]);
+        let names: Vec<_> = children.iter().map(|child| child.name_any()).collect();
+        let values: Vec<_> = children.iter().map(|child| child.spec.value).collect();
+        assert_eq!(names, ["squares-0", "squares-1", "squares-2"]);
+        assert_eq!(values, [1, 4, -9]);
+    }
+
+    #[test]
+    fn an_empty_list_wants_no_children() {
+        assert!(desired_children("empty", &[]).is_empty());
+    }
+
+    #[test]
+    fn the_longest_name_and_list_still_give_valid_child_names() {
+        let name = "t".repeat(MAX_NAME_LENGTH);
+        let last = child_name(&name, MAX_NUMBERS - 1);
+        assert_eq!(last.len(), 253);
+    }
+
+    #[test]
+    fn all_squares_is_vacuously_true_for_an_empty_list() {
+        assert!(all_squares(TUPLE_UID, &[], &[]));
+    }
+
+    #[test]
+    fn all_squares_needs_every_child_to_report_a_square() {
+        let wanted = desired_children("t", &[1, 4]);
+        let squares = [number("t-0", 1, TUPLE_UID, Some(true)), number("t-1", 4, TUPLE_UID, Some(true))];
+        assert!(all_squares(TUPLE_UID, &wanted, &squares));
+        let one_not = [number("t-0", 1, TUPLE_UID, Some(true)), number("t-1", 4, TUPLE_UID, Some(false))];
+        assert!(!all_squares(TUPLE_UID, &wanted, &one_not));
+    }
+
+    #[test]
+    fn all_squares_is_false_while_a_child_is_missing_or_has_no_status_yet() {
+        let wanted = desired_children("t", &[1, 4]);
+        assert!(!all_squares(TUPLE_UID, &wanted, &[number("t-0", 1, TUPLE_UID, Some(true))]));
+        let no_status = [number("t-0", 1, TUPLE_UID, Some(true)), number("t-1", 4, TUPLE_UID, None)];
+        assert!(!all_squares(TUPLE_UID, &wanted, &no_status));
+    }
+
+    #[test]
+    fn all_squares_ignores_foreign_numbers_and_children_not_yet_put_back() {
+        let wanted = desired_children("t", &[4]);
+        assert!(!all_squares(TUPLE_UID, &wanted, &[number("t-0", 4, "someone-else", Some(true))]));
+        assert!(!all_squares(TUPLE_UID, &wanted, &[number("t-0", 9, TUPLE_UID, Some(true))]));
+    }
+
+    #[test]
+    fn the_crd_bounds_the_list_and_the_name() {
+        let schema = serde_json::to_value(&Tuple::crd().spec.versions[0].schema).unwrap();
+        let root = &schema["openAPIV3Schema"];
+        assert_eq!(root["properties"]["spec"]["properties"]["numbers"]["maxItems"], MAX_NUMBERS);
+        assert_eq!(root["properties"]["spec"]["properties"]["numbers"]["items"]["format"], "int64");
+        let rule = root["x-kubernetes-validations"][0]["rule"].as_str().unwrap();
+        assert_eq!(rule, format!("self.metadata.name.size() <= {MAX_NAME_LENGTH}"));
+    }
+
+    #[test]
+    fn the_crd_has_a_status_subresource_and_prints_all_squares() {
+        let crd = Tuple::crd();
+        let version = &crd.spec.versions[0];
+        assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+        let columns: Vec<_> =
+            version.additional_printer_columns.iter().flatten().map(|column| column.name.as_str()).collect();
+        assert_eq!(columns, ["Numbers", "AllSquares", "Age"]);
+        assert_eq!(crd.spec.names.short_names, Some(vec!["tup".to_string()]));
+    }
+}

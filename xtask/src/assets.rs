@@ -1,0 +1,289 @@
+//! The control-plane binaries: where they come from, and where they are kept.
+//!
+//! In order: the folder named by `KUBEBUILDER_ASSETS` (the convention of
+//! controller-runtime's envtest); else this machine's cache, where an earlier
+//! run left them; else a build from upstream source through the Go module
+//! proxy, once per machine, into that cache.
+//!
+//! The versions are the ones the wrapper modules in `xtask/go/` require.
+//! kube-apiserver cannot be built with `go install k8s.io/kubernetes/...@v1.x`:
+//! that module's go.mod requires its staging modules (k8s.io/api, …) at v0.0.0
+//! and points them into its own repository. `xtask/go/kubernetes/go.mod`
+//! replaces each one with its published release instead; before building we
+//! check that its list still covers the release's own.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+/// The binaries a control plane needs, by file name.
+pub const BINARIES: [&str; 4] = ["etcd", "kube-apiserver", "kube-controller-manager", "kubectl"];
+
+const KUBERNETES_GO_MOD: &str = include_str!("../go/kubernetes/go.mod");
+const ETCD_GO_MOD: &str = include_str!("../go/etcd/go.mod");
+
+/// A folder holding the four binaries.
+#[derive(Clone, Debug)]
+pub struct Assets {
+    pub dir: PathBuf,
+}
+
+impl Assets {
+    pub fn etcd(&self) -> PathBuf {
+        self.dir.join("etcd")
+    }
+    pub fn kube_apiserver(&self) -> PathBuf {
+        self.dir.join("kube-apiserver")
+    }
+    pub fn kube_controller_manager(&self) -> PathBuf {
+        self.dir.join("kube-controller-manager")
+    }
+    pub fn kubectl(&self) -> PathBuf {
+        self.dir.join("kubectl")
+    }
+
+    fn missing(&self) -> Vec<&'static str> {
+        BINARIES.into_iter().filter(|name| !self.dir.join(name).is_file()).collect()
+    }
+}
+
+/// The Kubernetes release the local control plane runs.
+pub fn kubernetes_version() -> String {
+    required_version(KUBERNETES_GO_MOD, "k8s.io/kubernetes").unwrap_or_else(|| "unknown".into())
+}
+
+/// The etcd release the local control plane runs.
+pub fn etcd_version() -> String {
+    required_version(ETCD_GO_MOD, "go.etcd.io/etcd/server/v3").unwrap_or_else(|| "unknown".into())
+}
+
+/// Where this machine keeps what the tooling builds: `MATH_CONTROLLER_CACHE`,
+/// else `$XDG_CACHE_HOME/math-controller`, else `~/.cache/math-controller`.
+pub fn cache_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("MATH_CONTROLLER_CACHE") {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return Ok(PathBuf::from(dir).join("math-controller"));
+    }
+    let home = std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set: set MATH_CONTROLLER_CACHE to a folder for the build cache"))?;
+    Ok(PathBuf::from(home).join(".cache").join("math-controller"))
+}
+
+/// Finds the binaries, building them if this machine has none yet.
+pub fn locate_or_build() -> Result<Assets> {
+    if let Some(dir) = std::env::var_os("KUBEBUILDER_ASSETS") {
+        let assets = Assets { dir: PathBuf::from(dir) };
+        let missing = assets.missing();
+        if !missing.is_empty() {
+            bail!(
+                "KUBEBUILDER_ASSETS ({}) lacks {}: add them there, or unset KUBEBUILDER_ASSETS to build all four from source",
+                assets.dir.display(),
+                missing.join(", ")
+            );
+        }
+        return Ok(assets);
+    }
+    let assets = Assets {
+        dir: cache_dir()?.join("bin").join(format!("kubernetes-{}-etcd-{}", kubernetes_version(), etcd_version())),
+    };
+    if assets.missing().is_empty() {
+        return Ok(assets);
+    }
+    build(&assets.dir)?;
+    Ok(assets)
+}
+
+/// Builds the four binaries into `target`, through a staging folder so that an
+/// interrupted build never leaves a half-filled cache behind.
+fn build(target: &Path) -> Result<()> {
+    let go = Command::new("go").arg("version").output();
+    match go {
+        Ok(output) if output.status.success() => {}
+        _ => bail!(
+            "Go is needed once to build the local control plane: install Go 1.26 or later, \
+             or set KUBEBUILDER_ASSETS to a folder with {}",
+            BINARIES.join(", ")
+        ),
+    }
+    let kubernetes = kubernetes_version();
+    let etcd = etcd_version();
+    let modules = Path::new(env!("CARGO_MANIFEST_DIR")).join("go");
+    check_replacements(&modules.join("kubernetes"), &kubernetes)?;
+
+    let parent = target.parent().context("the cache folder has no parent")?;
+    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".building-")
+        .tempdir_in(parent)
+        .with_context(|| format!("cannot create a folder in {}", parent.display()))?;
+
+    eprintln!(
+        "Building the local control plane (Kubernetes {kubernetes}, etcd {etcd}) from source, once for this machine.\n\
+         It takes about 10 minutes on 2 cores; later runs reuse {}.",
+        target.display()
+    );
+    let version_flags = kubernetes_ldflags(&kubernetes);
+    let steps: [(&str, &str, &str, &str); 4] = [
+        ("etcd", "etcd", ".", ""),
+        ("kube-apiserver", "kubernetes", "k8s.io/kubernetes/cmd/kube-apiserver", &version_flags),
+        ("kube-controller-manager", "kubernetes", "k8s.io/kubernetes/cmd/kube-controller-manager", &version_flags),
+        ("kubectl", "kubernetes", "k8s.io/kubernetes/cmd/kubectl", &version_flags),
+    ];
+    for (index, (binary, module, package, ldflags)) in steps.into_iter().enumerate() {
+        eprintln!("[{}/{}] building {binary}…", index + 1, steps.len());
+        let started = Instant::now();
+        let mut child = Command::new("go")
+            .current_dir(modules.join(module))
+            .env("CGO_ENABLED", "0")
+            .args(["build", "-trimpath", "-ldflags", ldflags, "-o"])
+            .arg(staging.path().join(binary))
+            .arg(package)
+            .stdin(Stdio::null())
+            .spawn()
+            .context("cannot start `go build`")?;
+        let mut next_report = Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if started.elapsed() >= next_report {
+                eprintln!("      still building {binary} ({} s)", started.elapsed().as_secs());
+                next_report += Duration::from_secs(60);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        if !status.success() {
+            bail!("`go build {package}` failed (its output is above); the Go module proxy must be reachable for the first build");
+        }
+        eprintln!("      built {binary} in {} s", started.elapsed().as_secs());
+    }
+    let staging = staging.keep();
+    std::fs::rename(&staging, target)
+        .with_context(|| format!("cannot move the binaries into {}", target.display()))?;
+    Ok(())
+}
+
+/// The linker flags that make `/version` and `kubectl version` tell the truth.
+fn kubernetes_ldflags(version: &str) -> String {
+    let mut parts = version.trim_start_matches('v').split('.');
+    let major = parts.next().unwrap_or("0");
+    let minor = parts.next().unwrap_or("0");
+    ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"]
+        .iter()
+        .flat_map(|package| {
+            [
+                format!("-X {package}.gitVersion={version}"),
+                format!("-X {package}.gitMajor={major}"),
+                format!("-X {package}.gitMinor={minor}"),
+                format!("-X {package}.gitTreeState=clean"),
+            ]
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Checks that the wrapper go.mod replaces every staging module that the
+/// release itself points into its repository.
+fn check_replacements(module_dir: &Path, version: &str) -> Result<()> {
+    let output = Command::new("go")
+        .current_dir(module_dir)
+        .args(["mod", "download", "-json", &format!("k8s.io/kubernetes@{version}")])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run `go mod download`")?;
+    if !output.status.success() {
+        bail!("cannot download k8s.io/kubernetes@{version} from the Go module proxy (see above)");
+    }
+    let info = String::from_utf8_lossy(&output.stdout);
+    let go_mod_path = json_string_field(&info, "GoMod").context("`go mod download -json` named no go.mod")?;
+    let upstream = std::fs::read_to_string(&go_mod_path).with_context(|| format!("cannot read {go_mod_path}"))?;
+    let missing: Vec<String> = staging_modules(&upstream).difference(&replaced_modules(KUBERNETES_GO_MOD)).cloned().collect();
+    if !missing.is_empty() {
+        bail!(
+            "xtask/go/kubernetes/go.mod does not replace {} that k8s.io/kubernetes@{version} needs: \
+             add `<module> => <module> v0.<minor>.<patch>` lines for them",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The version `go_mod` requires of `module`.
+pub fn required_version(go_mod: &str, module: &str) -> Option<String> {
+    go_mod.lines().find_map(|line| {
+        let mut words = line.trim().trim_start_matches("require").split_whitespace();
+        (words.next() == Some(module)).then(|| words.next().map(str::to_string)).flatten()
+    })
+}
+
+/// The modules that `go_mod` replaces (the left side of each `=>`).
+pub fn replaced_modules(go_mod: &str) -> BTreeSet<String> {
+    go_mod
+        .lines()
+        .filter(|line| line.contains("=>"))
+        .filter_map(|line| line.trim().trim_start_matches("replace").split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// The modules that the kubernetes go.mod points into its `./staging` folder.
+pub fn staging_modules(go_mod: &str) -> BTreeSet<String> {
+    replaced_modules(&go_mod.lines().filter(|line| line.contains("=> ./staging/")).collect::<Vec<_>>().join("\n"))
+}
+
+/// The string value of `"field": "…"` in the JSON that `go mod download -json` prints.
+fn json_string_field(json: &str, field: &str) -> Option<String> {
+    let line = json.lines().find(|line| line.trim_start().starts_with(&format!("\"{field}\":")))?;
+    let value = line.split_once(':')?.1.trim().trim_end_matches(',');
+    Some(value.trim_matches('"').replace("\\\\", "\\"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pinned_versions_are_read_from_the_wrapper_modules() {
+        assert!(kubernetes_version().starts_with("v1."));
+        assert!(etcd_version().starts_with("v3."));
+    }
+
+    #[test]
+    fn the_wrapper_replaces_each_staging_module_with_the_matching_release() {
+        let minor_patch = kubernetes_version().trim_start_matches("v1").to_string();
+        let replaced = replaced_modules(KUBERNETES_GO_MOD);
+        assert!(replaced.contains("k8s.io/api") && replaced.contains("k8s.io/apiserver"));
+        for line in KUBERNETES_GO_MOD.lines().filter(|line| line.contains("=>")) {
+            assert!(line.trim_end().ends_with(&format!("v0{minor_patch}")), "{line}");
+        }
+    }
+
+    #[test]
+    fn staging_modules_are_the_ones_pointed_into_the_repository() {
+        let upstream = "replace (\n\tk8s.io/api => ./staging/src/k8s.io/api\n\tgithub.com/x/y => github.com/x/y v1.0.0\n)";
+        assert_eq!(staging_modules(upstream), BTreeSet::from(["k8s.io/api".to_string()]));
+    }
+
+    #[test]
+    fn required_versions_are_found_inside_and_outside_require_blocks() {
+        assert_eq!(required_version("require a/b v1.2.3\n", "a/b").as_deref(), Some("v1.2.3"));
+        assert_eq!(required_version("require (\n\ta/b v1.2.3 // indirect\n)", "a/b").as_deref(), Some("v1.2.3"));
+        assert_eq!(required_version("require a/bc v1.2.3\n", "a/b"), None);
+    }
+
+    #[test]
+    fn the_go_mod_path_is_read_from_go_mod_download_output() {
+        let json = "{\n\t\"Path\": \"k8s.io/kubernetes\",\n\t\"GoMod\": \"/cache/k8s.io/kubernetes/@v/v1.36.3.mod\",\n}";
+        assert_eq!(json_string_field(json, "GoMod").as_deref(), Some("/cache/k8s.io/kubernetes/@v/v1.36.3.mod"));
+    }
+
+    #[test]
+    fn version_flags_name_major_and_minor() {
+        let flags = kubernetes_ldflags("v1.36.3");
+        assert!(flags.contains("-X k8s.io/component-base/version.gitVersion=v1.36.3"));
+        assert!(flags.contains("-X k8s.io/component-base/version.gitMinor=36"));
+    }
+}

@@ -1,0 +1,389 @@
+//! A real Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver and
+//! kube-controller-manager, each a process of its own.
+//!
+//! The order matters. etcd stores everything; kube-apiserver serves the API
+//! over TLS with RBAC, in front of etcd; then the run's CRDs are installed and
+//! we wait until they are Established; only then starts kube-controller-manager,
+//! with just the garbage collector (which deletes children whose owner is gone)
+//! and the namespace controller. Its garbage collector looks for new kinds
+//! only every 30 seconds, so kinds installed before it starts are seen at once.
+
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::assets::Assets;
+use crate::cleanup;
+use crate::pki::{ClientIdentity, Pki, write_private};
+
+/// How the processes relate to the program that starts them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifetime {
+    /// Dies with the thread that started it, even if that thread is killed (tests).
+    Attached,
+    /// In a session of its own, so that it can outlive the program that
+    /// started it (`cargo xtask up`, then `ControlPlane::keep_running`).
+    Detached,
+}
+
+/// One process of the control plane.
+struct Process {
+    name: &'static str,
+    child: Child,
+}
+
+/// A running control plane.
+pub struct ControlPlane {
+    /// The folder holding certificates, etcd's data, logs and kubeconfigs.
+    pub dir: PathBuf,
+    /// A kubeconfig for the admin user (group `system:masters`).
+    pub kubeconfig: PathBuf,
+    /// The API server's address.
+    pub server: String,
+    assets: Assets,
+    pki: Pki,
+    lifetime: Lifetime,
+    processes: Vec<Process>,
+    /// Set by `keep_running`: dropping no longer stops anything.
+    released: bool,
+}
+
+impl ControlPlane {
+    /// Starts etcd and kube-apiserver in `dir` and waits until the API server is ready.
+    pub fn start(assets: &Assets, dir: PathBuf, lifetime: Lifetime) -> Result<ControlPlane> {
+        fs::create_dir_all(dir.join("logs")).with_context(|| format!("cannot create {}", dir.display()))?;
+        if lifetime == Lifetime::Attached {
+            cleanup::register_folder(dir.clone());
+        }
+        let pki = Pki::create(&dir)?;
+        let etcd_client_port = free_port()?;
+        let etcd_peer_port = free_port()?;
+        let api_port = free_port()?;
+        let server = format!("https://127.0.0.1:{api_port}");
+        let kubeconfig = dir.join("kubeconfig");
+        write_private(&kubeconfig, &kubeconfig_yaml(&server, &pki.ca_pem, &pki.client("admin", &["system:masters"])?))?;
+
+        let mut plane = ControlPlane {
+            dir,
+            kubeconfig,
+            server,
+            assets: assets.clone(),
+            pki,
+            lifetime,
+            processes: Vec::new(),
+            released: false,
+        };
+        let etcd_client = format!("http://127.0.0.1:{etcd_client_port}");
+        let etcd_peer = format!("http://127.0.0.1:{etcd_peer_port}");
+        let etcd_data = plane.dir.join("etcd");
+        plane.spawn(
+            "etcd",
+            Command::new(assets.etcd())
+                .arg("--name=local")
+                .arg(format!("--data-dir={}", etcd_data.display()))
+                .arg(format!("--listen-client-urls={etcd_client}"))
+                .arg(format!("--advertise-client-urls={etcd_client}"))
+                .arg(format!("--listen-peer-urls={etcd_peer}"))
+                .arg(format!("--initial-advertise-peer-urls={etcd_peer}"))
+                .arg(format!("--initial-cluster=local={etcd_peer}"))
+                // Tests and workshops keep nothing: skip the disk flushes.
+                .arg("--unsafe-no-fsync"),
+        )?;
+        let pki = &plane.pki;
+        let mut apiserver = Command::new(assets.kube_apiserver());
+        apiserver
+            .arg(format!("--etcd-servers={etcd_client}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg("--advertise-address=127.0.0.1")
+            .arg(format!("--secure-port={api_port}"))
+            .arg(format!("--cert-dir={}", plane.dir.join("certs").display()))
+            .arg(format!("--tls-cert-file={}", pki.serving_cert.display()))
+            .arg(format!("--tls-private-key-file={}", pki.serving_key.display()))
+            .arg(format!("--client-ca-file={}", pki.ca_cert.display()))
+            .arg("--authorization-mode=RBAC")
+            .arg("--service-cluster-ip-range=10.0.0.0/24")
+            .arg("--allow-privileged=true")
+            .arg("--service-account-issuer=https://kubernetes.default.svc")
+            .arg(format!("--service-account-key-file={}", pki.service_account_public_key.display()))
+            .arg(format!("--service-account-signing-key-file={}", pki.service_account_key.display()))
+            .arg("--disable-admission-plugins=ServiceAccount")
+            // No nodes and no Services here: nothing needs the `kubernetes` Service's endpoints.
+            .arg("--endpoint-reconciler-type=none");
+        plane.spawn("kube-apiserver", &mut apiserver)?;
+        plane.wait_until_ready()?;
+        Ok(plane)
+    }
+
+    /// A kubectl command that talks to this control plane as admin.
+    pub fn kubectl(&self) -> Command {
+        let mut command = Command::new(self.assets.kubectl());
+        command.env("KUBECONFIG", &self.kubeconfig);
+        command
+    }
+
+    /// Installs CRDs (YAML documents) with server-side apply, and waits until
+    /// the API server serves them.
+    pub fn install_crds(&self, yaml: &str) -> Result<()> {
+        install_crds(self.kubectl(), yaml)
+    }
+
+    /// Starts kube-controller-manager with only the garbage collector and the
+    /// namespace controller.
+    pub fn start_controller_manager(&mut self) -> Result<()> {
+        let kubeconfig = self.dir.join("controller-manager.kubeconfig");
+        let identity = self.pki.client("system:kube-controller-manager", &["system:masters"])?;
+        write_private(&kubeconfig, &kubeconfig_yaml(&self.server, &self.pki.ca_pem, &identity))?;
+        self.spawn(
+            "kube-controller-manager",
+            Command::new(self.assets.kube_controller_manager())
+                .arg(format!("--kubeconfig={}", kubeconfig.display()))
+                .arg("--controllers=garbage-collector-controller,namespace-controller")
+                .arg("--leader-elect=false")
+                // Serve no health endpoint: nothing scrapes it, and no port can clash.
+                .arg("--secure-port=0"),
+        )?;
+        Ok(())
+    }
+
+    /// The process ids, for `cargo xtask down`.
+    pub fn pids(&self) -> Vec<u32> {
+        self.processes.iter().map(|process| process.child.id()).collect()
+    }
+
+    /// Stops every process and removes the folder.
+    pub fn stop(self) {
+        drop(self);
+    }
+
+    /// Leaves a detached control plane running after this program exits, and
+    /// returns its process ids (for `cargo xtask down`).
+    pub fn keep_running(mut self) -> Vec<u32> {
+        self.released = true;
+        self.pids()
+    }
+
+    fn spawn(&mut self, name: &'static str, command: &mut Command) -> Result<()> {
+        let log = File::create(self.dir.join("logs").join(format!("{name}.log")))?;
+        command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        configure_lifetime(command, self.lifetime);
+        let child = command.spawn().with_context(|| format!("cannot start {name}"))?;
+        if self.lifetime == Lifetime::Attached {
+            cleanup::register_process(child.id());
+        }
+        self.processes.push(Process { name, child });
+        Ok(())
+    }
+
+    /// Polls `/readyz` until the API server says it is ready, or a process exits.
+    fn wait_until_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            for process in &mut self.processes {
+                if let Some(status) = process.child.try_wait()? {
+                    bail!(
+                        "{} exited ({status}) while the control plane was starting; the end of its log:\n{}",
+                        process.name,
+                        log_tail(&self.dir.join("logs").join(format!("{}.log", process.name)))
+                    );
+                }
+            }
+            let ready = self
+                .kubectl()
+                .args(["get", "--raw=/readyz", "--request-timeout=5s"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .context("cannot run kubectl")?;
+            if ready.success() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "kube-apiserver was not ready after 120 s; the end of its log:\n{}",
+                    log_tail(&self.dir.join("logs").join("kube-apiserver.log"))
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        // Its data is about to be deleted, so there is nothing to shut down
+        // gracefully: a kill is instant, where SIGTERM lets kube-apiserver
+        // spend seconds draining connections.
+        for process in &mut self.processes {
+            let _ = process.child.kill();
+        }
+        for process in &mut self.processes {
+            let _ = process.child.wait();
+            cleanup::forget_process(process.child.id());
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+        cleanup::forget_folder(&self.dir);
+    }
+}
+
+/// Installs CRDs with `kubectl apply --server-side` and waits until they are Established.
+pub fn install_crds(kubectl: Command, yaml: &str) -> Result<()> {
+    let program = kubectl.get_program().to_owned();
+    let envs: Vec<_> = kubectl.get_envs().map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned()))).collect();
+    let command = || {
+        let mut command = Command::new(&program);
+        for (key, value) in &envs {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
+        command
+    };
+    let mut apply = command()
+        .args(["apply", "--server-side", "--force-conflicts", "-o", "name", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run kubectl")?;
+    apply.stdin.take().context("kubectl has no stdin")?.write_all(yaml.as_bytes())?;
+    let output = apply.wait_with_output()?;
+    if !output.status.success() {
+        bail!("kubectl apply refused the CRDs: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    let names: Vec<String> = String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect();
+    let wait = command()
+        .args(["wait", "--for=condition=Established", "--timeout=60s"])
+        .args(&names)
+        .output()
+        .context("cannot run kubectl")?;
+    if !wait.status.success() {
+        bail!("the CRDs did not become Established: {}", String::from_utf8_lossy(&wait.stderr).trim());
+    }
+    Ok(())
+}
+
+/// Sends SIGTERM to `pids` (last started first), and SIGKILL to any still
+/// running ten seconds later.
+pub fn stop_processes(pids: &[u32]) {
+    for &pid in pids.iter().rev() {
+        // SAFETY: kill(2) has no memory effects.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|&pid| is_running(pid)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for &pid in pids {
+        if is_running(pid) {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Whether a process with this id exists and has not been reaped, as a
+/// zombie would (a zombie is an exited child not yet waited for).
+pub fn is_running(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    let exists = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+    if !exists {
+        return false;
+    }
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn configure_lifetime(command: &mut Command, lifetime: Lifetime) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closures only make async-signal-safe system calls.
+    unsafe {
+        match lifetime {
+            // Ask the kernel to kill the process when the thread that started
+            // it ends, so that even a killed test run leaves no process behind.
+            Lifetime::Attached => command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            }),
+            // A session of its own: the terminal's Ctrl-C does not reach it.
+            Lifetime::Detached => command.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            }),
+        };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn configure_lifetime(command: &mut Command, lifetime: Lifetime) {
+    use std::os::unix::process::CommandExt;
+    if lifetime == Lifetime::Detached {
+        // SAFETY: setsid is async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+    }
+}
+
+/// A kubeconfig with the identity's certificate and key embedded.
+pub fn kubeconfig_yaml(server: &str, ca_pem: &str, identity: &ClientIdentity) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+users:
+- name: admin
+  user:
+    client-certificate-data: {cert}
+    client-key-data: {key}
+contexts:
+- name: local
+  context:
+    cluster: local
+    user: admin
+    namespace: default
+current-context: local
+",
+        ca = STANDARD.encode(ca_pem),
+        cert = STANDARD.encode(&identity.cert_pem),
+        key = STANDARD.encode(&identity.key_pem),
+    )
+}
+
+/// A port on 127.0.0.1 that nothing listens on right now.
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("cannot bind a port on 127.0.0.1")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// The last lines of a log file, for error messages.
+pub fn log_tail(path: &Path) -> String {
+    let mut text = String::new();
+    if let Ok(mut file) = File::open(path) {
+        let length = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let _ = file.seek(SeekFrom::Start(length.saturating_sub(4000)));
+        let _ = file.read_to_string(&mut text);
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}

@@ -1,0 +1,15 @@
+//! The workshop's tooling, shared by `cargo xtask` and the end-to-end tests.
+//!
+//! - [`assets`]: finds or builds the control-plane binaries (etcd,
+//!   kube-apiserver, kube-controller-manager, kubectl) and caches them outside
+//!   the repository, so a machine builds them once.
+//! - [`pki`]: the certificates and keys a control plane needs, made at start.
+//! - [`control_plane`]: starts etcd and kube-apiserver on 127.0.0.1, installs
+//!   CRDs, then starts kube-controller-manager with only the garbage collector
+//!   and the namespace controller; stops all of it.
+//! - [`cleanup`]: what must be undone even when a run is interrupted.
+
+pub mod assets;
+pub mod cleanup;
+pub mod control_plane;
+pub mod pki;

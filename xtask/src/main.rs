@@ -1,0 +1,169 @@
+//! `cargo xtask`: the workshop's tooling.
+//!
+//! ```text
+//! cargo xtask up       start a local control plane in the background and print how to use it
+//! cargo xtask down     stop it and remove its files
+//! cargo xtask build    build (once) or find the control-plane binaries and print their folder
+//! cargo xtask test     run every test: unit tests, then end-to-end scenarios on real control planes
+//! ```
+//!
+//! `cargo xtask test -- FILTER` passes FILTER on to `cargo test` (for example a stage name).
+
+use std::path::PathBuf;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::{Context, Result, bail};
+use xtask::assets::{self, Assets};
+use xtask::control_plane::{self, ControlPlane, Lifetime};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("up") => up(),
+        Some("down") => down(),
+        Some("build") => build(),
+        Some("test") => test(&args[1..]),
+        _ => Err(anyhow::anyhow!("usage: cargo xtask up | down | build | test [-- FILTER]")),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Where `up` keeps the running control plane's files.
+fn cluster_dir() -> Result<PathBuf> {
+    Ok(assets::cache_dir()?.join("cluster"))
+}
+
+fn up() -> Result<ExitCode> {
+    let dir = cluster_dir()?;
+    if let Some(pids) = read_pids(&dir) {
+        if pids.iter().any(|&pid| control_plane::is_running(pid)) {
+            eprintln!("A local control plane is already running.");
+            print_usage(&dir, &assets::locate_or_build()?, None);
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let assets = assets::locate_or_build()?;
+    eprintln!("Starting etcd, kube-apiserver and kube-controller-manager…");
+    let mut plane = ControlPlane::start(&assets, dir.clone(), Lifetime::Detached)?;
+    plane.start_controller_manager()?;
+    let server = plane.server.clone();
+    let pids = plane.keep_running();
+    let pid_list: Vec<String> = pids.iter().map(u32::to_string).collect();
+    std::fs::write(dir.join("pids"), pid_list.join("\n")).context("cannot record the process ids")?;
+    print_usage(&dir, &assets, Some(&server));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_usage(dir: &std::path::Path, assets: &Assets, server: Option<&str>) {
+    if let Some(server) = server {
+        println!(
+            "The local control plane is running: Kubernetes {}, etcd {}, API server at {server}.",
+            assets::kubernetes_version(),
+            assets::etcd_version()
+        );
+    }
+    println!(
+        "Use it from this shell:\n\
+         \n    export KUBECONFIG={}\n    export PATH=\"{}:$PATH\"   # a kubectl of the same version\n\
+         \nThen install a stage's CRDs and run the stage, for example:\n\
+         \n    cargo run --example step01_crd -- crd | kubectl apply --server-side -f -\n    cargo run --example step01_crd\n\
+         \nIt has no nodes, so Pods never run; custom resources, controllers and garbage collection all work.\n\
+         Stop it with `cargo xtask down`.",
+        dir.join("kubeconfig").display(),
+        assets.dir.display()
+    );
+}
+
+fn down() -> Result<ExitCode> {
+    let dir = cluster_dir()?;
+    let Some(pids) = read_pids(&dir) else {
+        println!("No local control plane is running.");
+        return Ok(ExitCode::SUCCESS);
+    };
+    control_plane::stop_processes(&pids);
+    std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    println!("Stopped the local control plane and removed its files.");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_pids(dir: &std::path::Path) -> Option<Vec<u32>> {
+    let text = std::fs::read_to_string(dir.join("pids")).ok()?;
+    Some(text.lines().filter_map(|line| line.trim().parse().ok()).collect())
+}
+
+fn build() -> Result<ExitCode> {
+    let assets = assets::locate_or_build()?;
+    println!("{}", assets.dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds what the tests need, then runs them all. The end-to-end scenarios
+/// start their own control planes (or use an existing cluster, see
+/// tests/e2e/main.rs).
+fn test(extra: &[String]) -> Result<ExitCode> {
+    assets::locate_or_build()?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    // The scenarios run the stages exactly as attendees do: as built examples.
+    let built = Command::new(&cargo).args(["build", "--examples"]).status().context("cannot run cargo")?;
+    if !built.success() {
+        bail!("`cargo build --examples` failed (see above)");
+    }
+    let mut tested = Command::new(&cargo)
+        .args(["test", "--workspace"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot run cargo")?;
+    // Pass the output through, and add up the test binaries' results.
+    let mut totals = [0u64; 3];
+    let stdout = tested.stdout.take().context("cargo test has no stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(counts) = test_result_counts(&line) {
+            for (total, count) in totals.iter_mut().zip(counts) {
+                *total += count;
+            }
+        }
+    }
+    let status = tested.wait()?;
+    let [passed, failed, ignored] = totals;
+    println!("\ntotal: {passed} passed, {failed} failed, {ignored} skipped");
+    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The passed, failed and ignored counts of a libtest summary line
+/// (`test result: ok. 21 passed; 0 failed; 0 ignored; …`).
+fn test_result_counts(line: &str) -> Option<[u64; 3]> {
+    let rest = line.trim().strip_prefix("test result: ")?;
+    let count = |word: &str| -> Option<u64> {
+        rest.split(';').find_map(|part| {
+            let part = part.trim().trim_start_matches("ok.").trim_start_matches("FAILED.").trim();
+            let (number, name) = part.split_once(' ')?;
+            (name == word).then(|| number.parse().ok()).flatten()
+        })
+    };
+    Some([count("passed")?, count("failed")?, count("ignored")?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_lines_of_passing_and_failing_runs_are_counted() {
+        let ok = "test result: ok. 21 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out; finished in 8.21s";
+        assert_eq!(test_result_counts(ok), Some([21, 0, 2]));
+        let failed = "test result: FAILED. 3 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out";
+        assert_eq!(test_result_counts(failed), Some([3, 1, 0]));
+        assert_eq!(test_result_counts("running 21 tests"), None);
+    }
+}

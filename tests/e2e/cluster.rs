@@ -1,0 +1,367 @@
+//! Where scenarios run: a cluster per stage, a namespace per scenario, and the
+//! program under test running as a process of its own.
+
+use std::fs;
+use std::future::Future;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, Config};
+use xtask::cleanup;
+use xtask::control_plane::{self, ControlPlane, Lifetime};
+
+/// How long a scenario waits for the cluster to reach the state it expects.
+/// A wait ends as soon as the state is reached; this is only the limit.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// The API group of the workshop's resources.
+pub const GROUP: &str = "math.workshop.example";
+
+/// A stage of the workshop: the program that implements it, and the cluster it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    Step01,
+    Step02,
+    Step03,
+    Step04,
+}
+
+pub const STAGES: [Stage; 4] = [Stage::Step01, Stage::Step02, Stage::Step03, Stage::Step04];
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Step01 => "step01_crd",
+            Stage::Step02 => "step02_status",
+            Stage::Step03 => "step03_tuple",
+            Stage::Step04 => "step04_fermat",
+        }
+    }
+
+    /// The program under test for this stage: `<dir>/<stage name>`, where dir
+    /// is `E2E_PROGRAM_DIR` if set, else the examples that cargo built.
+    pub fn program(self) -> Result<PathBuf> {
+        let dir = match std::env::var_os("E2E_PROGRAM_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => {
+                // This test runs from <target>/<profile>/deps/.
+                let exe = std::env::current_exe()?;
+                let profile = exe.parent().and_then(Path::parent).context("unexpected test location")?;
+                profile.join("examples")
+            }
+        };
+        let program = dir.join(self.name());
+        if !program.is_file() {
+            bail!("{} does not exist: build the stages with `cargo build --examples`", program.display());
+        }
+        Ok(program)
+    }
+
+    /// The CRDs this stage's program prints with `crd`.
+    pub fn crds(self) -> Result<String> {
+        let output = Command::new(self.program()?).arg("crd").output()?;
+        if !output.status.success() {
+            bail!("`{} crd` failed: {}", self.name(), String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(String::from_utf8(output.stdout)?)
+    }
+}
+
+/// Where a stage's scenarios run.
+pub enum Cluster {
+    /// A control plane of its own, started for this run with the stage's CRDs.
+    Local { plane: ControlPlane, kubectl: PathBuf },
+    /// The cluster of the current kubeconfig context (`USE_EXISTING_CLUSTER=true`).
+    Existing { kubectl: PathBuf, gate: &'static StageGate },
+}
+
+impl Cluster {
+    /// Starts a control plane for `stage`: etcd and kube-apiserver, then the
+    /// stage's CRDs, installed as attendees do
+    /// (`<stage> crd | kubectl apply --server-side -f -`), then kube-controller-manager.
+    pub fn start_local(stage: Stage, assets: &xtask::assets::Assets, root: &Path) -> Result<Cluster> {
+        let mut plane = ControlPlane::start(assets, root.join(stage.name()), Lifetime::Attached)?;
+        plane.install_crds(&stage.crds()?)?;
+        plane.start_controller_manager()?;
+        Ok(Cluster::Local { plane, kubectl: assets.kubectl() })
+    }
+
+    fn kubectl_program(&self) -> &Path {
+        match self {
+            Cluster::Local { kubectl, .. } | Cluster::Existing { kubectl, .. } => kubectl,
+        }
+    }
+
+    /// The kubeconfig to start from: the local admin one, or the user's own.
+    fn base_kubeconfig(&self) -> Option<&Path> {
+        match self {
+            Cluster::Local { plane, .. } => Some(&plane.kubeconfig),
+            Cluster::Existing { .. } => None,
+        }
+    }
+}
+
+/// On an existing cluster, stages run one at a time: each needs its own
+/// version of the CRDs installed. Scenarios of the same stage share a turn.
+#[derive(Default)]
+pub struct StageGate {
+    state: Mutex<(Option<Stage>, usize)>,
+    changed: Condvar,
+}
+
+impl StageGate {
+    /// Waits for `stage`'s turn; installs its CRDs when the turn begins.
+    fn enter(&self, stage: Stage, kubectl: &Path) -> Result<()> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            match *state {
+                (Some(current), ref mut active) if current == stage => {
+                    *active += 1;
+                    return Ok(());
+                }
+                (_, 0) => {
+                    control_plane::install_crds(Command::new(kubectl), &stage.crds()?)?;
+                    *state = (Some(stage), 1);
+                    return Ok(());
+                }
+                _ => state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner()),
+            }
+        }
+    }
+
+    fn leave(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.1 -= 1;
+        self.changed.notify_all();
+    }
+}
+
+/// One scenario's world: a fresh namespace, a kubeconfig whose context points
+/// at it, and at most one running controller.
+pub struct Scenario<'a> {
+    pub namespace: String,
+    pub kubeconfig: PathBuf,
+    pub client: Client,
+    cluster: &'a Cluster,
+    dir: tempfile::TempDir,
+    controller: Option<Child>,
+}
+
+impl<'a> Scenario<'a> {
+    pub async fn new(cluster: &'a Cluster, stage: Stage, label: &str) -> Result<Scenario<'a>> {
+        if let Cluster::Existing { gate, kubectl } = cluster {
+            gate.enter(stage, kubectl)?;
+        }
+        let dir = tempfile::Builder::new().prefix("math-controller-e2e-").tempdir()?;
+        cleanup::register_folder(dir.path().to_path_buf());
+        let namespace = namespace_name(label);
+        let kubeconfig = dir.path().join("kubeconfig");
+
+        // A copy of the cluster's kubeconfig whose context names our namespace:
+        // the program under test, like kubectl, works in the context's namespace.
+        let mut view = Command::new(cluster.kubectl_program());
+        if let Some(base) = cluster.base_kubeconfig() {
+            view.env("KUBECONFIG", base);
+        }
+        let flattened = checked(view.args(["config", "view", "--minify", "--flatten"]).output()?, "kubectl config view")?;
+        fs::write(&kubeconfig, flattened.stdout)?;
+        checked(
+            Command::new(cluster.kubectl_program())
+                .env("KUBECONFIG", &kubeconfig)
+                .args(["config", "set-context", "--current", &format!("--namespace={namespace}")])
+                .output()?,
+            "kubectl config set-context",
+        )?;
+
+        let config = Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&kubeconfig)?,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await?;
+        let client = Client::try_from(config)?;
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+        let mut object = k8s_openapi::api::core::v1::Namespace::default();
+        object.metadata.name = Some(namespace.clone());
+        namespaces.create(&PostParams::default(), &object).await.context("cannot create the scenario's namespace")?;
+        Ok(Scenario {
+            namespace,
+            kubeconfig,
+            client,
+            cluster,
+            dir,
+            controller: None,
+        })
+    }
+
+    /// Starts `stage`'s program without arguments, as `cargo run --example <stage>` does.
+    pub fn start_controller(&mut self, stage: Stage) -> Result<()> {
+        let log = fs::File::create(self.dir.path().join("controller.log"))?;
+        let child = Command::new(stage.program()?)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        cleanup::register_process(child.id());
+        self.controller = Some(child);
+        Ok(())
+    }
+
+    /// What the controller printed so far.
+    pub fn controller_log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("controller.log")).unwrap_or_default()
+    }
+
+    /// Runs kubectl in the scenario's namespace and returns its output, failing on a non-zero exit.
+    pub fn kubectl(&self, args: &[&str]) -> Result<String> {
+        let output = self.kubectl_output(args, None)?;
+        let output = checked(output, &format!("kubectl {}", args.join(" ")))?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Runs kubectl with `stdin` as input, and returns the whole output whatever the exit.
+    pub fn kubectl_output(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
+        let mut child = Command::new(self.cluster.kubectl_program())
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let mut input = child.stdin.take().context("kubectl has no stdin")?;
+        input.write_all(stdin.unwrap_or("").as_bytes())?;
+        drop(input);
+        Ok(child.wait_with_output()?)
+    }
+
+    /// Applies a manifest (YAML) in the scenario's namespace.
+    pub fn apply(&self, manifest: &str) -> Result<()> {
+        checked(self.kubectl_output(&["apply", "-f", "-"], Some(manifest))?, "kubectl apply")?;
+        Ok(())
+    }
+
+    /// An API for one of the workshop's kinds in the scenario's namespace.
+    pub fn api(&self, kind: &str) -> Api<DynamicObject> {
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(GROUP, "v1beta1", kind));
+        Api::namespaced_with(self.client.clone(), &self.namespace, &resource)
+    }
+
+    /// Polls `check` until it returns `Ok`, and fails with the last thing it
+    /// saw (and the controller's log) if that takes longer than the deadline.
+    pub async fn eventually<T, F, Fut>(&self, what: &str, mut check: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, String>>,
+    {
+        let started = Instant::now();
+        loop {
+            let seen = match check().await {
+                Ok(value) => return Ok(value),
+                Err(seen) => seen,
+            };
+            if started.elapsed() > DEADLINE {
+                return Err(anyhow!(
+                    "waited {} s for {what}, but saw: {seen}\n--- controller log (last lines) ---\n{}",
+                    DEADLINE.as_secs(),
+                    last_lines(&self.controller_log(), 30)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Scenario<'_> {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.controller.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            cleanup::forget_process(child.id());
+        }
+        cleanup::forget_folder(&self.dir.path().to_path_buf());
+        if let Cluster::Existing { gate, kubectl } = self.cluster {
+            // Leave nothing behind on someone else's cluster.
+            let _ = Command::new(kubectl)
+                .env("KUBECONFIG", &self.kubeconfig)
+                .args(["delete", "namespace", &self.namespace, "--wait=false"])
+                .output();
+            gate.leave();
+        }
+    }
+}
+
+/// A namespace name for a scenario, unique across runs.
+fn namespace_name(label: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let label: String = label.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).take(40).collect();
+    format!("{}-{:06x}", label.trim_matches('-'), nanos & 0xff_ffff)
+}
+
+fn checked(output: Output, what: &str) -> Result<Output> {
+    if output.status.success() {
+        Ok(output)
+    } else {
+        Err(anyhow!("`{what}` failed: {}", String::from_utf8_lossy(&output.stderr).trim()))
+    }
+}
+
+pub fn last_lines(text: &str, count: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(count)..].join("\n")
+}
+
+/// Runs `program` with `args` until it exits, with the scenario's kubeconfig
+/// unless `kubeconfig` names another. A program still running after the
+/// deadline is killed, and that is an error: these runs are meant to end.
+pub fn run_to_exit(program: &Path, args: &[&str], kubeconfig: &Path) -> Result<Output> {
+    let mut child = Command::new(program)
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let started = Instant::now();
+    while child.try_wait()?.is_none() {
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let output = child.wait_with_output()?;
+            bail!(
+                "{} was still running after {} s; it printed:\n{}{}",
+                program.display(),
+                DEADLINE.as_secs(),
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(child.wait_with_output()?)
+}
+
+/// Checks that a failed run explained itself as a person wants: a non-zero
+/// exit and a single line on stderr, with no panic or backtrace.
+pub fn expect_one_line_error(output: &Output) -> Result<String> {
+    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+    if output.status.success() {
+        bail!("expected a failure, but it exited successfully; stderr: {stderr}");
+    }
+    if stderr.lines().count() != 1 || stderr.contains("panicked") {
+        bail!("expected one line on stderr, got:\n{stderr}");
+    }
+    Ok(stderr)
+}
+
+/// A field of an object, as JSON (`null` when absent).
+pub fn field<'o>(object: &'o DynamicObject, path: &[&str]) -> &'o serde_json::Value {
+    path.iter().fold(&object.data, |value, key| &value[*key])
+}

@@ -1,0 +1,120 @@
+//! End-to-end scenarios: the stages' real programs against a real API server.
+//!
+//! Each stage gets a control plane of its own (etcd, kube-apiserver and
+//! kube-controller-manager, see `xtask::control_plane`) with that stage's CRDs
+//! installed from its own `crd` output. Each scenario gets a fresh namespace
+//! and runs the stage's program as a separate process, exactly as an attendee
+//! runs it, then checks what a person would see with kubectl or the API.
+//!
+//! ```text
+//! cargo xtask test                        # everything, building what is missing
+//! cargo test --test e2e -- step03         # the scenarios of one stage
+//! USE_EXISTING_CLUSTER=true cargo test --test e2e   # the current kubeconfig context instead
+//! E2E_PROGRAM_DIR=some/dir cargo test --test e2e     # other programs named step01_crd, …
+//! ```
+//!
+//! On an existing cluster, the stages take turns (each installs its own CRDs,
+//! which replace the previous stage's) and every scenario deletes its namespace.
+
+mod cluster;
+mod step01;
+mod step02;
+mod step03;
+mod step04;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+
+use crate::cluster::{Cluster, STAGES, Scenario, Stage, StageGate};
+
+/// A scenario: its name, the cluster it runs on, and what it does.
+#[derive(Clone, Copy)]
+pub struct Case {
+    pub name: &'static str,
+    pub cluster: Stage,
+    pub run: for<'a> fn(Scenario<'a>) -> futures::future::BoxFuture<'a, anyhow::Result<()>>,
+}
+
+fn main() -> ExitCode {
+    let mut args = Arguments::from_args();
+    // Scenarios mostly wait on the cluster, so run more of them than there are cores.
+    args.test_threads.get_or_insert(4);
+    // Ctrl-C must not leave control-plane processes or temporary folders behind.
+    let _ = ctrlc::set_handler(|| {
+        xtask::cleanup::remove_everything();
+        std::process::exit(130);
+    });
+
+    let cases: Vec<Case> = [step01::cases(), step02::cases(), step03::cases(), step04::cases()].concat();
+    let selected = |name: &str| match &args.filter {
+        Some(filter) if args.exact => name == filter,
+        Some(filter) => name.contains(filter.as_str()),
+        None => true,
+    } && !args.skip.iter().any(|skip| name.contains(skip.as_str()));
+    let full_name = |case: &Case| format!("{}::{}", case.cluster.name(), case.name);
+
+    // Start the clusters before any scenario: a control plane lives as long as
+    // the thread that started it, and this one outlives them all.
+    let existing = std::env::var("USE_EXISTING_CLUSTER").is_ok_and(|value| value == "true");
+    let root = match tempfile::Builder::new().prefix("math-controller-planes-").tempdir() {
+        Ok(root) => root,
+        Err(err) => {
+            eprintln!("error: cannot create a temporary folder: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut clusters: Vec<(Stage, Result<Arc<Cluster>, String>)> = Vec::new();
+    let needed: Vec<Stage> =
+        STAGES.into_iter().filter(|stage| cases.iter().any(|case| case.cluster == *stage && selected(&full_name(case)))).collect();
+    if !needed.is_empty() && !args.list {
+        if existing {
+            let gate: &'static StageGate = Box::leak(Box::default());
+            let kubectl = std::path::PathBuf::from("kubectl");
+            for stage in needed {
+                clusters.push((stage, Ok(Arc::new(Cluster::Existing { kubectl: kubectl.clone(), gate }))));
+            }
+        } else {
+            let assets = match xtask::assets::locate_or_build() {
+                Ok(assets) => assets,
+                Err(err) => {
+                    eprintln!("error: {err:#}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            for stage in needed {
+                eprintln!("starting a control plane for {}…", stage.name());
+                let cluster = Cluster::start_local(stage, &assets, root.path()).map(Arc::new).map_err(|err| format!("{err:#}"));
+                clusters.push((stage, cluster));
+            }
+        }
+    }
+
+    let trials = cases
+        .into_iter()
+        .map(|case| {
+            let name = full_name(&case);
+            let cluster = clusters.iter().find(|(stage, _)| *stage == case.cluster).map(|(_, cluster)| cluster.clone());
+            Trial::test(name, move || {
+                // A cluster that could not start is a failure, never a skip.
+                let cluster = match cluster {
+                    Some(Ok(cluster)) => cluster,
+                    Some(Err(err)) => return Err(Failed::from(format!("the control plane did not start: {err}"))),
+                    None => return Err(Failed::from("no cluster was started for this scenario")),
+                };
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                runtime.block_on(async {
+                    let scenario = Scenario::new(&cluster, case.cluster, case.name).await?;
+                    (case.run)(scenario).await
+                })
+                .map_err(|err| Failed::from(format!("{err:#}")))
+            })
+        })
+        .collect();
+
+    let conclusion = libtest_mimic::run(&args, trials);
+    drop(clusters);
+    drop(root);
+    conclusion.exit_code()
+}

@@ -1,0 +1,88 @@
+//! Stage 1: the Number CRD, and a controller that only logs what it sees.
+
+use anyhow::{Result, ensure};
+
+use crate::Case;
+use crate::cluster::{Scenario, Stage, expect_one_line_error, last_lines, run_to_exit};
+
+const SAMPLE: &str = include_str!("../../solutions/step01_crd/samples/number.yaml");
+
+macro_rules! case {
+    ($stage:expr, $name:ident) => {
+        Case { name: stringify!($name), cluster: $stage, run: |scenario| Box::pin($name(scenario)) }
+    };
+}
+pub(crate) use case;
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(Stage::Step01, the_printed_crd_installs_server_side),
+        case!(Stage::Step01, numbers_can_be_created_and_listed_and_the_controller_logs_them),
+        case!(Stage::Step01, a_program_whose_crds_are_missing_says_how_to_install_them),
+        case!(Stage::Step01, an_unreachable_cluster_is_reported_in_one_line),
+    ]
+}
+
+async fn the_printed_crd_installs_server_side(s: Scenario<'_>) -> Result<()> {
+    let crds = Stage::Step01.crds()?;
+    let applied = s.kubectl_output(&["apply", "--server-side", "-f", "-"], Some(&crds))?;
+    ensure!(applied.status.success(), "kubectl apply --server-side failed: {}", String::from_utf8_lossy(&applied.stderr));
+    let established = s.kubectl(&[
+        "get",
+        "crd",
+        "numbers.math.workshop.example",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+    ])?;
+    ensure!(established == "True", "the CRD is not Established: {established:?}");
+    Ok(())
+}
+
+async fn numbers_can_be_created_and_listed_and_the_controller_logs_them(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step01)?;
+    s.apply(SAMPLE)?;
+    let listed = s.kubectl(&["get", "numbers"])?;
+    ensure!(
+        listed.lines().next().is_some_and(|header| header.split_whitespace().eq(["NAME", "VALUE", "AGE"])),
+        "unexpected columns:\n{listed}"
+    );
+    ensure!(
+        listed.lines().any(|row| row.split_whitespace().take(2).eq(["fifteen", "15"])),
+        "fifteen is not listed:\n{listed}"
+    );
+    let s = &s;
+    s.eventually("the controller to log the Number", || async move {
+        let log = s.controller_log();
+        let seen = log.lines().any(|line| line.contains("saw Number") && line.contains("fifteen") && line.contains("15"));
+        if seen { Ok(()) } else { Err(last_lines(&log, 5)) }
+    })
+    .await
+}
+
+async fn a_program_whose_crds_are_missing_says_how_to_install_them(s: Scenario<'_>) -> Result<()> {
+    // This cluster has only stage 1's CRD; stage 2 needs the status subresource.
+    let output = run_to_exit(&Stage::Step02.program()?, &[], &s.kubeconfig)?;
+    let message = expect_one_line_error(&output)?;
+    ensure!(
+        message.contains("numbers/status") && message.contains("crd | kubectl apply"),
+        "the message does not say what is missing and how to install it: {message}"
+    );
+    Ok(())
+}
+
+async fn an_unreachable_cluster_is_reported_in_one_line(s: Scenario<'_>) -> Result<()> {
+    // Port 1 on 127.0.0.1: nothing listens there.
+    let nowhere = s.kubeconfig.with_file_name("nowhere.kubeconfig");
+    std::fs::write(
+        &nowhere,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: nowhere\n  cluster:\n    server: https://127.0.0.1:1\n\
+         users:\n- name: nobody\n  user: {}\ncontexts:\n- name: nowhere\n  context:\n    cluster: nowhere\n    user: nobody\n\
+         current-context: nowhere\n",
+    )?;
+    for stage in [Stage::Step01, Stage::Step04] {
+        let output = run_to_exit(&stage.program()?, &[], &nowhere)?;
+        let message = expect_one_line_error(&output)?;
+        ensure!(message.contains("cluster"), "{}: the message does not mention the cluster: {message}", stage.name());
+    }
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! Stage 2: the status subresource, fizzBuzz and isSquare.
+
+use anyhow::{Result, ensure};
+use kube::api::{Patch, PatchParams};
+
+use crate::Case;
+use crate::cluster::{Scenario, Stage, field};
+use crate::step01::case;
+
+const SAMPLES: &str = include_str!("../../solutions/step02_status/samples/numbers.yaml");
+const INVALID: &str = include_str!("../../solutions/step02_status/samples/invalid-number.yaml");
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(Stage::Step02, status_appears_in_the_printer_columns),
+        case!(Stage::Step02, the_status_follows_edits_of_the_value),
+        case!(Stage::Step02, zero_and_negative_values_follow_the_same_rules),
+        case!(Stage::Step02, the_schema_rejects_a_value_that_is_not_an_integer),
+    ]
+}
+
+fn number(name: &str, value: i64) -> String {
+    format!("apiVersion: math.workshop.example/v1beta1\nkind: Number\nmetadata:\n  name: {name}\nspec:\n  value: {value}\n")
+}
+
+/// Waits until Number `name` reports `fizz_buzz` and `is_square`.
+async fn expect_status(s: &Scenario<'_>, name: &str, fizz_buzz: &str, is_square: bool) -> Result<()> {
+    let numbers = s.api("Number");
+    s.eventually(&format!("{name} to report fizzBuzz {fizz_buzz:?} and isSquare {is_square}"), || {
+        let numbers = numbers.clone();
+        async move {
+            let number = numbers.get(name).await.map_err(|err| err.to_string())?;
+            let status = field(&number, &["status"]);
+            if status["fizzBuzz"] == fizz_buzz && status["isSquare"] == is_square {
+                Ok(())
+            } else {
+                Err(format!("status {status}"))
+            }
+        }
+    })
+    .await
+}
+
+async fn status_appears_in_the_printer_columns(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step02)?;
+    s.apply(SAMPLES)?;
+    expect_status(&s, "fifteen", "FizzBuzz", false).await?;
+    expect_status(&s, "sixteen", "16", true).await?;
+    expect_status(&s, "minus-nine", "Fizz", false).await?;
+    let table = s.kubectl(&["get", "numbers"])?;
+    let rows: Vec<Vec<&str>> = table.lines().map(|line| line.split_whitespace().collect()).collect();
+    ensure!(rows[0] == ["NAME", "VALUE", "FIZZBUZZ", "SQUARE", "AGE"], "unexpected columns:\n{table}");
+    for expected in [["fifteen", "15", "FizzBuzz", "false"], ["sixteen", "16", "16", "true"], ["minus-nine", "-9", "Fizz", "false"]] {
+        ensure!(rows.iter().any(|row| row[..4] == expected), "no row {expected:?} in:\n{table}");
+    }
+    Ok(())
+}
+
+async fn the_status_follows_edits_of_the_value(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step02)?;
+    s.apply(&number("edited", 16))?;
+    expect_status(&s, "edited", "16", true).await?;
+    let numbers = s.api("Number");
+    for (value, fizz_buzz, is_square) in [(17, "17", false), (225, "FizzBuzz", true), (10, "Buzz", false)] {
+        let patch = serde_json::json!({ "spec": { "value": value } });
+        numbers.patch("edited", &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        expect_status(&s, "edited", fizz_buzz, is_square).await?;
+    }
+    Ok(())
+}
+
+async fn zero_and_negative_values_follow_the_same_rules(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step02)?;
+    let cases = [
+        ("zero", 0, "FizzBuzz", true),
+        ("minus-seven", -7, "-7", false),
+        ("minus-four", -4, "-4", false),
+        ("minus-thirty", -30, "FizzBuzz", false),
+        ("largest-square", 9_223_372_030_926_249_001, "9223372030926249001", true),
+        ("after-largest-square", 9_223_372_030_926_249_002, "9223372030926249002", false),
+    ];
+    for (name, value, _, _) in cases {
+        s.apply(&number(name, value))?;
+    }
+    for (name, _, fizz_buzz, is_square) in cases {
+        expect_status(&s, name, fizz_buzz, is_square).await?;
+    }
+    Ok(())
+}
+
+async fn the_schema_rejects_a_value_that_is_not_an_integer(s: Scenario<'_>) -> Result<()> {
+    let output = s.kubectl_output(&["apply", "-f", "-"], Some(INVALID))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(!output.status.success() && stderr.contains("spec.value"), "not rejected as expected: {stderr}");
+    Ok(())
+}

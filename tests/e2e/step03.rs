@@ -1,0 +1,194 @@
+//! Stage 3: Tuples own Numbers.
+
+use anyhow::{Context, Result, ensure};
+use kube::ResourceExt;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+
+use crate::Case;
+use crate::cluster::{Scenario, Stage, field};
+use crate::step01::case;
+
+const INVALID: &str = include_str!("../../solutions/step03_tuple/samples/invalid-tuple.yaml");
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(Stage::Step03, children_appear_with_controller_owner_references),
+        case!(Stage::Step03, growing_and_shrinking_the_list_creates_and_deletes_children),
+        case!(Stage::Step03, a_deleted_child_comes_back),
+        case!(Stage::Step03, an_edited_child_is_put_back),
+        case!(Stage::Step03, all_squares_follows_the_children),
+        case!(Stage::Step03, deleting_the_tuple_garbage_collects_its_children),
+        case!(Stage::Step03, a_foreign_number_with_a_clashing_name_stays_untouched_and_is_reported),
+        case!(Stage::Step03, the_schema_rejects_names_and_lists_too_long_for_children),
+    ]
+}
+
+pub fn tuple(name: &str, numbers: &[i64]) -> String {
+    format!(
+        "apiVersion: math.workshop.example/v1beta1\nkind: Tuple\nmetadata:\n  name: {name}\nspec:\n  numbers: {}\n",
+        serde_json::to_string(numbers).unwrap_or_default()
+    )
+}
+
+/// The Numbers in the namespace, as (name, value, uid) sorted by name.
+pub async fn numbers(s: &Scenario<'_>) -> Result<Vec<(String, i64, String)>, String> {
+    let list = s.api("Number").list(&ListParams::default()).await.map_err(|err| err.to_string())?;
+    let mut numbers: Vec<_> = list
+        .items
+        .iter()
+        .map(|number| (number.name_any(), field(number, &["spec", "value"]).as_i64().unwrap_or(i64::MIN), number.uid().unwrap_or_default()))
+        .collect();
+    numbers.sort();
+    Ok(numbers)
+}
+
+/// Waits until the namespace holds exactly these Numbers (name, value).
+pub async fn expect_numbers(s: &Scenario<'_>, expected: &[(&str, i64)]) -> Result<Vec<(String, i64, String)>> {
+    s.eventually(&format!("the Numbers to be {expected:?}"), || async move {
+        let found = numbers(s).await?;
+        let pairs: Vec<(&str, i64)> = found.iter().map(|(name, value, _)| (name.as_str(), *value)).collect();
+        if pairs == expected { Ok(found.clone()) } else { Err(format!("{pairs:?}")) }
+    })
+    .await
+}
+
+/// Waits until Tuple `name` reports `all_squares`.
+async fn expect_all_squares(s: &Scenario<'_>, name: &str, all_squares: bool) -> Result<()> {
+    s.eventually(&format!("{name} to report allSquares {all_squares}"), || async move {
+        let tuple = s.api("Tuple").get(name).await.map_err(|err| err.to_string())?;
+        let status = field(&tuple, &["status"]);
+        if status["allSquares"] == all_squares { Ok(()) } else { Err(format!("status {status}")) }
+    })
+    .await
+}
+
+async fn set_numbers(s: &Scenario<'_>, name: &str, numbers: &[i64]) -> Result<()> {
+    let patch = serde_json::json!({ "spec": { "numbers": numbers } });
+    s.api("Tuple").patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+async fn children_appear_with_controller_owner_references(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step03)?;
+    s.apply(&tuple("squares", &[1, 4, 9]))?;
+    expect_numbers(&s, &[("squares-0", 1), ("squares-1", 4), ("squares-2", 9)]).await?;
+    let owner = s.api("Tuple").get("squares").await?;
+    for number in s.api("Number").list(&ListParams::default()).await?.items {
+        let references = number.owner_references();
+        ensure!(references.len() == 1, "{} has owner references {references:?}", number.name_any());
+        let reference = &references[0];
+        ensure!(
+            reference.kind == "Tuple"
+                && reference.name == "squares"
+                && Some(&reference.uid) == owner.metadata.uid.as_ref()
+                && reference.controller == Some(true),
+            "{} has the owner reference {reference:?}",
+            number.name_any()
+        );
+    }
+    expect_all_squares(&s, "squares", true).await
+}
+
+async fn growing_and_shrinking_the_list_creates_and_deletes_children(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step03)?;
+    s.apply(&tuple("t", &[1, 2]))?;
+    let before = expect_numbers(&s, &[("t-0", 1), ("t-1", 2)]).await?;
+    set_numbers(&s, "t", &[1, 2, 3]).await?;
+    expect_numbers(&s, &[("t-0", 1), ("t-1", 2), ("t-2", 3)]).await?;
+    set_numbers(&s, "t", &[1]).await?;
+    let after = expect_numbers(&s, &[("t-0", 1)]).await?;
+    ensure!(after[0].2 == before[0].2, "t-0 was replaced instead of kept");
+    Ok(())
+}
+
+async fn a_deleted_child_comes_back(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step03)?;
+    s.apply(&tuple("heal", &[4, 5]))?;
+    let before = expect_numbers(&s, &[("heal-0", 4), ("heal-1", 5)]).await?;
+    s.kubectl(&["delete", "number", "heal-1"])?;
+    s.eventually("heal-1 to come back as a new object", || async {
+        let found = numbers(&s).await?;
+        match found.iter().find(|(name, _, _)| name == "heal-1") {
+            Some((_, 5, uid)) if *uid != before[1].2 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+}
+
+async fn an_edited_child_is_put_back(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step03)?;
+    s.apply(&tuple("edit", &[4]))?;
+    expect_numbers(&s, &[("edit-0", 4)]).await?;
+    let patched = s.kubectl(&["patch", "number", "edit-0", "--type=merge", "-p", r#"{"spec":{"value":99}}"#])?;
+    ensure!(!patched.contains("no change"), "the edit changed nothing: {patched}");
+    expect_numbers(&s, &[("edit-0", 4)]).await?;
+    let value = s.kubectl(&["get", "number", "edit-0", "-o", "jsonpath={.spec.value}"])?;
+    ensure!(value == "4", "edit-0 holds {value}");
+    Ok(())
+}
+
+async fn all_squares_follows_the_children(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step03)?;
+    s.apply(&tuple("follow", &[1, 4]))?;
+    expect_all_squares(&s, "follow", true).await?;
+    set_numbers(&s, "follow", &[1, 4, 5]).await?;
+    expect_all_squares(&s, "follow", false).await?;
+    set_numbers(&s, "follow", &[1, 4, 16]).await?;
+    expect_all_squares(&s, "follow", true).await?;
+    set_numbers(&s, "follow", &[]).await?;
+    expect_numbers(&s, &[]).await?;
+    expect_all_squares(&s, "follow", true).await
+}
+
+async fn deleting_the_tuple_garbage_collects_its_children(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step03)?;
+    s.apply(&tuple("gone", &[1, 2, 3]))?;
+    expect_numbers(&s, &[("gone-0", 1), ("gone-1", 2), ("gone-2", 3)]).await?;
+    s.api("Tuple").delete("gone", &DeleteParams::default()).await?;
+    expect_numbers(&s, &[]).await?;
+    Ok(())
+}
+
+async fn a_foreign_number_with_a_clashing_name_stays_untouched_and_is_reported(mut s: Scenario<'_>) -> Result<()> {
+    s.apply("apiVersion: math.workshop.example/v1beta1\nkind: Number\nmetadata:\n  name: clash-1\nspec:\n  value: 7\n")?;
+    let foreign = numbers(&s).await.map_err(anyhow::Error::msg)?;
+    s.start_controller(Stage::Step03)?;
+    s.apply(&tuple("clash", &[1, 4]))?;
+    s.eventually("clash to report its name clash", || async {
+        let tuple = s.api("Tuple").get("clash").await.map_err(|err| err.to_string())?;
+        let status = field(&tuple, &["status"]);
+        if status["nameClashes"] == serde_json::json!(["clash-1"]) && status["allSquares"] == false {
+            Ok(())
+        } else {
+            Err(format!("status {status}"))
+        }
+    })
+    .await?;
+    let found = expect_numbers(&s, &[("clash-0", 1), ("clash-1", 7)]).await?;
+    ensure!(found[1].2 == foreign[0].2, "the foreign clash-1 was replaced");
+    let foreign_now = s.api("Number").get("clash-1").await?;
+    ensure!(foreign_now.owner_references().is_empty(), "the foreign clash-1 gained owner references");
+
+    // Once the foreign object is gone, the Tuple takes the name.
+    s.kubectl(&["delete", "number", "clash-1"])?;
+    expect_numbers(&s, &[("clash-0", 1), ("clash-1", 4)]).await?;
+    expect_all_squares(&s, "clash", true).await?;
+    let tuple = s.api("Tuple").get("clash").await?;
+    let clashes = field(&tuple, &["status", "nameClashes"]);
+    ensure!(clashes.is_null(), "the clash is still reported: {clashes}");
+    Ok(())
+}
+
+async fn the_schema_rejects_names_and_lists_too_long_for_children(s: Scenario<'_>) -> Result<()> {
+    let output = s.kubectl_output(&["apply", "-f", "-"], Some(INVALID))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(!output.status.success() && stderr.contains("at most 250 characters"), "long name not rejected as expected: {stderr}");
+    let numbers: Vec<i64> = (0..101).collect();
+    let output = s.kubectl_output(&["apply", "-f", "-"], Some(&tuple("long-list", &numbers)))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(!output.status.success() && stderr.contains("spec.numbers"), "long list not rejected as expected: {stderr}");
+    let listed = s.kubectl(&["get", "tuples", "-o", "name"]).context("cannot list Tuples")?;
+    ensure!(listed.trim().is_empty(), "a rejected Tuple exists: {listed}");
+    Ok(())
+}

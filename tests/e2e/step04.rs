@@ -1,0 +1,140 @@
+//! Stage 4: Fermats own Tuples, and the cluster decides the theorem.
+
+use anyhow::{Result, ensure};
+use kube::ResourceExt;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+
+use crate::Case;
+use crate::cluster::{Scenario, Stage, field};
+use crate::step01::case;
+use crate::step03::{expect_numbers, numbers};
+
+const SAMPLES: &str = include_str!("../../solutions/step04_fermat/samples/fermats.yaml");
+const INVALID: &str = include_str!("../../solutions/step04_fermat/samples/invalid-fermat.yaml");
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(Stage::Step04, the_cluster_finds_13_2_and_25_but_not_7_and_3),
+        case!(Stage::Step04, changing_n_replaces_the_tuples),
+        case!(Stage::Step04, deleting_a_grandchild_number_heals_through_two_levels),
+        case!(Stage::Step04, deleting_the_fermat_removes_everything),
+        case!(Stage::Step04, the_schema_rejects_n_above_the_bound),
+    ]
+}
+
+fn fermat(name: &str, n: i64) -> String {
+    format!("apiVersion: math.workshop.example/v1beta1\nkind: Fermat\nmetadata:\n  name: {name}\nspec:\n  number: {n}\n")
+}
+
+/// The answer of Fermat `name` for n, once the whole tree agrees: every
+/// wanted Tuple and Number exists with a status, each Tuple's allSquares
+/// matches its Numbers, and the Fermat's answer matches its Tuples. The
+/// controllers change nothing in such a state, so the answer is final.
+async fn settled_answer(s: &Scenario<'_>, name: &str, n: i64) -> Result<bool> {
+    s.eventually(&format!("{name} ({n}) to settle"), || async move {
+        let fermat = s.api("Fermat").get(name).await.map_err(|err| err.to_string())?;
+        if field(&fermat, &["spec", "number"]).as_i64() != Some(n) {
+            return Err("the spec does not say n yet".into());
+        }
+        let tuples = s.api("Tuple").list(&ListParams::default()).await.map_err(|err| err.to_string())?.items;
+        let numbers = s.api("Number").list(&ListParams::default()).await.map_err(|err| err.to_string())?.items;
+        let mut any_all_squares = false;
+        for i in 1..=n / 2 {
+            let tuple_name = format!("{name}-{i}-and-{}", n - i);
+            let tuple = tuples.iter().find(|t| t.name_any() == tuple_name).ok_or(format!("{tuple_name} is missing"))?;
+            let mut both_squares = true;
+            for index in 0..2 {
+                let number_name = format!("{tuple_name}-{index}");
+                let number = numbers.iter().find(|x| x.name_any() == number_name).ok_or(format!("{number_name} is missing"))?;
+                let is_square = field(number, &["status", "isSquare"]).as_bool().ok_or(format!("{number_name} has no status"))?;
+                both_squares &= is_square;
+            }
+            let all_squares = field(tuple, &["status", "allSquares"]).as_bool().ok_or(format!("{tuple_name} has no status"))?;
+            if all_squares != both_squares {
+                return Err(format!("{tuple_name} reports allSquares {all_squares}, its Numbers say {both_squares}"));
+            }
+            any_all_squares |= all_squares;
+        }
+        let found = field(&fermat, &["status", "twoSquaresFound"]).as_bool().ok_or("the Fermat has no status")?;
+        if found != any_all_squares {
+            return Err(format!("{name} reports {found}, its Tuples say {any_all_squares}"));
+        }
+        Ok(found)
+    })
+    .await
+}
+
+async fn the_cluster_finds_13_2_and_25_but_not_7_and_3(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step04)?;
+    s.apply(SAMPLES)?;
+    s.apply(&fermat("three", 3))?;
+    for (name, n, expected) in [("thirteen", 13, true), ("two", 2, true), ("twenty-five", 25, true), ("seven", 7, false), ("three", 3, false)] {
+        let found = settled_answer(&s, name, n).await?;
+        ensure!(found == expected, "{name}: twoSquaresFound is {found}, expected {expected}");
+    }
+    let table = s.kubectl(&["get", "fermats"])?;
+    ensure!(table.lines().next().is_some_and(|h| h.split_whitespace().eq(["NAME", "NUMBER", "TWOSQUARESFOUND", "AGE"])), "{table}");
+    Ok(())
+}
+
+async fn changing_n_replaces_the_tuples(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step04)?;
+    s.apply(&fermat("f", 13))?;
+    ensure!(settled_answer(&s, "f", 13).await?, "13 was not found");
+    let fermats = s.api("Fermat");
+    for (n, expected) in [(12, false), (10, true)] {
+        let patch = serde_json::json!({ "spec": { "number": n } });
+        fermats.patch("f", &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        let found = settled_answer(&s, "f", n).await?;
+        ensure!(found == expected, "{n}: twoSquaresFound is {found}, expected {expected}");
+        let wanted: Vec<String> = (1..=n / 2).map(|i| format!("f-{i}-and-{}", n - i)).collect();
+        s.eventually(&format!("only the Tuples of {n}"), || async {
+            let mut names: Vec<String> = s.api("Tuple").list(&ListParams::default()).await.map_err(|e| e.to_string())?.items.iter().map(|t| t.name_any()).collect();
+            names.sort();
+            let mut expected = wanted.clone();
+            expected.sort();
+            if names == expected { Ok(()) } else { Err(format!("{names:?}")) }
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+async fn deleting_a_grandchild_number_heals_through_two_levels(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step04)?;
+    s.apply(&fermat("thirteen", 13))?;
+    ensure!(settled_answer(&s, "thirteen", 13).await?, "13 was not found");
+    let before = numbers(&s).await.map_err(anyhow::Error::msg)?;
+    let (_, _, old_uid) = before.iter().find(|(name, _, _)| name == "thirteen-4-and-9-1").cloned().ok_or_else(|| anyhow::anyhow!("thirteen-4-and-9-1 is missing"))?;
+    s.kubectl(&["delete", "number", "thirteen-4-and-9-1"])?;
+    s.eventually("thirteen-4-and-9-1 to come back as a new object", || async {
+        let found = numbers(&s).await?;
+        match found.iter().find(|(name, _, _)| name == "thirteen-4-and-9-1") {
+            Some((_, 9, uid)) if *uid != old_uid => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+    ensure!(settled_answer(&s, "thirteen", 13).await?, "13 is no longer found after healing");
+    Ok(())
+}
+
+async fn deleting_the_fermat_removes_everything(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step04)?;
+    s.apply(&fermat("gone", 10))?;
+    ensure!(settled_answer(&s, "gone", 10).await?, "10 was not found");
+    s.api("Fermat").delete("gone", &DeleteParams::default()).await?;
+    expect_numbers(&s, &[]).await?;
+    s.eventually("no Tuples left", || async {
+        let tuples = s.api("Tuple").list(&ListParams::default()).await.map_err(|e| e.to_string())?.items;
+        if tuples.is_empty() { Ok(()) } else { Err(format!("{} Tuples", tuples.len())) }
+    })
+    .await
+}
+
+async fn the_schema_rejects_n_above_the_bound(s: Scenario<'_>) -> Result<()> {
+    let output = s.kubectl_output(&["apply", "-f", "-"], Some(INVALID))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(!output.status.success() && stderr.contains("spec.number") && stderr.contains("100"), "not rejected as expected: {stderr}");
+    Ok(())
+}

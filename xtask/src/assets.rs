@@ -123,7 +123,7 @@ fn build(target: &Path) -> Result<()> {
 
     eprintln!(
         "Building the local control plane (Kubernetes {kubernetes}, etcd {etcd}) from source, once for this machine.\n\
-         It takes about 10 minutes on 2 cores; later runs reuse {}.",
+         It takes about 8 minutes on 2 cores; later runs reuse {}.",
         target.display()
     );
     let version_flags = kubernetes_ldflags(&kubernetes);

@@ -84,7 +84,10 @@ mod tests {
         let value = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"]["value"];
         assert_eq!(value["type"], "integer");
         assert_eq!(value["format"], "int64");
-        assert_eq!(schema["openAPIV3Schema"]["properties"]["spec"]["required"], serde_json::json!(["value"]));
+        assert_eq!(
+            schema["openAPIV3Schema"]["properties"]["spec"]["required"],
+            serde_json::json!(["value"])
+        );
     }
 
     #[test]

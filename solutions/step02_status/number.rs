@@ -160,7 +160,12 @@ async fn reconcile(number: Arc<Number>, ctx: Arc<Context>) -> Result<Action, Err
         Err(kube::Error::Api(status)) if status.is_not_found() => {}
         Err(source) => return Err(Error::WriteStatus { name, source }),
     }
-    info!(name, fizz_buzz = desired.fizz_buzz, is_square = desired.is_square, "wrote status");
+    info!(
+        name,
+        fizz_buzz = desired.fizz_buzz,
+        is_square = desired.is_square,
+        "wrote status"
+    );
     ctx.backoff.succeeded(&name);
     Ok(Action::await_change())
 }
@@ -245,7 +250,13 @@ mod tests {
     #[test]
     fn desired_status_combines_fizz_buzz_and_squareness() {
         let status = desired_status(&NumberSpec { value: 225 });
-        assert_eq!(status, NumberStatus { fizz_buzz: "FizzBuzz".into(), is_square: true });
+        assert_eq!(
+            status,
+            NumberStatus {
+                fizz_buzz: "FizzBuzz".into(),
+                is_square: true
+            }
+        );
     }
 
     #[test]
@@ -260,7 +271,10 @@ mod tests {
         let value = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"]["value"];
         assert_eq!(value["type"], "integer");
         assert_eq!(value["format"], "int64");
-        assert_eq!(schema["openAPIV3Schema"]["properties"]["spec"]["required"], serde_json::json!(["value"]));
+        assert_eq!(
+            schema["openAPIV3Schema"]["properties"]["spec"]["required"],
+            serde_json::json!(["value"])
+        );
     }
 
     #[test]

@@ -131,7 +131,13 @@ where
             Ok(_) => {}
             // Usually our own child, created moments ago and not yet in the cache.
             Err(kube::Error::Api(status)) if status.is_already_exists() => taken.push(name),
-            Err(source) => return Err(Error::Create { kind: kind.clone(), name, source }),
+            Err(source) => {
+                return Err(Error::Create {
+                    kind: kind.clone(),
+                    name,
+                    source,
+                });
+            }
         }
     }
     for child in &plan.update {
@@ -140,7 +146,11 @@ where
         let params = PatchParams::apply(FIELD_MANAGER).force();
         api.patch(&name, &params, &Patch::Apply(child))
             .await
-            .map_err(|source| Error::Update { kind: kind.clone(), name, source })?;
+            .map_err(|source| Error::Update {
+                kind: kind.clone(),
+                name,
+                source,
+            })?;
     }
     for child in &plan.delete {
         let name = child.name_any();
@@ -156,7 +166,13 @@ where
             Ok(_) => {}
             // Already gone: the goal is reached.
             Err(kube::Error::Api(status)) if status.is_not_found() => {}
-            Err(source) => return Err(Error::Delete { kind: kind.clone(), name, source }),
+            Err(source) => {
+                return Err(Error::Delete {
+                    kind: kind.clone(),
+                    name,
+                    source,
+                });
+            }
         }
     }
     Ok(taken)

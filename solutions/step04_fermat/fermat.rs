@@ -72,7 +72,14 @@ pub fn child_name(fermat: &str, i: i64, n: i64) -> String {
 /// The Tuples a Fermat wants: `[i, n - i]` for each i in 1..=n/2.
 pub fn desired_children(fermat: &str, n: i64) -> Vec<Tuple> {
     (1..=n / 2)
-        .map(|i| Tuple::new(&child_name(fermat, i, n), TupleSpec { numbers: vec![i, n - i] }))
+        .map(|i| {
+            Tuple::new(
+                &child_name(fermat, i, n),
+                TupleSpec {
+                    numbers: vec![i, n - i],
+                },
+            )
+        })
         .collect()
 }
 
@@ -152,7 +159,10 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
         .ok_or_else(|| Error::MissingUid { name: name.clone() })?;
 
     // 1. Read the Tuples that exist, from the watch cache.
-    ctx.tuple_cache.wait_until_ready().await.map_err(|_| Error::CacheNotReady)?;
+    ctx.tuple_cache
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::CacheNotReady)?;
     let existing = ctx.tuple_cache.state();
 
     // 2. Compute the desired children and compare them with what exists.
@@ -198,7 +208,10 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
     }
 
     if !plan.clashes.is_empty() {
-        return Err(Error::NameClash { name, clashes: plan.clashes });
+        return Err(Error::NameClash {
+            name,
+            clashes: plan.clashes,
+        });
     }
     ctx.backoff.succeeded(&name);
     if !taken.is_empty() {
@@ -231,7 +244,12 @@ mod tests {
     /// A child Tuple as the cluster would hold it.
     fn tuple(numbers: [i64; 2], controller: &str, all_squares: Option<bool>) -> Arc<Tuple> {
         let [i, rest] = numbers;
-        let mut tuple = Tuple::new(&child_name("f", i, i + rest), TupleSpec { numbers: numbers.to_vec() });
+        let mut tuple = Tuple::new(
+            &child_name("f", i, i + rest),
+            TupleSpec {
+                numbers: numbers.to_vec(),
+            },
+        );
         tuple.metadata.owner_references = Some(vec![OwnerReference {
             controller: Some(true),
             uid: controller.to_string(),
@@ -245,7 +263,10 @@ mod tests {
     }
 
     fn specs(children: &[Tuple]) -> Vec<(String, Vec<i64>)> {
-        children.iter().map(|child| (child.name_any(), child.spec.numbers.clone())).collect()
+        children
+            .iter()
+            .map(|child| (child.name_any(), child.spec.numbers.clone()))
+            .collect()
     }
 
     #[test]
@@ -255,7 +276,10 @@ mod tests {
 
     #[test]
     fn two_wants_one_and_one() {
-        assert_eq!(specs(&desired_children("f", 2)), [("f-1-and-1".to_string(), vec![1, 1])]);
+        assert_eq!(
+            specs(&desired_children("f", 2)),
+            [("f-1-and-1".to_string(), vec![1, 1])]
+        );
     }
 
     #[test]
@@ -289,7 +313,10 @@ mod tests {
     #[test]
     fn found_when_some_child_reports_all_squares() {
         let wanted = desired_children("f", 13);
-        let existing = [tuple([1, 12], FERMAT_UID, Some(false)), tuple([4, 9], FERMAT_UID, Some(true))];
+        let existing = [
+            tuple([1, 12], FERMAT_UID, Some(false)),
+            tuple([4, 9], FERMAT_UID, Some(true)),
+        ];
         assert!(two_squares_found(FERMAT_UID, &wanted, &existing));
     }
 
@@ -303,9 +330,17 @@ mod tests {
     #[test]
     fn a_foreign_tuple_or_a_tuple_no_longer_wanted_does_not_count() {
         let wanted = desired_children("f", 13);
-        assert!(!two_squares_found(FERMAT_UID, &wanted, &[tuple([4, 9], "someone-else", Some(true))]));
+        assert!(!two_squares_found(
+            FERMAT_UID,
+            &wanted,
+            &[tuple([4, 9], "someone-else", Some(true))]
+        ));
         // [4, 5] is not a pair of 13: a child left from an earlier n.
-        assert!(!two_squares_found(FERMAT_UID, &wanted, &[tuple([4, 5], FERMAT_UID, Some(true))]));
+        assert!(!two_squares_found(
+            FERMAT_UID,
+            &wanted,
+            &[tuple([4, 5], FERMAT_UID, Some(true))]
+        ));
     }
 
     #[test]
@@ -324,8 +359,12 @@ mod tests {
         let crd = Fermat::crd();
         let version = &crd.spec.versions[0];
         assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
-        let columns: Vec<_> =
-            version.additional_printer_columns.iter().flatten().map(|column| column.name.as_str()).collect();
+        let columns: Vec<_> = version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|column| column.name.as_str())
+            .collect();
         assert_eq!(columns, ["Number", "TwoSquaresFound", "Age"]);
     }
 }

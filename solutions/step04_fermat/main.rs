@@ -45,7 +45,14 @@ const STAGE: &str = "step04_fermat";
 pub const FIELD_MANAGER: &str = "math-controller";
 
 /// The resources this stage needs, as the API server's discovery lists them.
-const REQUIRED_RESOURCES: &[&str] = &["numbers", "numbers/status", "tuples", "tuples/status", "fermats", "fermats/status"];
+const REQUIRED_RESOURCES: &[&str] = &[
+    "numbers",
+    "numbers/status",
+    "tuples",
+    "tuples/status",
+    "fermats",
+    "fermats/status",
+];
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -78,7 +85,11 @@ async fn run(args: Vec<String>) -> anyhow::Result<()> {
     let client = connect().await?;
     require_crds(&client).await?;
     // Each controller watches its own kind; they run side by side.
-    tokio::join!(number::run(client.clone()), tuple::run(client.clone()), fermat::run(client));
+    tokio::join!(
+        number::run(client.clone()),
+        tuple::run(client.clone()),
+        fermat::run(client)
+    );
     Ok(())
 }
 

@@ -157,7 +157,10 @@ async fn reconcile(tuple: Arc<Tuple>, ctx: Arc<Context>) -> Result<Action, Error
         .ok_or_else(|| Error::MissingUid { name: name.clone() })?;
 
     // 1. Read the Numbers that exist, from the watch cache.
-    ctx.number_cache.wait_until_ready().await.map_err(|_| Error::CacheNotReady)?;
+    ctx.number_cache
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::CacheNotReady)?;
     let existing = ctx.number_cache.state();
 
     // 2. Compute the desired children and compare them with what exists.
@@ -205,7 +208,10 @@ async fn reconcile(tuple: Arc<Tuple>, ctx: Arc<Context>) -> Result<Action, Error
     // A clash is not ours to resolve: retry with a growing delay, and pick
     // it up once the other object is gone.
     if !plan.clashes.is_empty() {
-        return Err(Error::NameClash { name, clashes: plan.clashes });
+        return Err(Error::NameClash {
+            name,
+            clashes: plan.clashes,
+        });
     }
     ctx.backoff.succeeded(&name);
     if !taken.is_empty() {
@@ -279,33 +285,60 @@ mod tests {
     #[test]
     fn all_squares_needs_every_child_to_report_a_square() {
         let wanted = desired_children("t", &[1, 4]);
-        let squares = [number("t-0", 1, TUPLE_UID, Some(true)), number("t-1", 4, TUPLE_UID, Some(true))];
+        let squares = [
+            number("t-0", 1, TUPLE_UID, Some(true)),
+            number("t-1", 4, TUPLE_UID, Some(true)),
+        ];
         assert!(all_squares(TUPLE_UID, &wanted, &squares));
-        let one_not = [number("t-0", 1, TUPLE_UID, Some(true)), number("t-1", 4, TUPLE_UID, Some(false))];
+        let one_not = [
+            number("t-0", 1, TUPLE_UID, Some(true)),
+            number("t-1", 4, TUPLE_UID, Some(false)),
+        ];
         assert!(!all_squares(TUPLE_UID, &wanted, &one_not));
     }
 
     #[test]
     fn all_squares_is_false_while_a_child_is_missing_or_has_no_status_yet() {
         let wanted = desired_children("t", &[1, 4]);
-        assert!(!all_squares(TUPLE_UID, &wanted, &[number("t-0", 1, TUPLE_UID, Some(true))]));
-        let no_status = [number("t-0", 1, TUPLE_UID, Some(true)), number("t-1", 4, TUPLE_UID, None)];
+        assert!(!all_squares(
+            TUPLE_UID,
+            &wanted,
+            &[number("t-0", 1, TUPLE_UID, Some(true))]
+        ));
+        let no_status = [
+            number("t-0", 1, TUPLE_UID, Some(true)),
+            number("t-1", 4, TUPLE_UID, None),
+        ];
         assert!(!all_squares(TUPLE_UID, &wanted, &no_status));
     }
 
     #[test]
     fn all_squares_ignores_foreign_numbers_and_children_not_yet_put_back() {
         let wanted = desired_children("t", &[4]);
-        assert!(!all_squares(TUPLE_UID, &wanted, &[number("t-0", 4, "someone-else", Some(true))]));
-        assert!(!all_squares(TUPLE_UID, &wanted, &[number("t-0", 9, TUPLE_UID, Some(true))]));
+        assert!(!all_squares(
+            TUPLE_UID,
+            &wanted,
+            &[number("t-0", 4, "someone-else", Some(true))]
+        ));
+        assert!(!all_squares(
+            TUPLE_UID,
+            &wanted,
+            &[number("t-0", 9, TUPLE_UID, Some(true))]
+        ));
     }
 
     #[test]
     fn the_crd_bounds_the_list_and_the_name() {
         let schema = serde_json::to_value(&Tuple::crd().spec.versions[0].schema).unwrap();
         let root = &schema["openAPIV3Schema"];
-        assert_eq!(root["properties"]["spec"]["properties"]["numbers"]["maxItems"], MAX_NUMBERS);
-        assert_eq!(root["properties"]["spec"]["properties"]["numbers"]["items"]["format"], "int64");
+        assert_eq!(
+            root["properties"]["spec"]["properties"]["numbers"]["maxItems"],
+            MAX_NUMBERS
+        );
+        assert_eq!(
+            root["properties"]["spec"]["properties"]["numbers"]["items"]["format"],
+            "int64"
+        );
         let rule = root["x-kubernetes-validations"][0]["rule"].as_str().unwrap();
         assert_eq!(rule, format!("self.metadata.name.size() <= {MAX_NAME_LENGTH}"));
     }
@@ -315,8 +348,12 @@ mod tests {
         let crd = Tuple::crd();
         let version = &crd.spec.versions[0];
         assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
-        let columns: Vec<_> =
-            version.additional_printer_columns.iter().flatten().map(|column| column.name.as_str()).collect();
+        let columns: Vec<_> = version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|column| column.name.as_str())
+            .collect();
         assert_eq!(columns, ["Numbers", "AllSquares", "Age"]);
         assert_eq!(crd.spec.names.short_names, Some(vec!["tup".to_string()]));
     }

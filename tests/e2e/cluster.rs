@@ -52,13 +52,19 @@ impl Stage {
             None => {
                 // This test runs from <target>/<profile>/deps/.
                 let exe = std::env::current_exe()?;
-                let profile = exe.parent().and_then(Path::parent).context("unexpected test location")?;
+                let profile = exe
+                    .parent()
+                    .and_then(Path::parent)
+                    .context("unexpected test location")?;
                 profile.join("examples")
             }
         };
         let program = dir.join(self.name());
         if !program.is_file() {
-            bail!("{} does not exist: build the stages with `cargo build --examples`", program.display());
+            bail!(
+                "{} does not exist: build the stages with `cargo build --examples`",
+                program.display()
+            );
         }
         Ok(program)
     }
@@ -67,7 +73,11 @@ impl Stage {
     pub fn crds(self) -> Result<String> {
         let output = Command::new(self.program()?).arg("crd").output()?;
         if !output.status.success() {
-            bail!("`{} crd` failed: {}", self.name(), String::from_utf8_lossy(&output.stderr));
+            bail!(
+                "`{} crd` failed: {}",
+                self.name(),
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
         Ok(String::from_utf8(output.stdout)?)
     }
@@ -76,7 +86,7 @@ impl Stage {
 /// Where a stage's scenarios run.
 pub enum Cluster {
     /// A control plane of its own, started for this run with the stage's CRDs.
-    Local { plane: ControlPlane, kubectl: PathBuf },
+    Local { plane: Box<ControlPlane>, kubectl: PathBuf },
     /// The cluster of the current kubeconfig context (`USE_EXISTING_CLUSTER=true`).
     Existing { kubectl: PathBuf, gate: &'static StageGate },
 }
@@ -89,7 +99,10 @@ impl Cluster {
         let mut plane = ControlPlane::start(assets, root.join(stage.name()), Lifetime::Attached)?;
         plane.install_crds(&stage.crds()?)?;
         plane.start_controller_manager()?;
-        Ok(Cluster::Local { plane, kubectl: assets.kubectl() })
+        Ok(Cluster::Local {
+            plane: Box::new(plane),
+            kubectl: assets.kubectl(),
+        })
     }
 
     fn kubectl_program(&self) -> &Path {
@@ -169,12 +182,20 @@ impl<'a> Scenario<'a> {
         if let Some(base) = cluster.base_kubeconfig() {
             view.env("KUBECONFIG", base);
         }
-        let flattened = checked(view.args(["config", "view", "--minify", "--flatten"]).output()?, "kubectl config view")?;
+        let flattened = checked(
+            view.args(["config", "view", "--minify", "--flatten"]).output()?,
+            "kubectl config view",
+        )?;
         fs::write(&kubeconfig, flattened.stdout)?;
         checked(
             Command::new(cluster.kubectl_program())
                 .env("KUBECONFIG", &kubeconfig)
-                .args(["config", "set-context", "--current", &format!("--namespace={namespace}")])
+                .args([
+                    "config",
+                    "set-context",
+                    "--current",
+                    &format!("--namespace={namespace}"),
+                ])
                 .output()?,
             "kubectl config set-context",
         )?;
@@ -188,7 +209,10 @@ impl<'a> Scenario<'a> {
         let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
         let mut object = k8s_openapi::api::core::v1::Namespace::default();
         object.metadata.name = Some(namespace.clone());
-        namespaces.create(&PostParams::default(), &object).await.context("cannot create the scenario's namespace")?;
+        namespaces
+            .create(&PostParams::default(), &object)
+            .await
+            .context("cannot create the scenario's namespace")?;
         Ok(Scenario {
             namespace,
             kubeconfig,
@@ -244,7 +268,10 @@ impl<'a> Scenario<'a> {
 
     /// Applies a manifest (YAML) in the scenario's namespace.
     pub fn apply(&self, manifest: &str) -> Result<()> {
-        checked(self.kubectl_output(&["apply", "-f", "-"], Some(manifest))?, "kubectl apply")?;
+        checked(
+            self.kubectl_output(&["apply", "-f", "-"], Some(manifest))?,
+            "kubectl apply",
+        )?;
         Ok(())
     }
 
@@ -300,8 +327,21 @@ impl Drop for Scenario<'_> {
 
 /// A namespace name for a scenario, unique across runs.
 fn namespace_name(label: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    let label: String = label.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).take(40).collect();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let label: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
     format!("{}-{:06x}", label.trim_matches('-'), nanos & 0xff_ffff)
 }
 
@@ -309,7 +349,10 @@ fn checked(output: Output, what: &str) -> Result<Output> {
     if output.status.success() {
         Ok(output)
     } else {
-        Err(anyhow!("`{what}` failed: {}", String::from_utf8_lossy(&output.stderr).trim()))
+        Err(anyhow!(
+            "`{what}` failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
     }
 }
 

@@ -65,15 +65,28 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    xtask::cleanup::register_folder(root.path().to_path_buf());
     let mut clusters: Vec<(Stage, Result<Arc<Cluster>, String>)> = Vec::new();
-    let needed: Vec<Stage> =
-        STAGES.into_iter().filter(|stage| cases.iter().any(|case| case.cluster == *stage && selected(&full_name(case)))).collect();
+    let needed: Vec<Stage> = STAGES
+        .into_iter()
+        .filter(|stage| {
+            cases
+                .iter()
+                .any(|case| case.cluster == *stage && selected(&full_name(case)))
+        })
+        .collect();
     if !needed.is_empty() && !args.list {
         if existing {
             let gate: &'static StageGate = Box::leak(Box::default());
             let kubectl = std::path::PathBuf::from("kubectl");
             for stage in needed {
-                clusters.push((stage, Ok(Arc::new(Cluster::Existing { kubectl: kubectl.clone(), gate }))));
+                clusters.push((
+                    stage,
+                    Ok(Arc::new(Cluster::Existing {
+                        kubectl: kubectl.clone(),
+                        gate,
+                    })),
+                ));
             }
         } else {
             let assets = match xtask::assets::locate_or_build() {
@@ -85,7 +98,9 @@ fn main() -> ExitCode {
             };
             for stage in needed {
                 eprintln!("starting a control plane for {}…", stage.name());
-                let cluster = Cluster::start_local(stage, &assets, root.path()).map(Arc::new).map_err(|err| format!("{err:#}"));
+                let cluster = Cluster::start_local(stage, &assets, root.path())
+                    .map(Arc::new)
+                    .map_err(|err| format!("{err:#}"));
                 clusters.push((stage, cluster));
             }
         }
@@ -95,7 +110,10 @@ fn main() -> ExitCode {
         .into_iter()
         .map(|case| {
             let name = full_name(&case);
-            let cluster = clusters.iter().find(|(stage, _)| *stage == case.cluster).map(|(_, cluster)| cluster.clone());
+            let cluster = clusters
+                .iter()
+                .find(|(stage, _)| *stage == case.cluster)
+                .map(|(_, cluster)| cluster.clone());
             Trial::test(name, move || {
                 // A cluster that could not start is a failure, never a skip.
                 let cluster = match cluster {
@@ -104,11 +122,12 @@ fn main() -> ExitCode {
                     None => return Err(Failed::from("no cluster was started for this scenario")),
                 };
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                runtime.block_on(async {
-                    let scenario = Scenario::new(&cluster, case.cluster, case.name).await?;
-                    (case.run)(scenario).await
-                })
-                .map_err(|err| Failed::from(format!("{err:#}")))
+                runtime
+                    .block_on(async {
+                        let scenario = Scenario::new(&cluster, case.cluster, case.name).await?;
+                        (case.run)(scenario).await
+                    })
+                    .map_err(|err| Failed::from(format!("{err:#}")))
             })
         })
         .collect();

@@ -9,7 +9,11 @@ const SAMPLE: &str = include_str!("../../solutions/step01_crd/samples/number.yam
 
 macro_rules! case {
     ($stage:expr, $name:ident) => {
-        Case { name: stringify!($name), cluster: $stage, run: |scenario| Box::pin($name(scenario)) }
+        Case {
+            name: stringify!($name),
+            cluster: $stage,
+            run: |scenario| Box::pin($name(scenario)),
+        }
     };
 }
 pub(crate) use case;
@@ -17,7 +21,10 @@ pub(crate) use case;
 pub fn cases() -> Vec<Case> {
     vec![
         case!(Stage::Step01, the_printed_crd_installs_server_side),
-        case!(Stage::Step01, numbers_can_be_created_and_listed_and_the_controller_logs_them),
+        case!(
+            Stage::Step01,
+            numbers_can_be_created_and_listed_and_the_controller_logs_them
+        ),
         case!(Stage::Step01, a_program_whose_crds_are_missing_says_how_to_install_them),
         case!(Stage::Step01, an_unreachable_cluster_is_reported_in_one_line),
     ]
@@ -26,7 +33,11 @@ pub fn cases() -> Vec<Case> {
 async fn the_printed_crd_installs_server_side(s: Scenario<'_>) -> Result<()> {
     let crds = Stage::Step01.crds()?;
     let applied = s.kubectl_output(&["apply", "--server-side", "-f", "-"], Some(&crds))?;
-    ensure!(applied.status.success(), "kubectl apply --server-side failed: {}", String::from_utf8_lossy(&applied.stderr));
+    ensure!(
+        applied.status.success(),
+        "kubectl apply --server-side failed: {}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
     let established = s.kubectl(&[
         "get",
         "crd",
@@ -43,17 +54,24 @@ async fn numbers_can_be_created_and_listed_and_the_controller_logs_them(mut s: S
     s.apply(SAMPLE)?;
     let listed = s.kubectl(&["get", "numbers"])?;
     ensure!(
-        listed.lines().next().is_some_and(|header| header.split_whitespace().eq(["NAME", "VALUE", "AGE"])),
+        listed
+            .lines()
+            .next()
+            .is_some_and(|header| header.split_whitespace().eq(["NAME", "VALUE", "AGE"])),
         "unexpected columns:\n{listed}"
     );
     ensure!(
-        listed.lines().any(|row| row.split_whitespace().take(2).eq(["fifteen", "15"])),
+        listed
+            .lines()
+            .any(|row| row.split_whitespace().take(2).eq(["fifteen", "15"])),
         "fifteen is not listed:\n{listed}"
     );
     let s = &s;
     s.eventually("the controller to log the Number", || async move {
         let log = s.controller_log();
-        let seen = log.lines().any(|line| line.contains("saw Number") && line.contains("fifteen") && line.contains("15"));
+        let seen = log
+            .lines()
+            .any(|line| line.contains("saw Number") && line.contains("fifteen") && line.contains("15"));
         if seen { Ok(()) } else { Err(last_lines(&log, 5)) }
     })
     .await
@@ -82,7 +100,11 @@ async fn an_unreachable_cluster_is_reported_in_one_line(s: Scenario<'_>) -> Resu
     for stage in [Stage::Step01, Stage::Step04] {
         let output = run_to_exit(&stage.program()?, &[], &nowhere)?;
         let message = expect_one_line_error(&output)?;
-        ensure!(message.contains("cluster"), "{}: the message does not mention the cluster: {message}", stage.name());
+        ensure!(
+            message.contains("cluster"),
+            "{}: the message does not mention the cluster: {message}",
+            stage.name()
+        );
     }
     Ok(())
 }

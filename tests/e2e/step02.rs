@@ -20,24 +20,29 @@ pub fn cases() -> Vec<Case> {
 }
 
 fn number(name: &str, value: i64) -> String {
-    format!("apiVersion: math.workshop.example/v1beta1\nkind: Number\nmetadata:\n  name: {name}\nspec:\n  value: {value}\n")
+    format!(
+        "apiVersion: math.workshop.example/v1beta1\nkind: Number\nmetadata:\n  name: {name}\nspec:\n  value: {value}\n"
+    )
 }
 
 /// Waits until Number `name` reports `fizz_buzz` and `is_square`.
 async fn expect_status(s: &Scenario<'_>, name: &str, fizz_buzz: &str, is_square: bool) -> Result<()> {
     let numbers = s.api("Number");
-    s.eventually(&format!("{name} to report fizzBuzz {fizz_buzz:?} and isSquare {is_square}"), || {
-        let numbers = numbers.clone();
-        async move {
-            let number = numbers.get(name).await.map_err(|err| err.to_string())?;
-            let status = field(&number, &["status"]);
-            if status["fizzBuzz"] == fizz_buzz && status["isSquare"] == is_square {
-                Ok(())
-            } else {
-                Err(format!("status {status}"))
+    s.eventually(
+        &format!("{name} to report fizzBuzz {fizz_buzz:?} and isSquare {is_square}"),
+        || {
+            let numbers = numbers.clone();
+            async move {
+                let number = numbers.get(name).await.map_err(|err| err.to_string())?;
+                let status = field(&number, &["status"]);
+                if status["fizzBuzz"] == fizz_buzz && status["isSquare"] == is_square {
+                    Ok(())
+                } else {
+                    Err(format!("status {status}"))
+                }
             }
-        }
-    })
+        },
+    )
     .await
 }
 
@@ -49,9 +54,19 @@ async fn status_appears_in_the_printer_columns(mut s: Scenario<'_>) -> Result<()
     expect_status(&s, "minus-nine", "Fizz", false).await?;
     let table = s.kubectl(&["get", "numbers"])?;
     let rows: Vec<Vec<&str>> = table.lines().map(|line| line.split_whitespace().collect()).collect();
-    ensure!(rows[0] == ["NAME", "VALUE", "FIZZBUZZ", "SQUARE", "AGE"], "unexpected columns:\n{table}");
-    for expected in [["fifteen", "15", "FizzBuzz", "false"], ["sixteen", "16", "16", "true"], ["minus-nine", "-9", "Fizz", "false"]] {
-        ensure!(rows.iter().any(|row| row[..4] == expected), "no row {expected:?} in:\n{table}");
+    ensure!(
+        rows[0] == ["NAME", "VALUE", "FIZZBUZZ", "SQUARE", "AGE"],
+        "unexpected columns:\n{table}"
+    );
+    for expected in [
+        ["fifteen", "15", "FizzBuzz", "false"],
+        ["sixteen", "16", "16", "true"],
+        ["minus-nine", "-9", "Fizz", "false"],
+    ] {
+        ensure!(
+            rows.iter().any(|row| row[..4] == expected),
+            "no row {expected:?} in:\n{table}"
+        );
     }
     Ok(())
 }
@@ -63,7 +78,9 @@ async fn the_status_follows_edits_of_the_value(mut s: Scenario<'_>) -> Result<()
     let numbers = s.api("Number");
     for (value, fizz_buzz, is_square) in [(17, "17", false), (225, "FizzBuzz", true), (10, "Buzz", false)] {
         let patch = serde_json::json!({ "spec": { "value": value } });
-        numbers.patch("edited", &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        numbers
+            .patch("edited", &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
         expect_status(&s, "edited", fizz_buzz, is_square).await?;
     }
     Ok(())
@@ -77,7 +94,12 @@ async fn zero_and_negative_values_follow_the_same_rules(mut s: Scenario<'_>) -> 
         ("minus-four", -4, "-4", false),
         ("minus-thirty", -30, "FizzBuzz", false),
         ("largest-square", 9_223_372_030_926_249_001, "9223372030926249001", true),
-        ("after-largest-square", 9_223_372_030_926_249_002, "9223372030926249002", false),
+        (
+            "after-largest-square",
+            9_223_372_030_926_249_002,
+            "9223372030926249002",
+            false,
+        ),
     ];
     for (name, value, _, _) in cases {
         s.apply(&number(name, value))?;
@@ -91,6 +113,9 @@ async fn zero_and_negative_values_follow_the_same_rules(mut s: Scenario<'_>) -> 
 async fn the_schema_rejects_a_value_that_is_not_an_integer(s: Scenario<'_>) -> Result<()> {
     let output = s.kubectl_output(&["apply", "-f", "-"], Some(INVALID))?;
     let stderr = String::from_utf8_lossy(&output.stderr);
-    ensure!(!output.status.success() && stderr.contains("spec.value"), "not rejected as expected: {stderr}");
+    ensure!(
+        !output.status.success() && stderr.contains("spec.value"),
+        "not rejected as expected: {stderr}"
+    );
     Ok(())
 }

@@ -13,12 +13,18 @@ const INVALID: &str = include_str!("../../solutions/step03_tuple/samples/invalid
 pub fn cases() -> Vec<Case> {
     vec![
         case!(Stage::Step03, children_appear_with_controller_owner_references),
-        case!(Stage::Step03, growing_and_shrinking_the_list_creates_and_deletes_children),
+        case!(
+            Stage::Step03,
+            growing_and_shrinking_the_list_creates_and_deletes_children
+        ),
         case!(Stage::Step03, a_deleted_child_comes_back),
         case!(Stage::Step03, an_edited_child_is_put_back),
         case!(Stage::Step03, all_squares_follows_the_children),
         case!(Stage::Step03, deleting_the_tuple_garbage_collects_its_children),
-        case!(Stage::Step03, a_foreign_number_with_a_clashing_name_stays_untouched_and_is_reported),
+        case!(
+            Stage::Step03,
+            a_foreign_number_with_a_clashing_name_stays_untouched_and_is_reported
+        ),
         case!(Stage::Step03, the_schema_rejects_names_and_lists_too_long_for_children),
     ]
 }
@@ -32,11 +38,21 @@ pub fn tuple(name: &str, numbers: &[i64]) -> String {
 
 /// The Numbers in the namespace, as (name, value, uid) sorted by name.
 pub async fn numbers(s: &Scenario<'_>) -> Result<Vec<(String, i64, String)>, String> {
-    let list = s.api("Number").list(&ListParams::default()).await.map_err(|err| err.to_string())?;
+    let list = s
+        .api("Number")
+        .list(&ListParams::default())
+        .await
+        .map_err(|err| err.to_string())?;
     let mut numbers: Vec<_> = list
         .items
         .iter()
-        .map(|number| (number.name_any(), field(number, &["spec", "value"]).as_i64().unwrap_or(i64::MIN), number.uid().unwrap_or_default()))
+        .map(|number| {
+            (
+                number.name_any(),
+                field(number, &["spec", "value"]).as_i64().unwrap_or(i64::MIN),
+                number.uid().unwrap_or_default(),
+            )
+        })
         .collect();
     numbers.sort();
     Ok(numbers)
@@ -47,7 +63,11 @@ pub async fn expect_numbers(s: &Scenario<'_>, expected: &[(&str, i64)]) -> Resul
     s.eventually(&format!("the Numbers to be {expected:?}"), || async move {
         let found = numbers(s).await?;
         let pairs: Vec<(&str, i64)> = found.iter().map(|(name, value, _)| (name.as_str(), *value)).collect();
-        if pairs == expected { Ok(found.clone()) } else { Err(format!("{pairs:?}")) }
+        if pairs == expected {
+            Ok(found.clone())
+        } else {
+            Err(format!("{pairs:?}"))
+        }
     })
     .await
 }
@@ -57,14 +77,20 @@ async fn expect_all_squares(s: &Scenario<'_>, name: &str, all_squares: bool) -> 
     s.eventually(&format!("{name} to report allSquares {all_squares}"), || async move {
         let tuple = s.api("Tuple").get(name).await.map_err(|err| err.to_string())?;
         let status = field(&tuple, &["status"]);
-        if status["allSquares"] == all_squares { Ok(()) } else { Err(format!("status {status}")) }
+        if status["allSquares"] == all_squares {
+            Ok(())
+        } else {
+            Err(format!("status {status}"))
+        }
     })
     .await
 }
 
 async fn set_numbers(s: &Scenario<'_>, name: &str, numbers: &[i64]) -> Result<()> {
     let patch = serde_json::json!({ "spec": { "numbers": numbers } });
-    s.api("Tuple").patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    s.api("Tuple")
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
     Ok(())
 }
 
@@ -75,7 +101,11 @@ async fn children_appear_with_controller_owner_references(mut s: Scenario<'_>) -
     let owner = s.api("Tuple").get("squares").await?;
     for number in s.api("Number").list(&ListParams::default()).await?.items {
         let references = number.owner_references();
-        ensure!(references.len() == 1, "{} has owner references {references:?}", number.name_any());
+        ensure!(
+            references.len() == 1,
+            "{} has owner references {references:?}",
+            number.name_any()
+        );
         let reference = &references[0];
         ensure!(
             reference.kind == "Tuple"
@@ -120,7 +150,14 @@ async fn an_edited_child_is_put_back(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step03)?;
     s.apply(&tuple("edit", &[4]))?;
     expect_numbers(&s, &[("edit-0", 4)]).await?;
-    let patched = s.kubectl(&["patch", "number", "edit-0", "--type=merge", "-p", r#"{"spec":{"value":99}}"#])?;
+    let patched = s.kubectl(&[
+        "patch",
+        "number",
+        "edit-0",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"value":99}}"#,
+    ])?;
     ensure!(!patched.contains("no change"), "the edit changed nothing: {patched}");
     expect_numbers(&s, &[("edit-0", 4)]).await?;
     let value = s.kubectl(&["get", "number", "edit-0", "-o", "jsonpath={.spec.value}"])?;
@@ -151,7 +188,9 @@ async fn deleting_the_tuple_garbage_collects_its_children(mut s: Scenario<'_>) -
 }
 
 async fn a_foreign_number_with_a_clashing_name_stays_untouched_and_is_reported(mut s: Scenario<'_>) -> Result<()> {
-    s.apply("apiVersion: math.workshop.example/v1beta1\nkind: Number\nmetadata:\n  name: clash-1\nspec:\n  value: 7\n")?;
+    s.apply(
+        "apiVersion: math.workshop.example/v1beta1\nkind: Number\nmetadata:\n  name: clash-1\nspec:\n  value: 7\n",
+    )?;
     let foreign = numbers(&s).await.map_err(anyhow::Error::msg)?;
     s.start_controller(Stage::Step03)?;
     s.apply(&tuple("clash", &[1, 4]))?;
@@ -168,7 +207,10 @@ async fn a_foreign_number_with_a_clashing_name_stays_untouched_and_is_reported(m
     let found = expect_numbers(&s, &[("clash-0", 1), ("clash-1", 7)]).await?;
     ensure!(found[1].2 == foreign[0].2, "the foreign clash-1 was replaced");
     let foreign_now = s.api("Number").get("clash-1").await?;
-    ensure!(foreign_now.owner_references().is_empty(), "the foreign clash-1 gained owner references");
+    ensure!(
+        foreign_now.owner_references().is_empty(),
+        "the foreign clash-1 gained owner references"
+    );
 
     // Once the foreign object is gone, the Tuple takes the name.
     s.kubectl(&["delete", "number", "clash-1"])?;
@@ -183,12 +225,20 @@ async fn a_foreign_number_with_a_clashing_name_stays_untouched_and_is_reported(m
 async fn the_schema_rejects_names_and_lists_too_long_for_children(s: Scenario<'_>) -> Result<()> {
     let output = s.kubectl_output(&["apply", "-f", "-"], Some(INVALID))?;
     let stderr = String::from_utf8_lossy(&output.stderr);
-    ensure!(!output.status.success() && stderr.contains("at most 250 characters"), "long name not rejected as expected: {stderr}");
+    ensure!(
+        !output.status.success() && stderr.contains("at most 250 characters"),
+        "long name not rejected as expected: {stderr}"
+    );
     let numbers: Vec<i64> = (0..101).collect();
     let output = s.kubectl_output(&["apply", "-f", "-"], Some(&tuple("long-list", &numbers)))?;
     let stderr = String::from_utf8_lossy(&output.stderr);
-    ensure!(!output.status.success() && stderr.contains("spec.numbers"), "long list not rejected as expected: {stderr}");
-    let listed = s.kubectl(&["get", "tuples", "-o", "name"]).context("cannot list Tuples")?;
+    ensure!(
+        !output.status.success() && stderr.contains("spec.numbers"),
+        "long list not rejected as expected: {stderr}"
+    );
+    let listed = s
+        .kubectl(&["get", "tuples", "-o", "name"])
+        .context("cannot list Tuples")?;
     ensure!(listed.trim().is_empty(), "a rejected Tuple exists: {listed}");
     Ok(())
 }

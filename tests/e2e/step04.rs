@@ -23,7 +23,9 @@ pub fn cases() -> Vec<Case> {
 }
 
 fn fermat(name: &str, n: i64) -> String {
-    format!("apiVersion: math.workshop.example/v1beta1\nkind: Fermat\nmetadata:\n  name: {name}\nspec:\n  number: {n}\n")
+    format!(
+        "apiVersion: math.workshop.example/v1beta1\nkind: Fermat\nmetadata:\n  name: {name}\nspec:\n  number: {n}\n"
+    )
 }
 
 /// The answer of Fermat `name` for n, once the whole tree agrees: every
@@ -36,26 +38,50 @@ async fn settled_answer(s: &Scenario<'_>, name: &str, n: i64) -> Result<bool> {
         if field(&fermat, &["spec", "number"]).as_i64() != Some(n) {
             return Err("the spec does not say n yet".into());
         }
-        let tuples = s.api("Tuple").list(&ListParams::default()).await.map_err(|err| err.to_string())?.items;
-        let numbers = s.api("Number").list(&ListParams::default()).await.map_err(|err| err.to_string())?.items;
+        let tuples = s
+            .api("Tuple")
+            .list(&ListParams::default())
+            .await
+            .map_err(|err| err.to_string())?
+            .items;
+        let numbers = s
+            .api("Number")
+            .list(&ListParams::default())
+            .await
+            .map_err(|err| err.to_string())?
+            .items;
         let mut any_all_squares = false;
         for i in 1..=n / 2 {
             let tuple_name = format!("{name}-{i}-and-{}", n - i);
-            let tuple = tuples.iter().find(|t| t.name_any() == tuple_name).ok_or(format!("{tuple_name} is missing"))?;
+            let tuple = tuples
+                .iter()
+                .find(|t| t.name_any() == tuple_name)
+                .ok_or(format!("{tuple_name} is missing"))?;
             let mut both_squares = true;
             for index in 0..2 {
                 let number_name = format!("{tuple_name}-{index}");
-                let number = numbers.iter().find(|x| x.name_any() == number_name).ok_or(format!("{number_name} is missing"))?;
-                let is_square = field(number, &["status", "isSquare"]).as_bool().ok_or(format!("{number_name} has no status"))?;
+                let number = numbers
+                    .iter()
+                    .find(|x| x.name_any() == number_name)
+                    .ok_or(format!("{number_name} is missing"))?;
+                let is_square = field(number, &["status", "isSquare"])
+                    .as_bool()
+                    .ok_or(format!("{number_name} has no status"))?;
                 both_squares &= is_square;
             }
-            let all_squares = field(tuple, &["status", "allSquares"]).as_bool().ok_or(format!("{tuple_name} has no status"))?;
+            let all_squares = field(tuple, &["status", "allSquares"])
+                .as_bool()
+                .ok_or(format!("{tuple_name} has no status"))?;
             if all_squares != both_squares {
-                return Err(format!("{tuple_name} reports allSquares {all_squares}, its Numbers say {both_squares}"));
+                return Err(format!(
+                    "{tuple_name} reports allSquares {all_squares}, its Numbers say {both_squares}"
+                ));
             }
             any_all_squares |= all_squares;
         }
-        let found = field(&fermat, &["status", "twoSquaresFound"]).as_bool().ok_or("the Fermat has no status")?;
+        let found = field(&fermat, &["status", "twoSquaresFound"])
+            .as_bool()
+            .ok_or("the Fermat has no status")?;
         if found != any_all_squares {
             return Err(format!("{name} reports {found}, its Tuples say {any_all_squares}"));
         }
@@ -68,12 +94,27 @@ async fn the_cluster_finds_13_2_and_25_but_not_7_and_3(mut s: Scenario<'_>) -> R
     s.start_controller(Stage::Step04)?;
     s.apply(SAMPLES)?;
     s.apply(&fermat("three", 3))?;
-    for (name, n, expected) in [("thirteen", 13, true), ("two", 2, true), ("twenty-five", 25, true), ("seven", 7, false), ("three", 3, false)] {
+    for (name, n, expected) in [
+        ("thirteen", 13, true),
+        ("two", 2, true),
+        ("twenty-five", 25, true),
+        ("seven", 7, false),
+        ("three", 3, false),
+    ] {
         let found = settled_answer(&s, name, n).await?;
-        ensure!(found == expected, "{name}: twoSquaresFound is {found}, expected {expected}");
+        ensure!(
+            found == expected,
+            "{name}: twoSquaresFound is {found}, expected {expected}"
+        );
     }
     let table = s.kubectl(&["get", "fermats"])?;
-    ensure!(table.lines().next().is_some_and(|h| h.split_whitespace().eq(["NAME", "NUMBER", "TWOSQUARESFOUND", "AGE"])), "{table}");
+    ensure!(
+        table
+            .lines()
+            .next()
+            .is_some_and(|h| h.split_whitespace().eq(["NAME", "NUMBER", "TWOSQUARESFOUND", "AGE"])),
+        "{table}"
+    );
     Ok(())
 }
 
@@ -84,16 +125,33 @@ async fn changing_n_replaces_the_tuples(mut s: Scenario<'_>) -> Result<()> {
     let fermats = s.api("Fermat");
     for (n, expected) in [(12, false), (10, true)] {
         let patch = serde_json::json!({ "spec": { "number": n } });
-        fermats.patch("f", &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        fermats
+            .patch("f", &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
         let found = settled_answer(&s, "f", n).await?;
-        ensure!(found == expected, "{n}: twoSquaresFound is {found}, expected {expected}");
+        ensure!(
+            found == expected,
+            "{n}: twoSquaresFound is {found}, expected {expected}"
+        );
         let wanted: Vec<String> = (1..=n / 2).map(|i| format!("f-{i}-and-{}", n - i)).collect();
         s.eventually(&format!("only the Tuples of {n}"), || async {
-            let mut names: Vec<String> = s.api("Tuple").list(&ListParams::default()).await.map_err(|e| e.to_string())?.items.iter().map(|t| t.name_any()).collect();
+            let mut names: Vec<String> = s
+                .api("Tuple")
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .iter()
+                .map(|t| t.name_any())
+                .collect();
             names.sort();
             let mut expected = wanted.clone();
             expected.sort();
-            if names == expected { Ok(()) } else { Err(format!("{names:?}")) }
+            if names == expected {
+                Ok(())
+            } else {
+                Err(format!("{names:?}"))
+            }
         })
         .await?;
     }
@@ -105,7 +163,11 @@ async fn deleting_a_grandchild_number_heals_through_two_levels(mut s: Scenario<'
     s.apply(&fermat("thirteen", 13))?;
     ensure!(settled_answer(&s, "thirteen", 13).await?, "13 was not found");
     let before = numbers(&s).await.map_err(anyhow::Error::msg)?;
-    let (_, _, old_uid) = before.iter().find(|(name, _, _)| name == "thirteen-4-and-9-1").cloned().ok_or_else(|| anyhow::anyhow!("thirteen-4-and-9-1 is missing"))?;
+    let (_, _, old_uid) = before
+        .iter()
+        .find(|(name, _, _)| name == "thirteen-4-and-9-1")
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("thirteen-4-and-9-1 is missing"))?;
     s.kubectl(&["delete", "number", "thirteen-4-and-9-1"])?;
     s.eventually("thirteen-4-and-9-1 to come back as a new object", || async {
         let found = numbers(&s).await?;
@@ -115,7 +177,10 @@ async fn deleting_a_grandchild_number_heals_through_two_levels(mut s: Scenario<'
         }
     })
     .await?;
-    ensure!(settled_answer(&s, "thirteen", 13).await?, "13 is no longer found after healing");
+    ensure!(
+        settled_answer(&s, "thirteen", 13).await?,
+        "13 is no longer found after healing"
+    );
     Ok(())
 }
 
@@ -126,8 +191,17 @@ async fn deleting_the_fermat_removes_everything(mut s: Scenario<'_>) -> Result<(
     s.api("Fermat").delete("gone", &DeleteParams::default()).await?;
     expect_numbers(&s, &[]).await?;
     s.eventually("no Tuples left", || async {
-        let tuples = s.api("Tuple").list(&ListParams::default()).await.map_err(|e| e.to_string())?.items;
-        if tuples.is_empty() { Ok(()) } else { Err(format!("{} Tuples", tuples.len())) }
+        let tuples = s
+            .api("Tuple")
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items;
+        if tuples.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} Tuples", tuples.len()))
+        }
     })
     .await
 }
@@ -135,6 +209,9 @@ async fn deleting_the_fermat_removes_everything(mut s: Scenario<'_>) -> Result<(
 async fn the_schema_rejects_n_above_the_bound(s: Scenario<'_>) -> Result<()> {
     let output = s.kubectl_output(&["apply", "-f", "-"], Some(INVALID))?;
     let stderr = String::from_utf8_lossy(&output.stderr);
-    ensure!(!output.status.success() && stderr.contains("spec.number") && stderr.contains("100"), "not rejected as expected: {stderr}");
+    ensure!(
+        !output.status.success() && stderr.contains("spec.number") && stderr.contains("100"),
+        "not rejected as expected: {stderr}"
+    );
     Ok(())
 }

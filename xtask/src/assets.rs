@@ -46,7 +46,10 @@ impl Assets {
     }
 
     fn missing(&self) -> Vec<&'static str> {
-        BINARIES.into_iter().filter(|name| !self.dir.join(name).is_file()).collect()
+        BINARIES
+            .into_iter()
+            .filter(|name| !self.dir.join(name).is_file())
+            .collect()
     }
 }
 
@@ -69,14 +72,17 @@ pub fn cache_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
         return Ok(PathBuf::from(dir).join("math-controller"));
     }
-    let home = std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set: set MATH_CONTROLLER_CACHE to a folder for the build cache"))?;
+    let home = std::env::var_os("HOME")
+        .ok_or_else(|| anyhow!("HOME is not set: set MATH_CONTROLLER_CACHE to a folder for the build cache"))?;
     Ok(PathBuf::from(home).join(".cache").join("math-controller"))
 }
 
 /// Finds the binaries, building them if this machine has none yet.
 pub fn locate_or_build() -> Result<Assets> {
     if let Some(dir) = std::env::var_os("KUBEBUILDER_ASSETS") {
-        let assets = Assets { dir: PathBuf::from(dir) };
+        let assets = Assets {
+            dir: PathBuf::from(dir),
+        };
         let missing = assets.missing();
         if !missing.is_empty() {
             bail!(
@@ -88,7 +94,9 @@ pub fn locate_or_build() -> Result<Assets> {
         return Ok(assets);
     }
     let assets = Assets {
-        dir: cache_dir()?.join("bin").join(format!("kubernetes-{}-etcd-{}", kubernetes_version(), etcd_version())),
+        dir: cache_dir()?
+            .join("bin")
+            .join(format!("kubernetes-{}-etcd-{}", kubernetes_version(), etcd_version())),
     };
     if assets.missing().is_empty() {
         return Ok(assets);
@@ -129,8 +137,18 @@ fn build(target: &Path) -> Result<()> {
     let version_flags = kubernetes_ldflags(&kubernetes);
     let steps: [(&str, &str, &str, &str); 4] = [
         ("etcd", "etcd", ".", ""),
-        ("kube-apiserver", "kubernetes", "k8s.io/kubernetes/cmd/kube-apiserver", &version_flags),
-        ("kube-controller-manager", "kubernetes", "k8s.io/kubernetes/cmd/kube-controller-manager", &version_flags),
+        (
+            "kube-apiserver",
+            "kubernetes",
+            "k8s.io/kubernetes/cmd/kube-apiserver",
+            &version_flags,
+        ),
+        (
+            "kube-controller-manager",
+            "kubernetes",
+            "k8s.io/kubernetes/cmd/kube-controller-manager",
+            &version_flags,
+        ),
         ("kubectl", "kubernetes", "k8s.io/kubernetes/cmd/kubectl", &version_flags),
     ];
     for (index, (binary, module, package, ldflags)) in steps.into_iter().enumerate() {
@@ -157,13 +175,14 @@ fn build(target: &Path) -> Result<()> {
             std::thread::sleep(Duration::from_millis(200));
         };
         if !status.success() {
-            bail!("`go build {package}` failed (its output is above); the Go module proxy must be reachable for the first build");
+            bail!(
+                "`go build {package}` failed (its output is above); the Go module proxy must be reachable for the first build"
+            );
         }
         eprintln!("      built {binary} in {} s", started.elapsed().as_secs());
     }
     let staging = staging.keep();
-    std::fs::rename(&staging, target)
-        .with_context(|| format!("cannot move the binaries into {}", target.display()))?;
+    std::fs::rename(&staging, target).with_context(|| format!("cannot move the binaries into {}", target.display()))?;
     Ok(())
 }
 
@@ -201,7 +220,10 @@ fn check_replacements(module_dir: &Path, version: &str) -> Result<()> {
     let info = String::from_utf8_lossy(&output.stdout);
     let go_mod_path = json_string_field(&info, "GoMod").context("`go mod download -json` named no go.mod")?;
     let upstream = std::fs::read_to_string(&go_mod_path).with_context(|| format!("cannot read {go_mod_path}"))?;
-    let missing: Vec<String> = staging_modules(&upstream).difference(&replaced_modules(KUBERNETES_GO_MOD)).cloned().collect();
+    let missing: Vec<String> = staging_modules(&upstream)
+        .difference(&replaced_modules(KUBERNETES_GO_MOD))
+        .cloned()
+        .collect();
     if !missing.is_empty() {
         bail!(
             "xtask/go/kubernetes/go.mod does not replace {} that k8s.io/kubernetes@{version} needs: \
@@ -216,7 +238,9 @@ fn check_replacements(module_dir: &Path, version: &str) -> Result<()> {
 pub fn required_version(go_mod: &str, module: &str) -> Option<String> {
     go_mod.lines().find_map(|line| {
         let mut words = line.trim().trim_start_matches("require").split_whitespace();
-        (words.next() == Some(module)).then(|| words.next().map(str::to_string)).flatten()
+        (words.next() == Some(module))
+            .then(|| words.next().map(str::to_string))
+            .flatten()
     })
 }
 
@@ -225,18 +249,32 @@ pub fn replaced_modules(go_mod: &str) -> BTreeSet<String> {
     go_mod
         .lines()
         .filter(|line| line.contains("=>"))
-        .filter_map(|line| line.trim().trim_start_matches("replace").split_whitespace().next().map(str::to_string))
+        .filter_map(|line| {
+            line.trim()
+                .trim_start_matches("replace")
+                .split_whitespace()
+                .next()
+                .map(str::to_string)
+        })
         .collect()
 }
 
 /// The modules that the kubernetes go.mod points into its `./staging` folder.
 pub fn staging_modules(go_mod: &str) -> BTreeSet<String> {
-    replaced_modules(&go_mod.lines().filter(|line| line.contains("=> ./staging/")).collect::<Vec<_>>().join("\n"))
+    replaced_modules(
+        &go_mod
+            .lines()
+            .filter(|line| line.contains("=> ./staging/"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
 }
 
 /// The string value of `"field": "…"` in the JSON that `go mod download -json` prints.
 fn json_string_field(json: &str, field: &str) -> Option<String> {
-    let line = json.lines().find(|line| line.trim_start().starts_with(&format!("\"{field}\":")))?;
+    let line = json
+        .lines()
+        .find(|line| line.trim_start().starts_with(&format!("\"{field}\":")))?;
     let value = line.split_once(':')?.1.trim().trim_end_matches(',');
     Some(value.trim_matches('"').replace("\\\\", "\\"))
 }
@@ -263,21 +301,32 @@ mod tests {
 
     #[test]
     fn staging_modules_are_the_ones_pointed_into_the_repository() {
-        let upstream = "replace (\n\tk8s.io/api => ./staging/src/k8s.io/api\n\tgithub.com/x/y => github.com/x/y v1.0.0\n)";
+        let upstream =
+            "replace (\n\tk8s.io/api => ./staging/src/k8s.io/api\n\tgithub.com/x/y => github.com/x/y v1.0.0\n)";
         assert_eq!(staging_modules(upstream), BTreeSet::from(["k8s.io/api".to_string()]));
     }
 
     #[test]
     fn required_versions_are_found_inside_and_outside_require_blocks() {
-        assert_eq!(required_version("require a/b v1.2.3\n", "a/b").as_deref(), Some("v1.2.3"));
-        assert_eq!(required_version("require (\n\ta/b v1.2.3 // indirect\n)", "a/b").as_deref(), Some("v1.2.3"));
+        assert_eq!(
+            required_version("require a/b v1.2.3\n", "a/b").as_deref(),
+            Some("v1.2.3")
+        );
+        assert_eq!(
+            required_version("require (\n\ta/b v1.2.3 // indirect\n)", "a/b").as_deref(),
+            Some("v1.2.3")
+        );
         assert_eq!(required_version("require a/bc v1.2.3\n", "a/b"), None);
     }
 
     #[test]
     fn the_go_mod_path_is_read_from_go_mod_download_output() {
-        let json = "{\n\t\"Path\": \"k8s.io/kubernetes\",\n\t\"GoMod\": \"/cache/k8s.io/kubernetes/@v/v1.36.3.mod\",\n}";
-        assert_eq!(json_string_field(json, "GoMod").as_deref(), Some("/cache/k8s.io/kubernetes/@v/v1.36.3.mod"));
+        let json =
+            "{\n\t\"Path\": \"k8s.io/kubernetes\",\n\t\"GoMod\": \"/cache/k8s.io/kubernetes/@v/v1.36.3.mod\",\n}";
+        assert_eq!(
+            json_string_field(json, "GoMod").as_deref(),
+            Some("/cache/k8s.io/kubernetes/@v/v1.36.3.mod")
+        );
     }
 
     #[test]

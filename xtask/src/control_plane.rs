@@ -68,7 +68,10 @@ impl ControlPlane {
         let api_port = free_port()?;
         let server = format!("https://127.0.0.1:{api_port}");
         let kubeconfig = dir.join("kubeconfig");
-        write_private(&kubeconfig, &kubeconfig_yaml(&server, &pki.ca_pem, &pki.client("admin", &["system:masters"])?))?;
+        write_private(
+            &kubeconfig,
+            &kubeconfig_yaml(&server, &pki.ca_pem, &pki.client("admin", &["system:masters"])?),
+        )?;
 
         let mut plane = ControlPlane {
             dir,
@@ -111,8 +114,14 @@ impl ControlPlane {
             .arg("--service-cluster-ip-range=10.0.0.0/24")
             .arg("--allow-privileged=true")
             .arg("--service-account-issuer=https://kubernetes.default.svc")
-            .arg(format!("--service-account-key-file={}", pki.service_account_public_key.display()))
-            .arg(format!("--service-account-signing-key-file={}", pki.service_account_key.display()))
+            .arg(format!(
+                "--service-account-key-file={}",
+                pki.service_account_public_key.display()
+            ))
+            .arg(format!(
+                "--service-account-signing-key-file={}",
+                pki.service_account_key.display()
+            ))
             .arg("--disable-admission-plugins=ServiceAccount")
             // No nodes and no Services here: nothing needs the `kubernetes` Service's endpoints.
             .arg("--endpoint-reconciler-type=none");
@@ -238,7 +247,10 @@ impl Drop for ControlPlane {
 /// Installs CRDs with `kubectl apply --server-side` and waits until they are Established.
 pub fn install_crds(kubectl: Command, yaml: &str) -> Result<()> {
     let program = kubectl.get_program().to_owned();
-    let envs: Vec<_> = kubectl.get_envs().map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned()))).collect();
+    let envs: Vec<_> = kubectl
+        .get_envs()
+        .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
+        .collect();
     let command = || {
         let mut command = Command::new(&program);
         for (key, value) in &envs {
@@ -256,19 +268,32 @@ pub fn install_crds(kubectl: Command, yaml: &str) -> Result<()> {
         .stderr(Stdio::piped())
         .spawn()
         .context("cannot run kubectl")?;
-    apply.stdin.take().context("kubectl has no stdin")?.write_all(yaml.as_bytes())?;
+    apply
+        .stdin
+        .take()
+        .context("kubectl has no stdin")?
+        .write_all(yaml.as_bytes())?;
     let output = apply.wait_with_output()?;
     if !output.status.success() {
-        bail!("kubectl apply refused the CRDs: {}", String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "kubectl apply refused the CRDs: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
-    let names: Vec<String> = String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect();
+    let names: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
     let wait = command()
         .args(["wait", "--for=condition=Established", "--timeout=60s"])
         .args(&names)
         .output()
         .context("cannot run kubectl")?;
     if !wait.status.success() {
-        bail!("the CRDs did not become Established: {}", String::from_utf8_lossy(&wait.stderr).trim());
+        bail!(
+            "the CRDs did not become Established: {}",
+            String::from_utf8_lossy(&wait.stderr).trim()
+        );
     }
     Ok(())
 }
@@ -301,7 +326,9 @@ pub fn is_running(pid: u32) -> bool {
         return false;
     }
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
         Err(_) => true,
     }
 }

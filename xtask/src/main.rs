@@ -9,8 +9,8 @@
 //!
 //! `cargo xtask test -- FILTER` passes FILTER on to `cargo test` (for example a stage name).
 
-use std::path::PathBuf;
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{Context, Result, bail};
@@ -24,7 +24,9 @@ fn main() -> ExitCode {
         Some("down") => down(),
         Some("build") => build(),
         Some("test") => test(&args[1..]),
-        _ => Err(anyhow::anyhow!("usage: cargo xtask up | down | build | test [-- FILTER]")),
+        _ => Err(anyhow::anyhow!(
+            "usage: cargo xtask up | down | build | test [-- FILTER]"
+        )),
     };
     match result {
         Ok(code) => code,
@@ -42,12 +44,12 @@ fn cluster_dir() -> Result<PathBuf> {
 
 fn up() -> Result<ExitCode> {
     let dir = cluster_dir()?;
-    if let Some(pids) = read_pids(&dir) {
-        if pids.iter().any(|&pid| control_plane::is_running(pid)) {
-            eprintln!("A local control plane is already running.");
-            print_usage(&dir, &assets::locate_or_build()?, None);
-            return Ok(ExitCode::SUCCESS);
-        }
+    if let Some(pids) = read_pids(&dir)
+        && pids.iter().any(|&pid| control_plane::is_running(pid))
+    {
+        eprintln!("A local control plane is already running.");
+        print_usage(&dir, &assets::locate_or_build()?, None);
+        return Ok(ExitCode::SUCCESS);
     }
     let _ = std::fs::remove_dir_all(&dir);
     let assets = assets::locate_or_build()?;
@@ -112,7 +114,10 @@ fn test(extra: &[String]) -> Result<ExitCode> {
     assets::locate_or_build()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     // The scenarios run the stages exactly as attendees do: as built examples.
-    let built = Command::new(&cargo).args(["build", "--examples"]).status().context("cannot run cargo")?;
+    let built = Command::new(&cargo)
+        .args(["build", "--examples"])
+        .status()
+        .context("cannot run cargo")?;
     if !built.success() {
         bail!("`cargo build --examples` failed (see above)");
     }
@@ -137,7 +142,11 @@ fn test(extra: &[String]) -> Result<ExitCode> {
     let status = tested.wait()?;
     let [passed, failed, ignored] = totals;
     println!("\ntotal: {passed} passed, {failed} failed, {ignored} skipped");
-    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// The passed, failed and ignored counts of a libtest summary line
@@ -146,7 +155,11 @@ fn test_result_counts(line: &str) -> Option<[u64; 3]> {
     let rest = line.trim().strip_prefix("test result: ")?;
     let count = |word: &str| -> Option<u64> {
         rest.split(';').find_map(|part| {
-            let part = part.trim().trim_start_matches("ok.").trim_start_matches("FAILED.").trim();
+            let part = part
+                .trim()
+                .trim_start_matches("ok.")
+                .trim_start_matches("FAILED.")
+                .trim();
             let (number, name) = part.split_once(' ')?;
             (name == word).then(|| number.parse().ok()).flatten()
         })

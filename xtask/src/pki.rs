@@ -33,14 +33,18 @@ impl Pki {
     /// Makes the authority, the serving certificate and the service-account keys in `dir`.
     pub fn create(dir: &Path) -> Result<Pki> {
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.distinguished_name.push(DnType::CommonName, "math-controller local CA");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "math-controller local CA");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let issuer = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
         let ca_pem = issuer.pem();
 
         let serving_key = KeyPair::generate()?;
         let mut serving_params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
-        serving_params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+        serving_params
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver");
         let serving = serving_params.signed_by(&serving_key, &issuer)?;
 
         let service_account = KeyPair::generate()?;
@@ -80,8 +84,8 @@ impl Pki {
 
 /// Writes a file that only the current user can read.
 pub fn write_private(path: &Path, contents: &str) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create(true)

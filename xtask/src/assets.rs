@@ -157,7 +157,7 @@ fn build(target: &Path) -> Result<()> {
         let mut child = Command::new("go")
             .current_dir(modules.join(module))
             .env("CGO_ENABLED", "0")
-            .args(["build", "-trimpath", "-ldflags", ldflags, "-o"])
+            .args(["build", "-trimpath", "-buildvcs=false", "-ldflags", ldflags, "-o"])
             .arg(staging.path().join(binary))
             .arg(package)
             .stdin(Stdio::null())

@@ -112,16 +112,15 @@ fn build() -> Result<ExitCode> {
 /// tests/e2e/main.rs).
 fn test(extra: &[String]) -> Result<ExitCode> {
     assets::locate_or_build()?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     // The scenarios run the stages exactly as attendees do: as built examples.
-    let built = Command::new(&cargo)
+    let built = cargo()
         .args(["build", "--examples"])
         .status()
         .context("cannot run cargo")?;
     if !built.success() {
         bail!("`cargo build --examples` failed (see above)");
     }
-    let mut tested = Command::new(&cargo)
+    let mut tested = cargo()
         .args(["test", "--workspace"])
         .args(extra)
         .stdout(Stdio::piped())
@@ -147,6 +146,29 @@ fn test(extra: &[String]) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A cargo command without the variables that `cargo run` set for this
+/// program: build scripts that watch them (ring's watches CARGO_MANIFEST_DIR)
+/// would otherwise rebuild on every switch between `cargo xtask` and plain cargo.
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_by_cargo_run = name.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&name.as_ref());
+        if set_by_cargo_run {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
 }
 
 /// The passed, failed and ignored counts of a libtest summary line

@@ -26,7 +26,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
-use kube::{Client, CustomResourceExt, Resource};
+use kube::{Client, Config, CustomResourceExt, Resource};
 use tracing_subscriber::EnvFilter;
 
 use crate::number::Number;
@@ -83,15 +83,17 @@ fn crds_yaml() -> anyhow::Result<String> {
 
 /// Connects to the cluster of the current kubeconfig context, and checks that it answers.
 async fn connect() -> anyhow::Result<Client> {
-    let client = Client::try_default().await.map_err(|err| {
+    let config = Config::infer().await.map_err(|err| {
         anyhow!(
             "no usable kubeconfig ({err}); start a cluster (kind, minikube, k3d or `cargo xtask up`) \
              and point KUBECONFIG at its kubeconfig"
         )
     })?;
+    let server = config.cluster_url.clone();
+    let client = Client::try_from(config).context("cannot build a client from the kubeconfig")?;
     client.apiserver_version().await.map_err(|err| {
         anyhow!(
-            "the Kubernetes API server of the current kubeconfig context does not answer ({err}); \
+            "the Kubernetes API server at {server} does not answer ({err}); \
              start the cluster, then check it with `kubectl cluster-info`"
         )
     })?;

@@ -1,8 +1,9 @@
 //! How long to wait before retrying a reconcile that failed.
 //!
-//! A failure that repeats (a name clash, a permission the controller lacks) must
-//! not turn into a tight loop of requests: each consecutive failure of the same
-//! object doubles the wait, up to a ceiling, and a success starts over.
+//! A failure that repeats (a permission the controller lacks, an API server
+//! that is down) must not turn into a tight loop of requests: each consecutive
+//! failure of the same object doubles the wait, up to a ceiling, and a success
+//! starts over.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,7 +19,8 @@ pub fn retry_delay(failures: u32) -> Duration {
     Duration::from_secs(1 << doublings).min(MAX_DELAY)
 }
 
-/// Counts consecutive failures per object.
+/// Counts consecutive failures per object name. An object deleted while
+/// failing leaves its count behind, until the controller restarts.
 ///
 /// A std `Mutex` rather than a tokio one: it is never held across an `.await`.
 #[derive(Default)]
@@ -62,10 +64,10 @@ mod tests {
     #[test]
     fn a_success_starts_the_count_over() {
         let backoff = RetryBackoff::default();
-        backoff.failed("default/a");
-        assert_eq!(backoff.failed("default/a"), Duration::from_secs(2));
-        assert_eq!(backoff.failed("default/b"), Duration::from_secs(1));
-        backoff.succeeded("default/a");
-        assert_eq!(backoff.failed("default/a"), Duration::from_secs(1));
+        backoff.failed("a");
+        assert_eq!(backoff.failed("a"), Duration::from_secs(2));
+        assert_eq!(backoff.failed("b"), Duration::from_secs(1));
+        backoff.succeeded("a");
+        assert_eq!(backoff.failed("a"), Duration::from_secs(1));
     }
 }

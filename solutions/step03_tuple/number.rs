@@ -49,6 +49,10 @@ pub struct NumberSpec {
 pub struct NumberStatus {
     pub fizz_buzz: String,
     pub is_square: bool,
+    /// The `metadata.generation` this status was computed from. The API
+    /// server bumps the generation on every change of the spec, so a reader
+    /// can tell a status that describes the current spec from a stale one.
+    pub observed_generation: Option<i64>,
 }
 
 /// "FizzBuzz" if `value` is divisible by 15, "Fizz" by 3, "Buzz" by 5, else the
@@ -74,11 +78,12 @@ pub fn is_square(value: i64) -> bool {
     root * root == value
 }
 
-/// The status that `spec` asks for.
-pub fn desired_status(spec: &NumberSpec) -> NumberStatus {
+/// The status that `spec`, at `generation`, asks for.
+pub fn desired_status(spec: &NumberSpec, generation: Option<i64>) -> NumberStatus {
     NumberStatus {
         fizz_buzz: fizz_buzz(spec.value),
         is_square: is_square(spec.value),
+        observed_generation: generation,
     }
 }
 
@@ -135,16 +140,18 @@ async fn reconcile(number: Arc<Number>, ctx: Arc<Context>) -> Result<Action, Err
         value = number.spec.value,
         "saw Number"
     );
-    // 1. Compute the status the spec asks for.
-    let desired = desired_status(&number.spec);
-    // 2. Write only when something would change: the Number we were handed is
-    //    the watch's latest copy, so an equal status needs no request at all.
+    // 1. Read: the Number we were handed is the watch's latest copy.
+    // 2. Compute the status the spec asks for.
+    let desired = desired_status(&number.spec, number.metadata.generation);
+    // 3. Report status, and write it only when it would change: an equal
+    //    status needs no request at all.
     if number.status.as_ref() == Some(&desired) {
         ctx.backoff.succeeded(&name);
         return Ok(Action::await_change());
     }
-    // 3. Write the status through the status subresource with server-side
-    //    apply: we send the fields we own, and the API server merges them.
+    // The write goes through the status subresource with server-side apply:
+    // we send the fields we own and the API server merges them. `force`
+    // claims them even if another manager wrote them: the status is ours.
     let patch = serde_json::json!({
         "apiVersion": Number::api_version(&()),
         "kind": Number::kind(&()),
@@ -249,14 +256,13 @@ mod tests {
 
     #[test]
     fn desired_status_combines_fizz_buzz_and_squareness() {
-        let status = desired_status(&NumberSpec { value: 225 });
-        assert_eq!(
-            status,
-            NumberStatus {
-                fizz_buzz: "FizzBuzz".into(),
-                is_square: true
-            }
-        );
+        let status = desired_status(&NumberSpec { value: 225 }, Some(3));
+        let expected = NumberStatus {
+            fizz_buzz: "FizzBuzz".into(),
+            is_square: true,
+            observed_generation: Some(3),
+        };
+        assert_eq!(status, expected);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, CustomResource, KubeSchema, Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::FIELD_MANAGER;
 use crate::backoff::RetryBackoff;
@@ -58,6 +58,8 @@ pub struct TupleStatus {
     /// Wanted child names taken by Numbers this Tuple does not control.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub name_clashes: Vec<String>,
+    /// The `metadata.generation` of the spec this status describes.
+    pub observed_generation: Option<i64>,
 }
 
 /// The name of the child that holds `numbers[index]`.
@@ -82,7 +84,10 @@ pub fn all_squares(owner_uid: &str, wanted: &[Number], existing: &[Arc<Number>])
             number.name_any() == child.name_any()
                 && is_controlled_by(number.as_ref(), owner_uid)
                 && number.spec == child.spec
-                && number.status.as_ref().is_some_and(|status| status.is_square)
+                && number.status.as_ref().is_some_and(|status| {
+                    // A status written for an older spec says nothing about this one.
+                    status.is_square && status.observed_generation == number.metadata.generation
+                })
         })
     })
 }
@@ -110,8 +115,6 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    #[error("Tuple {name} wants Numbers whose names are taken by objects it does not control: {clashes:?}")]
-    NameClash { name: String, clashes: Vec<String> },
 }
 
 /// Runs the Tuple controller until the process is interrupted.
@@ -156,7 +159,9 @@ async fn reconcile(tuple: Arc<Tuple>, ctx: Arc<Context>) -> Result<Action, Error
         .controller_owner_ref(&())
         .ok_or_else(|| Error::MissingUid { name: name.clone() })?;
 
-    // 1. Read the Numbers that exist, from the watch cache.
+    // 1. Read the Numbers that exist, from the watch cache. Until its first
+    //    list has arrived the cache is empty, and an empty cache would look
+    //    like "every child is missing": wait for it.
     ctx.number_cache
         .wait_until_ready()
         .await
@@ -171,22 +176,24 @@ async fn reconcile(tuple: Arc<Tuple>, ctx: Arc<Context>) -> Result<Action, Error
     let plan = children::plan(&owner.uid, wanted.clone(), &existing);
 
     // 3. Create or update what differs, delete what is not wanted.
-    let mut taken = Vec::new();
+    let mut applied = Ok(Vec::new());
     if !plan.is_empty() {
         info!(
             name,
+            namespace = tuple.namespace().unwrap_or_default(),
             create = plan.create.len(),
             update = plan.update.len(),
             delete = plan.delete.len(),
             "converging children"
         );
-        taken = children::apply(&ctx.numbers, &plan).await?;
+        applied = children::apply(&ctx.numbers, &plan).await;
     }
 
     // 4. Report status, and write it only if it changed.
     let status = TupleStatus {
         all_squares: all_squares(&owner.uid, &wanted, &existing),
         name_clashes: plan.clashes.clone(),
+        observed_generation: tuple.metadata.generation,
     };
     if tuple.status.as_ref() != Some(&status) {
         let patch = serde_json::json!({
@@ -205,15 +212,15 @@ async fn reconcile(tuple: Arc<Tuple>, ctx: Arc<Context>) -> Result<Action, Error
         }
     }
 
-    // A clash is not ours to resolve: retry with a growing delay, and pick
-    // it up once the other object is gone.
-    if !plan.clashes.is_empty() {
-        return Err(Error::NameClash {
-            name,
-            clashes: plan.clashes,
-        });
-    }
+    // A failed write to a child is retried with a growing delay (error_policy).
+    let taken = applied?;
     ctx.backoff.succeeded(&name);
+    if !plan.clashes.is_empty() {
+        // A clash is not ours to resolve, and deleting the other object does
+        // not wake us (it names no owner): look again every 10 seconds.
+        warn!(name, clashes = ?plan.clashes, "wanted names are taken; reported in status");
+        return Ok(Action::requeue(Duration::from_secs(10)));
+    }
     if !taken.is_empty() {
         // Look again once the cache has caught up: ours, or a clash to report.
         return Ok(Action::requeue(Duration::from_secs(1)));
@@ -226,8 +233,10 @@ async fn reconcile(tuple: Arc<Tuple>, ctx: Arc<Context>) -> Result<Action, Error
 fn error_policy(tuple: Arc<Tuple>, error: &Error, ctx: Arc<Context>) -> Action {
     let delay = ctx.backoff.failed(&tuple.name_any());
     match error {
-        Error::NameClash { .. } => warn!(%error, retry_in = ?delay, "reported in status; will check again"),
-        _ => warn!(%error, retry_in = ?delay, "will retry"),
+        // The API server refused a write or did not answer: it may work later.
+        Error::Children(_) | Error::WriteStatus { .. } => warn!(%error, retry_in = ?delay, "will retry"),
+        // Should not happen with objects from the API server.
+        Error::MissingUid { .. } | Error::CacheNotReady => error!(%error, retry_in = ?delay, "will retry"),
     }
     Action::requeue(delay)
 }
@@ -249,9 +258,11 @@ mod tests {
             uid: controller.to_string(),
             ..OwnerReference::default()
         }]);
+        number.metadata.generation = Some(1);
         number.status = is_square.map(|is_square| NumberStatus {
             fizz_buzz: String::new(),
             is_square,
+            observed_generation: Some(1),
         });
         Arc::new(number)
     }
@@ -328,6 +339,14 @@ mod tests {
     }
 
     #[test]
+    fn a_status_written_for_an_older_spec_does_not_count() {
+        let wanted = desired_children("t", &[4]);
+        let mut edited_back = (*number("t-0", 4, TUPLE_UID, Some(true))).clone();
+        edited_back.metadata.generation = Some(3);
+        assert!(!all_squares(TUPLE_UID, &wanted, &[Arc::new(edited_back)]));
+    }
+
+    #[test]
     fn the_crd_bounds_the_list_and_the_name() {
         let schema = serde_json::to_value(&Tuple::crd().spec.versions[0].schema).unwrap();
         let root = &schema["openAPIV3Schema"];
@@ -341,6 +360,11 @@ mod tests {
         );
         let rule = root["x-kubernetes-validations"][0]["rule"].as_str().unwrap();
         assert_eq!(rule, format!("self.metadata.name.size() <= {MAX_NAME_LENGTH}"));
+        let message = root["x-kubernetes-validations"][0]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("at most {MAX_NAME_LENGTH} characters")),
+            "{message}"
+        );
     }
 
     #[test]

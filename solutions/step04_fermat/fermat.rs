@@ -17,7 +17,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, CustomResource, KubeSchema, Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::FIELD_MANAGER;
 use crate::backoff::RetryBackoff;
@@ -62,6 +62,8 @@ pub struct FermatStatus {
     /// Wanted child names taken by Tuples this Fermat does not control.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub name_clashes: Vec<String>,
+    /// The `metadata.generation` of the spec this status describes.
+    pub observed_generation: Option<i64>,
 }
 
 /// The name of the child that holds `[i, n - i]`.
@@ -90,7 +92,10 @@ pub fn two_squares_found(owner_uid: &str, wanted: &[Tuple], existing: &[Arc<Tupl
             tuple.name_any() == child.name_any()
                 && is_controlled_by(tuple.as_ref(), owner_uid)
                 && tuple.spec == child.spec
-                && tuple.status.as_ref().is_some_and(|status| status.all_squares)
+                && tuple.status.as_ref().is_some_and(|status| {
+                    // A status written for an older spec says nothing about this one.
+                    status.all_squares && status.observed_generation == tuple.metadata.generation
+                })
         })
     })
 }
@@ -118,8 +123,6 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    #[error("Fermat {name} wants Tuples whose names are taken by objects it does not control: {clashes:?}")]
-    NameClash { name: String, clashes: Vec<String> },
 }
 
 /// Runs the Fermat controller until the process is interrupted.
@@ -173,22 +176,24 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
     let plan = children::plan(&owner.uid, wanted.clone(), &existing);
 
     // 3. Create or update what differs, delete what is not wanted.
-    let mut taken = Vec::new();
+    let mut applied = Ok(Vec::new());
     if !plan.is_empty() {
         info!(
             name,
+            namespace = fermat.namespace().unwrap_or_default(),
             create = plan.create.len(),
             update = plan.update.len(),
             delete = plan.delete.len(),
             "converging children"
         );
-        taken = children::apply(&ctx.tuples, &plan).await?;
+        applied = children::apply(&ctx.tuples, &plan).await;
     }
 
     // 4. Report status, and write it only if it changed.
     let status = FermatStatus {
         two_squares_found: two_squares_found(&owner.uid, &wanted, &existing),
         name_clashes: plan.clashes.clone(),
+        observed_generation: fermat.metadata.generation,
     };
     if fermat.status.as_ref() != Some(&status) {
         let patch = serde_json::json!({
@@ -207,13 +212,15 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
         }
     }
 
-    if !plan.clashes.is_empty() {
-        return Err(Error::NameClash {
-            name,
-            clashes: plan.clashes,
-        });
-    }
+    // A failed write to a child is retried with a growing delay (error_policy).
+    let taken = applied?;
     ctx.backoff.succeeded(&name);
+    if !plan.clashes.is_empty() {
+        // A clash is not ours to resolve, and deleting the other object does
+        // not wake us (it names no owner): look again every 10 seconds.
+        warn!(name, clashes = ?plan.clashes, "wanted names are taken; reported in status");
+        return Ok(Action::requeue(Duration::from_secs(10)));
+    }
     if !taken.is_empty() {
         // Look again once the cache has caught up: ours, or a clash to report.
         return Ok(Action::requeue(Duration::from_secs(1)));
@@ -226,8 +233,10 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
 fn error_policy(fermat: Arc<Fermat>, error: &Error, ctx: Arc<Context>) -> Action {
     let delay = ctx.backoff.failed(&fermat.name_any());
     match error {
-        Error::NameClash { .. } => warn!(%error, retry_in = ?delay, "reported in status; will check again"),
-        _ => warn!(%error, retry_in = ?delay, "will retry"),
+        // The API server refused a write or did not answer: it may work later.
+        Error::Children(_) | Error::WriteStatus { .. } => warn!(%error, retry_in = ?delay, "will retry"),
+        // Should not happen with objects from the API server.
+        Error::MissingUid { .. } | Error::CacheNotReady => error!(%error, retry_in = ?delay, "will retry"),
     }
     Action::requeue(delay)
 }
@@ -255,9 +264,11 @@ mod tests {
             uid: controller.to_string(),
             ..OwnerReference::default()
         }]);
+        tuple.metadata.generation = Some(1);
         tuple.status = all_squares.map(|all_squares| TupleStatus {
             all_squares,
             name_clashes: Vec::new(),
+            observed_generation: Some(1),
         });
         Arc::new(tuple)
     }
@@ -344,6 +355,14 @@ mod tests {
     }
 
     #[test]
+    fn a_status_written_for_an_older_spec_does_not_count() {
+        let wanted = desired_children("f", 13);
+        let mut put_back = (*tuple([4, 9], FERMAT_UID, Some(true))).clone();
+        put_back.metadata.generation = Some(2);
+        assert!(!two_squares_found(FERMAT_UID, &wanted, &[Arc::new(put_back)]));
+    }
+
+    #[test]
     fn the_crd_bounds_the_number_and_the_name() {
         let schema = serde_json::to_value(&Fermat::crd().spec.versions[0].schema).unwrap();
         let root = &schema["openAPIV3Schema"];
@@ -352,6 +371,11 @@ mod tests {
         assert_eq!(number["maximum"], MAX_NUMBER as f64);
         let rule = root["x-kubernetes-validations"][0]["rule"].as_str().unwrap();
         assert_eq!(rule, format!("self.metadata.name.size() <= {MAX_NAME_LENGTH}"));
+        let message = root["x-kubernetes-validations"][0]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("at most {MAX_NAME_LENGTH} characters")),
+            "{message}"
+        );
     }
 
     #[test]

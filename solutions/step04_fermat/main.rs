@@ -14,7 +14,7 @@
 //! cargo run --example step04_fermat
 //! kubectl apply -f solutions/step04_fermat/samples/fermats.yaml    # in a second terminal
 //! kubectl get fermats
-//! kubectl delete number thirteen-4-and-9-1          # heals through two levels
+//! kubectl delete number thirteen-4-and-9-1          # comes back; the answer stays
 //! ```
 //!
 //! `RUST_LOG=debug cargo run --example step04_fermat` also shows the watch requests
@@ -30,7 +30,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
-use kube::{Client, CustomResourceExt, Resource};
+use kube::{Client, Config, CustomResourceExt, Resource};
 use tracing_subscriber::EnvFilter;
 
 use crate::fermat::Fermat;
@@ -101,15 +101,17 @@ fn crds_yaml() -> anyhow::Result<String> {
 
 /// Connects to the cluster of the current kubeconfig context, and checks that it answers.
 async fn connect() -> anyhow::Result<Client> {
-    let client = Client::try_default().await.map_err(|err| {
+    let config = Config::infer().await.map_err(|err| {
         anyhow!(
             "no usable kubeconfig ({err}); start a cluster (kind, minikube, k3d or `cargo xtask up`) \
              and point KUBECONFIG at its kubeconfig"
         )
     })?;
+    let server = config.cluster_url.clone();
+    let client = Client::try_from(config).context("cannot build a client from the kubeconfig")?;
     client.apiserver_version().await.map_err(|err| {
         anyhow!(
-            "the Kubernetes API server of the current kubeconfig context does not answer ({err}); \
+            "the Kubernetes API server at {server} does not answer ({err}); \
              start the cluster, then check it with `kubectl cluster-info`"
         )
     })?;

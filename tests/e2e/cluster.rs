@@ -130,28 +130,36 @@ pub struct StageGate {
 
 impl StageGate {
     /// Waits for `stage`'s turn; installs its CRDs when the turn begins.
-    fn enter(&self, stage: Stage, kubectl: &Path) -> Result<()> {
+    /// The turn lasts as long as the returned guard.
+    fn enter(&self, stage: Stage, kubectl: &Path) -> Result<Turn<'_>> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             match *state {
                 (Some(current), ref mut active) if current == stage => {
                     *active += 1;
-                    return Ok(());
+                    return Ok(Turn { gate: self });
                 }
                 (_, 0) => {
                     control_plane::install_crds(Command::new(kubectl), &stage.crds()?)?;
                     *state = (Some(stage), 1);
-                    return Ok(());
+                    return Ok(Turn { gate: self });
                 }
                 _ => state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner()),
             }
         }
     }
+}
 
-    fn leave(&self) {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+/// A scenario's share of its stage's turn; dropping it ends the share.
+pub struct Turn<'a> {
+    gate: &'a StageGate,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut state = self.gate.state.lock().unwrap_or_else(|p| p.into_inner());
         state.1 -= 1;
-        self.changed.notify_all();
+        self.gate.changed.notify_all();
     }
 }
 
@@ -164,13 +172,16 @@ pub struct Scenario<'a> {
     cluster: &'a Cluster,
     dir: tempfile::TempDir,
     controller: Option<Child>,
+    /// Held until the namespace is deleted (existing clusters only).
+    _turn: Option<Turn<'a>>,
 }
 
 impl<'a> Scenario<'a> {
     pub async fn new(cluster: &'a Cluster, stage: Stage, label: &str) -> Result<Scenario<'a>> {
-        if let Cluster::Existing { gate, kubectl } = cluster {
-            gate.enter(stage, kubectl)?;
-        }
+        let turn = match cluster {
+            Cluster::Existing { gate, kubectl } => Some(gate.enter(stage, kubectl)?),
+            Cluster::Local { .. } => None,
+        };
         let dir = tempfile::Builder::new().prefix("math-controller-e2e-").tempdir()?;
         cleanup::register_folder(dir.path().to_path_buf());
         let namespace = namespace_name(label);
@@ -220,6 +231,7 @@ impl<'a> Scenario<'a> {
             cluster,
             dir,
             controller: None,
+            _turn: turn,
         })
     }
 
@@ -314,13 +326,12 @@ impl Drop for Scenario<'_> {
             cleanup::forget_process(child.id());
         }
         cleanup::forget_folder(&self.dir.path().to_path_buf());
-        if let Cluster::Existing { gate, kubectl } = self.cluster {
+        if let Cluster::Existing { kubectl, .. } = self.cluster {
             // Leave nothing behind on someone else's cluster.
             let _ = Command::new(kubectl)
                 .env("KUBECONFIG", &self.kubeconfig)
                 .args(["delete", "namespace", &self.namespace, "--wait=false"])
                 .output();
-            gate.leave();
         }
     }
 }
@@ -365,30 +376,48 @@ pub fn last_lines(text: &str, count: usize) -> String {
 /// unless `kubeconfig` names another. A program still running after the
 /// deadline is killed, and that is an error: these runs are meant to end.
 pub fn run_to_exit(program: &Path, args: &[&str], kubeconfig: &Path) -> Result<Output> {
+    // Output goes to files, not pipes: a pipe nobody reads would block a chatty program.
+    let stdout = tempfile::tempfile()?;
+    let stderr = tempfile::tempfile()?;
     let mut child = Command::new(program)
         .args(args)
         .env("KUBECONFIG", kubeconfig)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(stdout.try_clone()?)
+        .stderr(stderr.try_clone()?)
         .spawn()?;
     let started = Instant::now();
-    while child.try_wait()?.is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
         if started.elapsed() > DEADLINE {
             let _ = child.kill();
-            let output = child.wait_with_output()?;
+            let _ = child.wait();
             bail!(
                 "{} was still running after {} s; it printed:\n{}{}",
                 program.display(),
                 DEADLINE.as_secs(),
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
+                read_all(stdout)?,
+                read_all(stderr)?
             );
         }
         std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(child.wait_with_output()?)
+    };
+    Ok(Output {
+        status,
+        stdout: read_all(stdout)?.into_bytes(),
+        stderr: read_all(stderr)?.into_bytes(),
+    })
+}
+
+fn read_all(mut file: fs::File) -> Result<String> {
+    use std::io::{Read, Seek};
+    let mut text = String::new();
+    file.rewind()?;
+    file.read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// Checks that a failed run explained itself as a person wants: a non-zero

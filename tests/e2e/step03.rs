@@ -149,7 +149,7 @@ async fn a_deleted_child_comes_back(mut s: Scenario<'_>) -> Result<()> {
 async fn an_edited_child_is_put_back(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step03)?;
     s.apply(&tuple("edit", &[4]))?;
-    expect_numbers(&s, &[("edit-0", 4)]).await?;
+    let before = expect_numbers(&s, &[("edit-0", 4)]).await?;
     let patched = s.kubectl(&[
         "patch",
         "number",
@@ -162,6 +162,8 @@ async fn an_edited_child_is_put_back(mut s: Scenario<'_>) -> Result<()> {
     expect_numbers(&s, &[("edit-0", 4)]).await?;
     let value = s.kubectl(&["get", "number", "edit-0", "-o", "jsonpath={.spec.value}"])?;
     ensure!(value == "4", "edit-0 holds {value}");
+    let after = numbers(&s).await.map_err(anyhow::Error::msg)?;
+    ensure!(after[0].2 == before[0].2, "edit-0 was replaced, not put back");
     Ok(())
 }
 
@@ -173,6 +175,9 @@ async fn all_squares_follows_the_children(mut s: Scenario<'_>) -> Result<()> {
     expect_all_squares(&s, "follow", false).await?;
     set_numbers(&s, "follow", &[1, 4, 16]).await?;
     expect_all_squares(&s, "follow", true).await?;
+    set_numbers(&s, "follow", &[2]).await?;
+    expect_all_squares(&s, "follow", false).await?;
+    // An empty list is vacuously all squares.
     set_numbers(&s, "follow", &[]).await?;
     expect_numbers(&s, &[]).await?;
     expect_all_squares(&s, "follow", true).await

@@ -16,7 +16,11 @@ pub fn cases() -> Vec<Case> {
     vec![
         case!(Stage::Step04, the_cluster_finds_13_2_and_25_but_not_7_and_3),
         case!(Stage::Step04, changing_n_replaces_the_tuples),
-        case!(Stage::Step04, deleting_a_grandchild_number_heals_through_two_levels),
+        case!(
+            Stage::Step04,
+            deleting_a_grandchild_number_brings_it_back_and_the_answer_stays
+        ),
+        case!(Stage::Step04, a_deleted_or_edited_tuple_is_put_back),
         case!(Stage::Step04, deleting_the_fermat_removes_everything),
         case!(Stage::Step04, the_schema_rejects_n_above_the_bound),
     ]
@@ -93,7 +97,6 @@ async fn settled_answer(s: &Scenario<'_>, name: &str, n: i64) -> Result<bool> {
 async fn the_cluster_finds_13_2_and_25_but_not_7_and_3(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
     s.apply(SAMPLES)?;
-    s.apply(&fermat("three", 3))?;
     for (name, n, expected) in [
         ("thirteen", 13, true),
         ("two", 2, true),
@@ -107,15 +110,37 @@ async fn the_cluster_finds_13_2_and_25_but_not_7_and_3(mut s: Scenario<'_>) -> R
             "{name}: twoSquaresFound is {found}, expected {expected}"
         );
     }
+    // The READMEs show this table: check them against the real one (without AGE).
     let table = s.kubectl(&["get", "fermats"])?;
-    ensure!(
-        table
-            .lines()
-            .next()
-            .is_some_and(|h| h.split_whitespace().eq(["NAME", "NUMBER", "TWOSQUARESFOUND", "AGE"])),
-        "{table}"
-    );
+    let real = without_last_column(&table);
+    for (readme, text) in [("README.md", README), ("README.ja.md", README_JA)] {
+        let shown = text
+            .split("kubectl get fermats\n```\n\n```text\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .map(without_last_column);
+        ensure!(
+            shown.as_ref() == Some(&real),
+            "{readme} shows {shown:?}, the cluster shows:\n{table}"
+        );
+    }
     Ok(())
+}
+
+const README: &str = include_str!("../../README.md");
+const README_JA: &str = include_str!("../../README.ja.md");
+
+/// The rows of a `kubectl get` table without its last column (AGE changes).
+fn without_last_column(table: &str) -> Vec<Vec<String>> {
+    table
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let mut cells: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+            cells.pop();
+            cells
+        })
+        .collect()
 }
 
 async fn changing_n_replaces_the_tuples(mut s: Scenario<'_>) -> Result<()> {
@@ -158,7 +183,8 @@ async fn changing_n_replaces_the_tuples(mut s: Scenario<'_>) -> Result<()> {
     Ok(())
 }
 
-async fn deleting_a_grandchild_number_heals_through_two_levels(mut s: Scenario<'_>) -> Result<()> {
+/// The Tuple brings its Number back; the Numbers' status travels up two levels.
+async fn deleting_a_grandchild_number_brings_it_back_and_the_answer_stays(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
     s.apply(&fermat("thirteen", 13))?;
     ensure!(settled_answer(&s, "thirteen", 13).await?, "13 was not found");
@@ -180,6 +206,58 @@ async fn deleting_a_grandchild_number_heals_through_two_levels(mut s: Scenario<'
     ensure!(
         settled_answer(&s, "thirteen", 13).await?,
         "13 is no longer found after healing"
+    );
+    Ok(())
+}
+
+async fn a_deleted_or_edited_tuple_is_put_back(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step04)?;
+    s.apply(&fermat("three", 3))?;
+    ensure!(!settled_answer(&s, "three", 3).await?, "3 was found");
+    let tuples = s.api("Tuple");
+    let old_uid = tuples.get("three-1-and-2").await?.uid();
+    s.kubectl(&["delete", "tuple", "three-1-and-2"])?;
+    s.eventually("three-1-and-2 to come back as a new object", || {
+        let tuples = tuples.clone();
+        let old_uid = old_uid.clone();
+        async move {
+            let tuple = tuples.get("three-1-and-2").await.map_err(|err| err.to_string())?;
+            if tuple.uid() != old_uid {
+                Ok(())
+            } else {
+                Err("the old object".into())
+            }
+        }
+    })
+    .await?;
+    let patched = s.kubectl(&[
+        "patch",
+        "tuple",
+        "three-1-and-2",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"numbers":[4,9]}}"#,
+    ])?;
+    ensure!(!patched.contains("no change"), "the edit changed nothing: {patched}");
+    s.eventually("three-1-and-2 to hold [1, 2] again", || async {
+        let tuple = s
+            .api("Tuple")
+            .get("three-1-and-2")
+            .await
+            .map_err(|err| err.to_string())?;
+        let numbers = field(&tuple, &["spec", "numbers"]);
+        if *numbers == serde_json::json!([1, 2]) {
+            Ok(())
+        } else {
+            Err(numbers.to_string())
+        }
+    })
+    .await?;
+    // Edited to [4, 9], the Tuple was briefly all squares; once it is put
+    // back, the whole tree settles on "not found" again.
+    ensure!(
+        !settled_answer(&s, "three", 3).await?,
+        "3 is found after the edit was put back"
     );
     Ok(())
 }
@@ -210,7 +288,7 @@ async fn the_schema_rejects_n_above_the_bound(s: Scenario<'_>) -> Result<()> {
     let output = s.kubectl_output(&["apply", "-f", "-"], Some(INVALID))?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     ensure!(
-        !output.status.success() && stderr.contains("spec.number") && stderr.contains("100"),
+        !output.status.success() && stderr.contains("spec.number") && stderr.contains("less than or equal to 100"),
         "not rejected as expected: {stderr}"
     );
     Ok(())

@@ -63,9 +63,7 @@ impl ControlPlane {
             cleanup::register_folder(dir.clone());
         }
         let pki = Pki::create(&dir)?;
-        let etcd_client_port = free_port()?;
-        let etcd_peer_port = free_port()?;
-        let api_port = free_port()?;
+        let [etcd_client_port, etcd_peer_port, api_port] = free_ports()?;
         let server = format!("https://127.0.0.1:{api_port}");
         let kubeconfig = dir.join("kubeconfig");
         write_private(
@@ -397,10 +395,18 @@ current-context: local
     )
 }
 
-/// A port on 127.0.0.1 that nothing listens on right now.
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("cannot bind a port on 127.0.0.1")?;
-    Ok(listener.local_addr()?.port())
+/// Three different ports on 127.0.0.1 that nothing listens on right now.
+/// (Held open together, so that the kernel cannot hand out one twice.)
+fn free_ports() -> Result<[u16; 3]> {
+    let listeners = [(); 3].map(|_| TcpListener::bind("127.0.0.1:0"));
+    let mut ports = [0; 3];
+    for (port, listener) in ports.iter_mut().zip(listeners) {
+        *port = listener
+            .context("cannot bind a port on 127.0.0.1")?
+            .local_addr()?
+            .port();
+    }
+    Ok(ports)
 }
 
 /// The last lines of a log file, for error messages.

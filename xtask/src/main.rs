@@ -96,9 +96,33 @@ fn down() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The recorded process ids that still run one of the control plane's
+/// programs: after a reboot the same ids may belong to anything else.
 fn read_pids(dir: &std::path::Path) -> Option<Vec<u32>> {
     let text = std::fs::read_to_string(dir.join("pids")).ok()?;
-    Some(text.lines().filter_map(|line| line.trim().parse().ok()).collect())
+    let recorded: Vec<u32> = text.lines().filter_map(|line| line.trim().parse().ok()).collect();
+    Some(
+        recorded
+            .into_iter()
+            .filter(|&pid| runs_control_plane_program(pid))
+            .collect(),
+    )
+}
+
+fn runs_control_plane_program(pid: u32) -> bool {
+    let Ok(output) = Command::new("ps")
+        .args(["-o", "command=", "-p", &pid.to_string()])
+        .output()
+    else {
+        return false;
+    };
+    let command = String::from_utf8_lossy(&output.stdout);
+    let program = command.split_whitespace().next().unwrap_or("");
+    let name = std::path::Path::new(program)
+        .file_name()
+        .and_then(|name| name.to_str())
+        .unwrap_or("");
+    assets::BINARIES.contains(&name)
 }
 
 fn build() -> Result<ExitCode> {

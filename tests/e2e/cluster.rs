@@ -111,6 +111,14 @@ impl Cluster {
         }
     }
 
+    /// The API server's audit log, which only a local control plane has.
+    pub fn audit_log(&self) -> Option<&Path> {
+        match self {
+            Cluster::Local { plane, .. } => Some(&plane.audit_log),
+            Cluster::Existing { .. } => None,
+        }
+    }
+
     /// The kubeconfig to start from: the local admin one, or the user's own.
     fn base_kubeconfig(&self) -> Option<&Path> {
         match self {
@@ -235,9 +243,49 @@ impl<'a> Scenario<'a> {
         })
     }
 
+    /// The writes to custom resources in this scenario's namespace that the
+    /// API server recorded, oldest first (local control planes only).
+    pub fn recorded_writes(&self) -> Result<Vec<RecordedWrite>> {
+        let path = self
+            .cluster
+            .audit_log()
+            .context("only a local control plane keeps an audit log")?;
+        let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut writes = Vec::new();
+        for line in text.lines() {
+            let event: serde_json::Value = serde_json::from_str(line)?;
+            let object = &event["objectRef"];
+            if event["stage"] != "ResponseComplete" || object["namespace"] != self.namespace.as_str() {
+                continue;
+            }
+            let text = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_string();
+            writes.push(RecordedWrite {
+                verb: text(&event["verb"]),
+                resource: text(&object["resource"]),
+                subresource: text(&object["subresource"]),
+                name: text(&object["name"]),
+                request_uri: text(&event["requestURI"]),
+                user_agent: text(&event["userAgent"]),
+            });
+        }
+        Ok(writes)
+    }
+
+    /// Stops the running controller, as Ctrl-C would.
+    pub fn stop_controller(&mut self) {
+        if let Some(mut child) = self.controller.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            cleanup::forget_process(child.id());
+        }
+    }
+
     /// Starts `stage`'s program without arguments, as `cargo run --example <stage>` does.
     pub fn start_controller(&mut self, stage: Stage) -> Result<()> {
-        let log = fs::File::create(self.dir.path().join("controller.log"))?;
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("controller.log"))?;
         let child = Command::new(stage.program()?)
             .env("KUBECONFIG", &self.kubeconfig)
             .env("RUST_LOG", "info")
@@ -334,6 +382,17 @@ impl Drop for Scenario<'_> {
                 .output();
         }
     }
+}
+
+/// One write request, as the API server's audit log recorded it.
+#[derive(Debug)]
+pub struct RecordedWrite {
+    pub verb: String,
+    pub resource: String,
+    pub subresource: String,
+    pub name: String,
+    pub request_uri: String,
+    pub user_agent: String,
 }
 
 /// A namespace name for a scenario, unique across runs.

@@ -34,6 +34,8 @@ use crate::cluster::{Cluster, STAGES, Scenario, Stage, StageGate};
 pub struct Case {
     pub name: &'static str,
     pub cluster: Stage,
+    /// Reads the API server's audit log, which only a local control plane has.
+    pub needs_audit_log: bool,
     pub run: for<'a> fn(Scenario<'a>) -> futures::future::BoxFuture<'a, anyhow::Result<()>>,
 }
 
@@ -114,6 +116,7 @@ fn main() -> ExitCode {
                 .iter()
                 .find(|(stage, _)| *stage == case.cluster)
                 .map(|(_, cluster)| cluster.clone());
+            let ignored = existing && case.needs_audit_log;
             Trial::test(name, move || {
                 // A cluster that could not start is a failure, never a skip.
                 let cluster = match cluster {
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
                     })
                     .map_err(|err| Failed::from(format!("{err:#}")))
             })
+            .with_ignored_flag(ignored)
         })
         .collect();
 

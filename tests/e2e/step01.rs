@@ -9,9 +9,13 @@ const SAMPLE: &str = include_str!("../../solutions/step01_crd/samples/numbers.ya
 
 macro_rules! case {
     ($stage:expr, $name:ident) => {
+        case!($stage, $name, needs_audit_log: false)
+    };
+    ($stage:expr, $name:ident, needs_audit_log: $audit:expr) => {
         Case {
             name: stringify!($name),
             cluster: $stage,
+            needs_audit_log: $audit,
             run: |scenario| Box::pin($name(scenario)),
         }
     };

@@ -47,6 +47,9 @@ pub struct ControlPlane {
     pub kubeconfig: PathBuf,
     /// The API server's address.
     pub server: String,
+    /// The API server's audit log: one JSON line per write to a custom
+    /// resource, so tests can count the requests a controller makes.
+    pub audit_log: PathBuf,
     assets: Assets,
     pki: Pki,
     lifetime: Lifetime,
@@ -66,6 +69,7 @@ impl ControlPlane {
         let [etcd_client_port, etcd_peer_port, api_port] = free_ports()?;
         let server = format!("https://127.0.0.1:{api_port}");
         let kubeconfig = dir.join("kubeconfig");
+        let audit_log = dir.join("logs").join("audit.log");
         write_private(
             &kubeconfig,
             &kubeconfig_yaml(&server, &pki.ca_pem, &pki.client("admin", &["system:masters"])?),
@@ -75,6 +79,7 @@ impl ControlPlane {
             dir,
             kubeconfig,
             server,
+            audit_log,
             assets: assets.clone(),
             pki,
             lifetime,
@@ -97,6 +102,8 @@ impl ControlPlane {
                 // Tests and workshops keep nothing: skip the disk flushes.
                 .arg("--unsafe-no-fsync"),
         )?;
+        let audit_policy = plane.dir.join("audit-policy.yaml");
+        fs::write(&audit_policy, AUDIT_POLICY)?;
         let pki = &plane.pki;
         let mut apiserver = Command::new(assets.kube_apiserver());
         apiserver
@@ -122,7 +129,9 @@ impl ControlPlane {
             ))
             .arg("--disable-admission-plugins=ServiceAccount")
             // No nodes and no Services here: nothing needs the `kubernetes` Service's endpoints.
-            .arg("--endpoint-reconciler-type=none");
+            .arg("--endpoint-reconciler-type=none")
+            .arg(format!("--audit-policy-file={}", audit_policy.display()))
+            .arg(format!("--audit-log-path={}", plane.audit_log.display()));
         plane.spawn("kube-apiserver", &mut apiserver)?;
         plane.wait_until_ready()?;
         Ok(plane)
@@ -241,6 +250,24 @@ impl Drop for ControlPlane {
         cleanup::forget_folder(&self.dir);
     }
 }
+
+/// Record writes to custom resources (any group but the built-in ones), nothing else.
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  resources:
+  - group: \"\"
+  - group: apiextensions.k8s.io
+  - group: coordination.k8s.io
+  - group: events.k8s.io
+  - group: flowcontrol.apiserver.k8s.io
+  - group: rbac.authorization.k8s.io
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+- level: None
+";
 
 /// Installs CRDs with `kubectl apply --server-side` and waits until they are Established.
 pub fn install_crds(kubectl: Command, yaml: &str) -> Result<()> {

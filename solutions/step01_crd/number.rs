@@ -43,8 +43,9 @@ pub async fn run(client: Client) {
         .shutdown_on_signal()
         .run(reconcile, error_policy, Arc::new(()))
         .for_each(|result| async move {
+            // Reconciles cannot fail here: an error comes from the watch itself.
             if let Err(err) = result {
-                warn!(%err, "reconcile failed");
+                warn!(%err, "controller error");
             }
         })
         .await;

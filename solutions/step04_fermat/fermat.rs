@@ -176,7 +176,6 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
     let plan = children::plan(&owner.uid, wanted.clone(), &existing);
 
     // 3. Create or update what differs, delete what is not wanted.
-    let mut applied = Ok(Vec::new());
     if !plan.is_empty() {
         info!(
             name,
@@ -186,8 +185,9 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
             delete = plan.delete.len(),
             "converging children"
         );
-        applied = children::apply(&ctx.tuples, &plan).await;
     }
+    // An empty plan sends no request.
+    let applied = children::apply(&ctx.tuples, &plan).await;
 
     // 4. Report status, and write it only if it changed.
     let status = FermatStatus {

@@ -148,7 +148,7 @@ impl StageGate {
                     return Ok(Turn { gate: self });
                 }
                 (_, 0) => {
-                    control_plane::install_crds(Command::new(kubectl), &stage.crds()?)?;
+                    control_plane::install_crds(kubectl, None, &stage.crds()?)?;
                     *state = (Some(stage), 1);
                     return Ok(Turn { gate: self });
                 }
@@ -368,11 +368,7 @@ impl<'a> Scenario<'a> {
 
 impl Drop for Scenario<'_> {
     fn drop(&mut self) {
-        if let Some(mut child) = self.controller.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-            cleanup::forget_process(child.id());
-        }
+        self.stop_controller();
         cleanup::forget_folder(&self.dir.path().to_path_buf());
         if let Cluster::Existing { kubectl, .. } = self.cluster {
             // Leave nothing behind on someone else's cluster.
@@ -426,10 +422,7 @@ fn checked(output: Output, what: &str) -> Result<Output> {
     }
 }
 
-pub fn last_lines(text: &str, count: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(count)..].join("\n")
-}
+pub use xtask::control_plane::last_lines;
 
 /// Runs `program` with `args` until it exits, with the scenario's kubeconfig
 /// unless `kubeconfig` names another. A program still running after the

@@ -164,26 +164,7 @@ async fn changing_n_replaces_the_tuples(mut s: Scenario<'_>) -> Result<()> {
             "{n}: twoSquaresFound is {found}, expected {expected}"
         );
         let wanted: Vec<String> = (1..=n / 2).map(|i| format!("f-{i}-and-{}", n - i)).collect();
-        s.eventually(&format!("only the Tuples of {n}"), || async {
-            let mut names: Vec<String> = s
-                .api("Tuple")
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| e.to_string())?
-                .items
-                .iter()
-                .map(|t| t.name_any())
-                .collect();
-            names.sort();
-            let mut expected = wanted.clone();
-            expected.sort();
-            if names == expected {
-                Ok(())
-            } else {
-                Err(format!("{names:?}"))
-            }
-        })
-        .await?;
+        expect_tuples(&s, wanted).await?;
     }
     Ok(())
 }
@@ -311,17 +292,24 @@ async fn deleting_the_fermat_removes_everything(mut s: Scenario<'_>) -> Result<(
     ensure!(settled_answer(&s, "gone", 10).await?, "10 was not found");
     s.api("Fermat").delete("gone", &DeleteParams::default()).await?;
     expect_numbers(&s, &[]).await?;
-    s.eventually("no Tuples left", || async {
-        let tuples = s
+    expect_tuples(&s, Vec::new()).await
+}
+
+/// Waits until the namespace holds exactly the Tuples named `wanted`.
+async fn expect_tuples(s: &Scenario<'_>, mut wanted: Vec<String>) -> Result<()> {
+    wanted.sort();
+    s.eventually(&format!("the Tuples to be {wanted:?}"), || async {
+        let list = s
             .api("Tuple")
             .list(&ListParams::default())
             .await
-            .map_err(|e| e.to_string())?
-            .items;
-        if tuples.is_empty() {
+            .map_err(|e| e.to_string())?;
+        let mut names: Vec<String> = list.items.iter().map(|tuple| tuple.name_any()).collect();
+        names.sort();
+        if names == wanted {
             Ok(())
         } else {
-            Err(format!("{} Tuples", tuples.len()))
+            Err(format!("{names:?}"))
         }
     })
     .await

@@ -217,8 +217,8 @@ fn check_replacements(module_dir: &Path, version: &str) -> Result<()> {
     if !output.status.success() {
         bail!("cannot download k8s.io/kubernetes@{version} from the Go module proxy (see above)");
     }
-    let info = String::from_utf8_lossy(&output.stdout);
-    let go_mod_path = json_string_field(&info, "GoMod").context("`go mod download -json` named no go.mod")?;
+    let go_mod_path =
+        go_mod_path(&String::from_utf8_lossy(&output.stdout)).context("`go mod download -json` named no go.mod")?;
     let upstream = std::fs::read_to_string(&go_mod_path).with_context(|| format!("cannot read {go_mod_path}"))?;
     let missing: Vec<String> = staging_modules(&upstream)
         .difference(&replaced_modules(KUBERNETES_GO_MOD))
@@ -270,13 +270,10 @@ pub fn staging_modules(go_mod: &str) -> BTreeSet<String> {
     )
 }
 
-/// The string value of `"field": "…"` in the JSON that `go mod download -json` prints.
-fn json_string_field(json: &str, field: &str) -> Option<String> {
-    let line = json
-        .lines()
-        .find(|line| line.trim_start().starts_with(&format!("\"{field}\":")))?;
-    let value = line.split_once(':')?.1.trim().trim_end_matches(',');
-    Some(value.trim_matches('"').replace("\\\\", "\\"))
+/// The `GoMod` path in the JSON that `go mod download -json` prints.
+fn go_mod_path(json: &str) -> Option<String> {
+    let info: serde_json::Value = serde_json::from_str(json).ok()?;
+    info["GoMod"].as_str().map(str::to_string)
 }
 
 #[cfg(test)]
@@ -321,10 +318,9 @@ mod tests {
 
     #[test]
     fn the_go_mod_path_is_read_from_go_mod_download_output() {
-        let json =
-            "{\n\t\"Path\": \"k8s.io/kubernetes\",\n\t\"GoMod\": \"/cache/k8s.io/kubernetes/@v/v1.36.3.mod\",\n}";
+        let json = "{\n\t\"Path\": \"k8s.io/kubernetes\",\n\t\"GoMod\": \"/cache/k8s.io/kubernetes/@v/v1.36.3.mod\"\n}";
         assert_eq!(
-            json_string_field(json, "GoMod").as_deref(),
+            go_mod_path(json).as_deref(),
             Some("/cache/k8s.io/kubernetes/@v/v1.36.3.mod")
         );
     }

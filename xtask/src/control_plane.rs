@@ -147,7 +147,7 @@ impl ControlPlane {
     /// Installs CRDs (YAML documents) with server-side apply, and waits until
     /// the API server serves them.
     pub fn install_crds(&self, yaml: &str) -> Result<()> {
-        install_crds(self.kubectl(), yaml)
+        install_crds(&self.assets.kubectl(), Some(&self.kubeconfig), yaml)
     }
 
     /// Starts kube-controller-manager with only the garbage collector and the
@@ -171,11 +171,6 @@ impl ControlPlane {
     /// The process ids, for `cargo xtask down`.
     pub fn pids(&self) -> Vec<u32> {
         self.processes.iter().map(|process| process.child.id()).collect()
-    }
-
-    /// Stops every process and removes the folder.
-    pub fn stop(self) {
-        drop(self);
     }
 
     /// Leaves a detached control plane running after this program exits, and
@@ -270,19 +265,12 @@ rules:
 ";
 
 /// Installs CRDs with `kubectl apply --server-side` and waits until they are Established.
-pub fn install_crds(kubectl: Command, yaml: &str) -> Result<()> {
-    let program = kubectl.get_program().to_owned();
-    let envs: Vec<_> = kubectl
-        .get_envs()
-        .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
-        .collect();
+/// `kubeconfig` names the cluster; without it, kubectl's own default applies.
+pub fn install_crds(kubectl: &Path, kubeconfig: Option<&Path>, yaml: &str) -> Result<()> {
     let command = || {
-        let mut command = Command::new(&program);
-        for (key, value) in &envs {
-            match value {
-                Some(value) => command.env(key, value),
-                None => command.env_remove(key),
-            };
+        let mut command = Command::new(kubectl);
+        if let Some(kubeconfig) = kubeconfig {
+            command.env("KUBECONFIG", kubeconfig);
         }
         command
     };
@@ -444,6 +432,11 @@ pub fn log_tail(path: &Path) -> String {
         let _ = file.seek(SeekFrom::Start(length.saturating_sub(4000)));
         let _ = file.read_to_string(&mut text);
     }
+    last_lines(&text, 20)
+}
+
+/// The last `count` lines of `text`.
+pub fn last_lines(text: &str, count: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
+    lines[lines.len().saturating_sub(count)..].join("\n")
 }

@@ -44,9 +44,7 @@ fn cluster_dir() -> Result<PathBuf> {
 
 fn up() -> Result<ExitCode> {
     let dir = cluster_dir()?;
-    if let Some(pids) = read_pids(&dir)
-        && pids.iter().any(|&pid| control_plane::is_running(pid))
-    {
+    if read_pids(&dir).is_some_and(|pids| !pids.is_empty()) {
         eprintln!("A local control plane is already running.");
         print_usage(&dir, &assets::locate_or_build()?, None);
         return Ok(ExitCode::SUCCESS);

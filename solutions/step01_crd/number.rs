@@ -11,24 +11,28 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+// `#[derive(CustomResource)]` generates the `Number` type (apiVersion, kind,
+// metadata and this spec) and `Number::crd()`, the CustomResourceDefinition.
+// Installing the CRD is all it takes for the API server to store Numbers,
+// validate them against the schema derived from this struct, and serve them
+// to `kubectl` like any built-in resource.
+//
+// The `///` comments become the descriptions that `kubectl explain number.spec`
+// shows: they are written for the cluster's users, these `//` ones for you.
 /// The desired state of a Number: the value it holds.
-///
-/// `#[derive(CustomResource)]` generates the `Number` type (apiVersion, kind,
-/// metadata and this spec) and `Number::crd()`, the CustomResourceDefinition.
-/// Installing the CRD is all it takes for the API server to store Numbers,
-/// validate them against the schema derived from this struct, and serve them
-/// to `kubectl` like any built-in resource.
 #[derive(CustomResource, Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[kube(
     group = "math.workshop.example",
     version = "v1beta1",
     kind = "Number",
+    doc = "A Number holds one integer.",
     namespaced,
     shortname = "num",
     printcolumn(name = "Value", type_ = "integer", json_path = ".spec.value"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 pub struct NumberSpec {
+    /// The integer this Number holds.
     pub value: i64,
 }
 

@@ -13,24 +13,27 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::FIELD_MANAGER;
-use crate::backoff::RetryBackoff;
+use crate::backoff::{RetryBackoff, WatchBackoff};
 
+// `#[derive(CustomResource)]` generates the `Number` type (apiVersion, kind,
+// metadata and this spec) and `Number::crd()`, the CustomResourceDefinition.
+// Installing the CRD is all it takes for the API server to store Numbers,
+// validate them against the schema derived from this struct, and serve them
+// to `kubectl` like any built-in resource.
+//
+// The `///` comments become the descriptions that `kubectl explain number.spec`
+// shows: they are written for the cluster's users, these `//` ones for you.
+//
+// `status = "NumberStatus"` turns on the status subresource: `status` is
+// written through its own endpoint (`numbers/status`), so users own the spec,
+// the controller owns the status, and neither can overwrite the other by accident.
 /// The desired state of a Number: the value it holds.
-///
-/// `#[derive(CustomResource)]` generates the `Number` type (apiVersion, kind,
-/// metadata and this spec) and `Number::crd()`, the CustomResourceDefinition.
-/// Installing the CRD is all it takes for the API server to store Numbers,
-/// validate them against the schema derived from this struct, and serve them
-/// to `kubectl` like any built-in resource.
-///
-/// `status = "NumberStatus"` turns on the status subresource: `status` is
-/// written through its own endpoint (`numbers/status`), so users own the spec,
-/// the controller owns the status, and neither can overwrite the other by accident.
 #[derive(CustomResource, Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[kube(
     group = "math.workshop.example",
     version = "v1beta1",
     kind = "Number",
+    doc = "A Number holds one integer; its status says what FizzBuzz calls it and whether it is a square.",
     namespaced,
     status = "NumberStatus",
     shortname = "num",
@@ -40,6 +43,7 @@ use crate::backoff::RetryBackoff;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 pub struct NumberSpec {
+    /// The integer this Number holds.
     pub value: i64,
 }
 
@@ -115,6 +119,7 @@ pub async fn run(client: Client) {
         backoff: RetryBackoff::default(),
     });
     Controller::new(numbers, watcher::Config::default())
+        .trigger_backoff(WatchBackoff::default())
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {

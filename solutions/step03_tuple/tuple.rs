@@ -1,21 +1,21 @@
 //! The Tuple resource: a parent that owns one Number per element of its list.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, StreamExt};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, CustomResource, KubeSchema, Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
-use crate::FIELD_MANAGER;
-use crate::backoff::RetryBackoff;
-use crate::children::{self, is_controlled_by};
+use crate::backoff::{RetryBackoff, WatchBackoff};
+use crate::children::{self, InFlight, is_controlled_by};
 use crate::number::{Number, NumberSpec};
+use crate::{FIELD_MANAGER, Shutdown};
 
 /// The most numbers a Tuple may hold (the CRD schema enforces it).
 pub const MAX_NUMBERS: usize = 100;
@@ -24,16 +24,16 @@ pub const MAX_NUMBERS: usize = 100;
 /// below `MAX_NUMBERS`, and an object name has at most 253 characters.
 pub const MAX_NAME_LENGTH: usize = 250;
 
+// The `validation` rule runs in the API server (a CEL expression): a name too
+// long for the children's names is refused when the Tuple is created, with
+// this message, rather than failing later inside the controller.
 /// The desired state of a Tuple: a list of integers, one child Number each.
-///
-/// The `validation` rule runs in the API server (a CEL expression): a name too
-/// long for the children's names is refused when the Tuple is created, with
-/// this message, rather than failing later inside the controller.
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[kube(
     group = "math.workshop.example",
     version = "v1beta1",
     kind = "Tuple",
+    doc = "A Tuple holds a list of integers and keeps one Number for each; its status says whether all are squares.",
     namespaced,
     status = "TupleStatus",
     shortname = "tup",
@@ -45,6 +45,7 @@ pub const MAX_NAME_LENGTH: usize = 250;
     )
 )]
 pub struct TupleSpec {
+    /// The integers, at most 100; each becomes a Number named `<tuple>-<index>`.
     #[schemars(length(max = MAX_NUMBERS))]
     pub numbers: Vec<i64>,
 }
@@ -56,7 +57,9 @@ pub struct TupleStatus {
     /// Every wanted child exists and reports `isSquare: true`.
     pub all_squares: bool,
     /// Wanted child names taken by Numbers this Tuple does not control.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // Always written, even empty: server-side apply removes only the fields
+    // we send, so an empty list is how we clear one that someone else wrote.
+    #[serde(default)]
     pub name_clashes: Vec<String>,
     /// The `metadata.generation` of the spec this status describes.
     pub observed_generation: Option<i64>,
@@ -65,6 +68,13 @@ pub struct TupleStatus {
 /// The name of the child that holds `numbers[index]`.
 pub fn child_name(tuple: &str, index: usize) -> String {
     format!("{tuple}-{index}")
+}
+
+/// The Tuple whose child `number` would be, by its name: `t` for `t-3`.
+pub fn parent_name(number: &str) -> Option<&str> {
+    let (tuple, index) = number.rsplit_once('-')?;
+    let is_index = !index.is_empty() && index.bytes().all(|byte| byte.is_ascii_digit());
+    (is_index && !tuple.is_empty()).then_some(tuple)
 }
 
 /// The Numbers a Tuple wants: one per element, named by its index.
@@ -98,6 +108,10 @@ struct Context {
     numbers: Api<Number>,
     /// Every Number in the namespace, kept current by a watch.
     number_cache: Store<Number>,
+    /// Resolves once that watch has listed every Number (false if it never will).
+    numbers_listed: Shared<BoxFuture<'static, bool>>,
+    /// Creates and deletes of Numbers that the cache does not show yet.
+    in_flight: InFlight,
     backoff: RetryBackoff,
 }
 
@@ -117,32 +131,49 @@ pub enum Error {
     },
 }
 
-/// Runs the Tuple controller until the process is interrupted.
-pub async fn run(client: Client) {
+/// The Tuples to wake when a Number changes: the one that controls it, and
+/// the one whose child name it has (a clash appears or clears, or a child
+/// stops being ours).
+fn tuples_to_wake(number: Number) -> Vec<ObjectRef<Tuple>> {
+    children::parents_to_wake(&number, parent_name(&number.name_any()))
+}
+
+/// Runs the Tuple controller until `shutdown` resolves.
+pub async fn run(client: Client, shutdown: Shutdown) {
     let tuples = Api::<Tuple>::default_namespaced(client.clone());
     let numbers = Api::<Number>::default_namespaced(client);
     // One watch of Numbers does two jobs: it fills `number_cache`, which
-    // reconcile reads instead of asking the API server, and it wakes the Tuple
-    // that controls a Number whenever that Number changes or disappears.
+    // reconcile reads instead of asking the API server, and it wakes the
+    // Tuples concerned whenever a Number changes or disappears.
     let (number_cache, cache_writer) = reflector::store();
     let number_events = watcher(numbers.clone(), watcher::Config::default())
-        .default_backoff()
         .reflect(cache_writer)
         .touched_objects();
+    // Many reconciles wait for the first list at once. `Shared` wakes them
+    // all: kube-runtime 5.0's `wait_until_ready` wakes only the last one to
+    // ask (see tests/upstream/README.md).
+    let listed = number_cache.clone();
+    let numbers_listed = async move { listed.wait_until_ready().await.is_ok() }.boxed().shared();
     let context = Arc::new(Context {
         tuples: tuples.clone(),
         numbers,
         number_cache,
+        numbers_listed,
+        in_flight: InFlight::default(),
         backoff: RetryBackoff::default(),
     });
     Controller::new(tuples, watcher::Config::default())
-        .owns_stream(number_events)
-        .shutdown_on_signal()
+        .watches_stream(number_events, tuples_to_wake)
+        .trigger_backoff(WatchBackoff::default())
+        .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
             match result {
                 // error_policy has logged it already.
                 Ok(_) | Err(controller::Error::ReconcilerFailed(..)) => {}
+                // A Number woke a Tuple that does not exist (deleted, or never
+                // created): nothing to do.
+                Err(controller::Error::ObjectNotFound(object)) => debug!(%object, "no such Tuple"),
                 Err(err) => warn!(%err, "controller error"),
             }
         })
@@ -158,22 +189,29 @@ async fn reconcile(tuple: Arc<Tuple>, ctx: Arc<Context>) -> Result<Action, Error
     let owner = tuple
         .controller_owner_ref(&())
         .ok_or_else(|| Error::MissingUid { name: name.clone() })?;
+    if tuple.metadata.deletion_timestamp.is_some() {
+        // Being deleted: the garbage collector removes the children. A child
+        // created now would only be deleted again.
+        return Ok(Action::await_change());
+    }
 
     // 1. Read the Numbers that exist, from the watch cache. Until its first
     //    list has arrived the cache is empty, and an empty cache would look
     //    like "every child is missing": wait for it.
-    ctx.number_cache
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::CacheNotReady)?;
+    if !ctx.numbers_listed.clone().await {
+        return Err(Error::CacheNotReady);
+    }
     let existing = ctx.number_cache.state();
+    // Children an earlier reconcile created or deleted, that the cache does
+    // not show yet: `plan` leaves them alone instead of writing them again.
+    let in_flight = ctx.in_flight.unseen(&name, &existing);
 
     // 2. Compute the desired children and compare them with what exists.
     let mut wanted = desired_children(&name, &tuple.spec.numbers);
     for child in &mut wanted {
         child.metadata.owner_references = Some(vec![owner.clone()]);
     }
-    let plan = children::plan(&owner.uid, wanted.clone(), &existing);
+    let plan = children::plan(&owner.uid, wanted.clone(), &existing, &in_flight);
 
     // 3. Create or update what differs, delete what is not wanted.
     if !plan.is_empty() {
@@ -187,7 +225,7 @@ async fn reconcile(tuple: Arc<Tuple>, ctx: Arc<Context>) -> Result<Action, Error
         );
     }
     // An empty plan sends no request.
-    let applied = children::apply(&ctx.numbers, &plan).await;
+    let applied = children::apply(&ctx.numbers, &plan, &name, &ctx.in_flight).await;
 
     // 4. Report status, and write it only if it changed.
     let status = TupleStatus {
@@ -213,17 +251,17 @@ async fn reconcile(tuple: Arc<Tuple>, ctx: Arc<Context>) -> Result<Action, Error
     }
 
     // A failed write to a child is retried with a growing delay (error_policy).
-    let taken = applied?;
+    applied?;
     ctx.backoff.succeeded(&name);
     if !plan.clashes.is_empty() {
-        // A clash is not ours to resolve, and deleting the other object does
-        // not wake us (it names no owner): look again every 10 seconds.
+        // Not ours to resolve: whoever holds the name must free it. Its
+        // deletion wakes us (see `tuples_to_wake`).
         warn!(name, clashes = ?plan.clashes, "wanted names are taken; reported in status");
-        return Ok(Action::requeue(Duration::from_secs(10)));
     }
-    if !taken.is_empty() {
-        // Look again once the cache has caught up: ours, or a clash to report.
-        return Ok(Action::requeue(Duration::from_secs(1)));
+    if !in_flight.is_empty() || !plan.create.is_empty() || !plan.delete.is_empty() {
+        // The cache showing our writes wakes us. Should it never show one,
+        // look again once we stop waiting for it.
+        return Ok(Action::requeue(children::IN_FLIGHT_LIMIT));
     }
     Ok(Action::await_change())
 }
@@ -380,5 +418,20 @@ mod tests {
             .collect();
         assert_eq!(columns, ["Numbers", "AllSquares", "Age"]);
         assert_eq!(crd.spec.names.short_names, Some(vec!["tup".to_string()]));
+    }
+
+    #[test]
+    fn a_number_name_leads_back_to_its_tuple() {
+        assert_eq!(parent_name("squares-2"), Some("squares"));
+        assert_eq!(parent_name("f-4-and-9-1"), Some("f-4-and-9"));
+        assert_eq!(parent_name("fifteen"), None);
+        assert_eq!(parent_name("t-"), None);
+        assert_eq!(parent_name("-1"), None);
+    }
+
+    #[test]
+    fn an_empty_clash_list_is_written_so_that_apply_can_clear_one() {
+        let status = serde_json::to_value(TupleStatus::default()).unwrap();
+        assert_eq!(status["nameClashes"], serde_json::json!([]));
     }
 }

@@ -8,21 +8,21 @@
 //! prime: an odd prime p is a sum of two squares exactly when p ≡ 1 (mod 4).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, StreamExt};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, CustomResource, KubeSchema, Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
-use crate::FIELD_MANAGER;
-use crate::backoff::RetryBackoff;
-use crate::children::{self, is_controlled_by};
+use crate::backoff::{RetryBackoff, WatchBackoff};
+use crate::children::{self, InFlight, is_controlled_by};
 use crate::tuple::{Tuple, TupleSpec};
+use crate::{FIELD_MANAGER, Shutdown};
 
 /// The largest n a Fermat accepts (the CRD schema enforces it). A Fermat
 /// creates n/2 Tuples and n Numbers: 100 keeps that light on a laptop cluster.
@@ -38,6 +38,7 @@ pub const MAX_NAME_LENGTH: usize = 240;
     group = "math.workshop.example",
     version = "v1beta1",
     kind = "Fermat",
+    doc = "A Fermat asks the cluster whether n is a sum of two positive squares, with one Tuple per way of splitting n in two.",
     namespaced,
     status = "FermatStatus",
     shortname = "fer",
@@ -49,6 +50,7 @@ pub const MAX_NAME_LENGTH: usize = 240;
     )
 )]
 pub struct FermatSpec {
+    /// n, from 1 to 100: the cluster finds out whether it is a sum of two positive squares.
     #[schemars(range(min = 1, max = MAX_NUMBER))]
     pub number: i64,
 }
@@ -60,8 +62,12 @@ pub struct FermatStatus {
     /// Some child Tuple reports `allSquares: true`: n is a sum of two positive squares.
     pub two_squares_found: bool,
     /// Wanted child names taken by Tuples this Fermat does not control.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub name_clashes: Vec<String>,
+    /// Tuples of this Fermat that report name clashes of their own: until
+    /// those names are freed, the answer may be false when it would be true.
+    #[serde(default)]
+    pub blocked_tuples: Vec<String>,
     /// The `metadata.generation` of the spec this status describes.
     pub observed_generation: Option<i64>,
 }
@@ -69,6 +75,14 @@ pub struct FermatStatus {
 /// The name of the child that holds `[i, n - i]`.
 pub fn child_name(fermat: &str, i: i64, n: i64) -> String {
     format!("{fermat}-{i}-and-{}", n - i)
+}
+
+/// The Fermat whose child `tuple` would be, by its name: `f` for `f-4-and-9`.
+pub fn parent_name(tuple: &str) -> Option<&str> {
+    let is_number = |text: &str| !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit());
+    let (rest, n_minus_i) = tuple.rsplit_once("-and-")?;
+    let (fermat, i) = rest.rsplit_once('-')?;
+    (is_number(i) && is_number(n_minus_i) && !fermat.is_empty()).then_some(fermat)
 }
 
 /// The Tuples a Fermat wants: `[i, n - i]` for each i in 1..=n/2.
@@ -100,12 +114,33 @@ pub fn two_squares_found(owner_uid: &str, wanted: &[Tuple], existing: &[Arc<Tupl
     })
 }
 
+/// The wanted children of ours that report name clashes (for their current spec).
+pub fn blocked_children(owner_uid: &str, wanted: &[Tuple], existing: &[Arc<Tuple>]) -> Vec<String> {
+    wanted
+        .iter()
+        .filter(|child| {
+            existing.iter().any(|tuple| {
+                tuple.name_any() == child.name_any()
+                    && is_controlled_by(tuple.as_ref(), owner_uid)
+                    && tuple.status.as_ref().is_some_and(|status| {
+                        !status.name_clashes.is_empty() && status.observed_generation == tuple.metadata.generation
+                    })
+            })
+        })
+        .map(|child| child.name_any())
+        .collect()
+}
+
 /// Everything `reconcile` needs besides the Fermat itself.
 struct Context {
     fermats: Api<Fermat>,
     tuples: Api<Tuple>,
     /// Every Tuple in the namespace, kept current by a watch.
     tuple_cache: Store<Tuple>,
+    /// Resolves once that watch has listed every Tuple (false if it never will).
+    tuples_listed: Shared<BoxFuture<'static, bool>>,
+    /// Creates and deletes of Tuples that the cache does not show yet.
+    in_flight: InFlight,
     backoff: RetryBackoff,
 }
 
@@ -125,29 +160,40 @@ pub enum Error {
     },
 }
 
-/// Runs the Fermat controller until the process is interrupted.
-pub async fn run(client: Client) {
+/// The Fermats to wake when a Tuple changes: the one that controls it, and
+/// the one whose child name it has.
+fn fermats_to_wake(tuple: Tuple) -> Vec<ObjectRef<Fermat>> {
+    children::parents_to_wake(&tuple, parent_name(&tuple.name_any()))
+}
+
+/// Runs the Fermat controller until `shutdown` resolves.
+pub async fn run(client: Client, shutdown: Shutdown) {
     let fermats = Api::<Fermat>::default_namespaced(client.clone());
     let tuples = Api::<Tuple>::default_namespaced(client);
     let (tuple_cache, cache_writer) = reflector::store();
     let tuple_events = watcher(tuples.clone(), watcher::Config::default())
-        .default_backoff()
         .reflect(cache_writer)
         .touched_objects();
+    let listed = tuple_cache.clone();
+    let tuples_listed = async move { listed.wait_until_ready().await.is_ok() }.boxed().shared();
     let context = Arc::new(Context {
         fermats: fermats.clone(),
         tuples,
         tuple_cache,
+        tuples_listed,
+        in_flight: InFlight::default(),
         backoff: RetryBackoff::default(),
     });
     Controller::new(fermats, watcher::Config::default())
-        .owns_stream(tuple_events)
-        .shutdown_on_signal()
+        .watches_stream(tuple_events, fermats_to_wake)
+        .trigger_backoff(WatchBackoff::default())
+        .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
             match result {
                 // error_policy has logged it already.
                 Ok(_) | Err(controller::Error::ReconcilerFailed(..)) => {}
+                Err(controller::Error::ObjectNotFound(object)) => debug!(%object, "no such Fermat"),
                 Err(err) => warn!(%err, "controller error"),
             }
         })
@@ -160,20 +206,23 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
     let owner = fermat
         .controller_owner_ref(&())
         .ok_or_else(|| Error::MissingUid { name: name.clone() })?;
+    if fermat.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
 
     // 1. Read the Tuples that exist, from the watch cache.
-    ctx.tuple_cache
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::CacheNotReady)?;
+    if !ctx.tuples_listed.clone().await {
+        return Err(Error::CacheNotReady);
+    }
     let existing = ctx.tuple_cache.state();
+    let in_flight = ctx.in_flight.unseen(&name, &existing);
 
     // 2. Compute the desired children and compare them with what exists.
     let mut wanted = desired_children(&name, fermat.spec.number);
     for child in &mut wanted {
         child.metadata.owner_references = Some(vec![owner.clone()]);
     }
-    let plan = children::plan(&owner.uid, wanted.clone(), &existing);
+    let plan = children::plan(&owner.uid, wanted.clone(), &existing, &in_flight);
 
     // 3. Create or update what differs, delete what is not wanted.
     if !plan.is_empty() {
@@ -187,12 +236,13 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
         );
     }
     // An empty plan sends no request.
-    let applied = children::apply(&ctx.tuples, &plan).await;
+    let applied = children::apply(&ctx.tuples, &plan, &name, &ctx.in_flight).await;
 
     // 4. Report status, and write it only if it changed.
     let status = FermatStatus {
         two_squares_found: two_squares_found(&owner.uid, &wanted, &existing),
         name_clashes: plan.clashes.clone(),
+        blocked_tuples: blocked_children(&owner.uid, &wanted, &existing),
         observed_generation: fermat.metadata.generation,
     };
     if fermat.status.as_ref() != Some(&status) {
@@ -213,17 +263,13 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
     }
 
     // A failed write to a child is retried with a growing delay (error_policy).
-    let taken = applied?;
+    applied?;
     ctx.backoff.succeeded(&name);
     if !plan.clashes.is_empty() {
-        // A clash is not ours to resolve, and deleting the other object does
-        // not wake us (it names no owner): look again every 10 seconds.
         warn!(name, clashes = ?plan.clashes, "wanted names are taken; reported in status");
-        return Ok(Action::requeue(Duration::from_secs(10)));
     }
-    if !taken.is_empty() {
-        // Look again once the cache has caught up: ours, or a clash to report.
-        return Ok(Action::requeue(Duration::from_secs(1)));
+    if !in_flight.is_empty() || !plan.create.is_empty() || !plan.delete.is_empty() {
+        return Ok(Action::requeue(children::IN_FLIGHT_LIMIT));
     }
     Ok(Action::await_change())
 }
@@ -390,5 +436,35 @@ mod tests {
             .map(|column| column.name.as_str())
             .collect();
         assert_eq!(columns, ["Number", "TwoSquaresFound", "Age"]);
+    }
+
+    #[test]
+    fn a_tuple_name_leads_back_to_its_fermat() {
+        assert_eq!(parent_name("f-4-and-9"), Some("f"));
+        assert_eq!(parent_name("a-1-and-2-1-and-1"), Some("a-1-and-2"));
+        assert_eq!(parent_name("f-4-and-"), None);
+        assert_eq!(parent_name("squares"), None);
+        assert_eq!(parent_name("-1-and-1"), None);
+        let longest = desired_children("f", MAX_NUMBER).pop().map(|child| child.name_any());
+        assert_eq!(longest.as_deref().and_then(parent_name), Some("f"));
+    }
+
+    #[test]
+    fn a_child_reporting_a_clash_is_listed_as_blocked() {
+        let wanted = desired_children("f", 13);
+        let mut blocked = (*tuple([4, 9], FERMAT_UID, Some(false))).clone();
+        if let Some(status) = blocked.status.as_mut() {
+            status.name_clashes = vec!["f-4-and-9-1".to_string()];
+        }
+        let existing = [tuple([1, 12], FERMAT_UID, Some(false)), Arc::new(blocked)];
+        assert_eq!(blocked_children(FERMAT_UID, &wanted, &existing), ["f-4-and-9"]);
+        assert!(blocked_children("someone-else", &wanted, &existing).is_empty());
+    }
+
+    #[test]
+    fn empty_lists_are_written_so_that_apply_can_clear_them() {
+        let status = serde_json::to_value(FermatStatus::default()).unwrap();
+        assert_eq!(status["nameClashes"], serde_json::json!([]));
+        assert_eq!(status["blockedTuples"], serde_json::json!([]));
     }
 }

@@ -14,8 +14,15 @@
 //! cargo run --example step04_fermat
 //! kubectl apply -f solutions/step04_fermat/samples/fermats.yaml    # in a second terminal
 //! kubectl get fermats
-//! kubectl delete number thirteen-4-and-9-1          # comes back; the answer stays
+//! kubectl get fermat thirteen -w                    # in a third terminal, then:
+//! kubectl delete number thirteen-4-and-9-1          # it comes back, and so does the answer
 //! ```
+//!
+//! What to expect: thirteen, two and twenty-five say TWOSQUARESFOUND true,
+//! seven and three false. After the delete, `-w` shows thirteen turn false and
+//! then true again: the status reports what is observed, and for a moment the
+//! Number 9 that makes 4 + 9 is missing. Its Tuple creates it again, the new
+//! Number reports being a square, and the answer travels back up.
 //!
 //! `RUST_LOG=debug cargo run --example step04_fermat` also shows the watch requests
 //! that kube-runtime makes underneath.
@@ -30,7 +37,10 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use kube::{Client, Config, CustomResourceExt, Resource};
+use tracing::info;
 use tracing_subscriber::EnvFilter;
 
 use crate::fermat::Fermat;
@@ -43,6 +53,9 @@ const STAGE: &str = "step04_fermat";
 /// The name under which this program's writes are recorded in each object's
 /// `managedFields`: server-side apply tracks which fields each manager owns.
 pub const FIELD_MANAGER: &str = "math-controller";
+
+/// Resolves when the program is asked to stop. Every controller holds a clone.
+pub type Shutdown = Shared<BoxFuture<'static, ()>>;
 
 /// The resources this stage needs, as the API server's discovery lists them.
 const REQUIRED_RESOURCES: &[&str] = &[
@@ -84,13 +97,29 @@ async fn run(args: Vec<String>) -> anyhow::Result<()> {
     }
     let client = connect().await?;
     require_crds(&client).await?;
-    // Each controller watches its own kind; they run side by side.
+    // Each controller watches its own kind; they run side by side and stop together.
+    let shutdown = ctrl_c().boxed().shared();
+    info!("controllers running; press Ctrl-C to stop");
     tokio::join!(
-        number::run(client.clone()),
-        tuple::run(client.clone()),
-        fermat::run(client)
+        number::run(client.clone(), shutdown.clone()),
+        tuple::run(client.clone(), shutdown.clone()),
+        fermat::run(client, shutdown)
     );
     Ok(())
+}
+
+/// Waits for Ctrl-C. The controllers then finish the reconciles under way and
+/// stop; a second Ctrl-C stops the program at once.
+async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        // No signal handler could be installed: run until killed.
+        return futures::future::pending().await;
+    }
+    info!("stopping after the reconciles under way (Ctrl-C again to stop at once)");
+    tokio::spawn(async {
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(130);
+    });
 }
 
 /// The CRDs of this stage as YAML documents, ready for `kubectl apply -f -`.
@@ -124,7 +153,9 @@ async fn require_crds(client: &Client) -> anyhow::Result<()> {
     let group_version = Number::api_version(&());
     let found: Vec<String> = match client.list_api_group_resources(&group_version).await {
         Ok(list) => list.resources.into_iter().map(|resource| resource.name).collect(),
-        Err(kube::Error::Api(status)) if status.is_not_found() => Vec::new(),
+        // 404: not even one CRD of the group is installed. (Match the code:
+        // this 404's body is not a Status, and `is_not_found()` misses it.)
+        Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
         Err(err) => bail!("cannot ask the API server which resources it serves ({err}); check `kubectl api-resources`"),
     };
     if let Some(missing) = REQUIRED_RESOURCES.iter().find(|name| !found.iter().any(|f| f == *name)) {
@@ -134,4 +165,42 @@ async fn require_crds(client: &Client) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `description` in a JSON schema, with where it is.
+    fn descriptions(value: &serde_json::Value, path: &str, found: &mut Vec<(String, String)>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    match (key.as_str(), value) {
+                        ("description", serde_json::Value::String(text)) => {
+                            found.push((path.to_string(), text.clone()))
+                        }
+                        _ => descriptions(value, &format!("{path}.{key}"), found),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|item| descriptions(item, path, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn crd_descriptions_speak_to_cluster_users_not_rust_readers() {
+        let crds: Vec<serde_json::Value> = serde_saphyr::from_multiple(&crds_yaml().unwrap()).unwrap();
+        let mut found = Vec::new();
+        for crd in &crds {
+            descriptions(crd, "", &mut found);
+        }
+        assert!(!found.is_empty());
+        for (path, text) in found {
+            for rust in ["derive", "#[", "::", "serde", "struct", "Rust", "`//`"] {
+                assert!(!text.contains(rust), "{path} says {text:?}");
+            }
+        }
+    }
 }

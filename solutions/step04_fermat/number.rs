@@ -12,25 +12,28 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::FIELD_MANAGER;
-use crate::backoff::RetryBackoff;
+use crate::backoff::{RetryBackoff, WatchBackoff};
+use crate::{FIELD_MANAGER, Shutdown};
 
+// `#[derive(CustomResource)]` generates the `Number` type (apiVersion, kind,
+// metadata and this spec) and `Number::crd()`, the CustomResourceDefinition.
+// Installing the CRD is all it takes for the API server to store Numbers,
+// validate them against the schema derived from this struct, and serve them
+// to `kubectl` like any built-in resource.
+//
+// The `///` comments become the descriptions that `kubectl explain number.spec`
+// shows: they are written for the cluster's users, these `//` ones for you.
+//
+// `status = "NumberStatus"` turns on the status subresource: `status` is
+// written through its own endpoint (`numbers/status`), so users own the spec,
+// the controller owns the status, and neither can overwrite the other by accident.
 /// The desired state of a Number: the value it holds.
-///
-/// `#[derive(CustomResource)]` generates the `Number` type (apiVersion, kind,
-/// metadata and this spec) and `Number::crd()`, the CustomResourceDefinition.
-/// Installing the CRD is all it takes for the API server to store Numbers,
-/// validate them against the schema derived from this struct, and serve them
-/// to `kubectl` like any built-in resource.
-///
-/// `status = "NumberStatus"` turns on the status subresource: `status` is
-/// written through its own endpoint (`numbers/status`), so users own the spec,
-/// the controller owns the status, and neither can overwrite the other by accident.
 #[derive(CustomResource, Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[kube(
     group = "math.workshop.example",
     version = "v1beta1",
     kind = "Number",
+    doc = "A Number holds one integer; its status says what FizzBuzz calls it and whether it is a square.",
     namespaced,
     status = "NumberStatus",
     shortname = "num",
@@ -40,6 +43,7 @@ use crate::backoff::RetryBackoff;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 pub struct NumberSpec {
+    /// The integer this Number holds.
     pub value: i64,
 }
 
@@ -103,19 +107,20 @@ pub enum Error {
     },
 }
 
-/// Runs the Number controller until the process is interrupted.
+/// Runs the Number controller until `shutdown` resolves.
 ///
 /// A `Controller` watches Numbers and calls `reconcile` for each one that
 /// changes. The watch is a long-lived request: the API server pushes every
 /// change to us, and we never poll.
-pub async fn run(client: Client) {
+pub async fn run(client: Client, shutdown: Shutdown) {
     let numbers = Api::<Number>::default_namespaced(client);
     let context = Arc::new(Context {
         numbers: numbers.clone(),
         backoff: RetryBackoff::default(),
     });
     Controller::new(numbers, watcher::Config::default())
-        .shutdown_on_signal()
+        .trigger_backoff(WatchBackoff::default())
+        .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
             match result {

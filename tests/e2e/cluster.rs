@@ -105,6 +105,24 @@ impl Cluster {
         })
     }
 
+    /// Starts a control plane with no CRD at all.
+    pub fn start_bare(assets: &xtask::assets::Assets, dir: &Path) -> Result<Cluster> {
+        let mut plane = ControlPlane::start(assets, dir.to_path_buf(), Lifetime::Attached)?;
+        plane.start_controller_manager()?;
+        Ok(Cluster::Local {
+            plane: Box::new(plane),
+            kubectl: assets.kubectl(),
+        })
+    }
+
+    /// The local control plane, for scenarios that break it on purpose.
+    pub fn plane(&self) -> Option<&ControlPlane> {
+        match self {
+            Cluster::Local { plane, .. } => Some(plane),
+            Cluster::Existing { .. } => None,
+        }
+    }
+
     fn kubectl_program(&self) -> &Path {
         match self {
             Cluster::Local { kubectl, .. } | Cluster::Existing { kubectl, .. } => kubectl,
@@ -243,6 +261,11 @@ impl<'a> Scenario<'a> {
         })
     }
 
+    /// The cluster this scenario runs on.
+    pub fn cluster(&self) -> &Cluster {
+        self.cluster
+    }
+
     /// The writes to custom resources in this scenario's namespace that the
     /// API server recorded, oldest first (local control planes only).
     pub fn recorded_writes(&self) -> Result<Vec<RecordedWrite>> {
@@ -260,6 +283,7 @@ impl<'a> Scenario<'a> {
             }
             let text = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_string();
             writes.push(RecordedWrite {
+                code: event["responseStatus"]["code"].as_u64().unwrap_or(0),
                 verb: text(&event["verb"]),
                 resource: text(&object["resource"]),
                 subresource: text(&object["subresource"]),
@@ -341,6 +365,46 @@ impl<'a> Scenario<'a> {
         Api::namespaced_with(self.client.clone(), &self.namespace, &resource)
     }
 
+    /// Waits until the status of `kind` `name` holds `expected` at `key`.
+    pub async fn expect_status_field(
+        &self,
+        kind: &str,
+        name: &str,
+        key: &str,
+        expected: serde_json::Value,
+    ) -> Result<()> {
+        let api = self.api(kind);
+        self.eventually(&format!("{kind} {name} to report {key} {expected}"), || {
+            let (api, expected) = (api.clone(), expected.clone());
+            async move {
+                let object = api.get(name).await.map_err(|err| err.to_string())?;
+                let status = field(&object, &["status"]);
+                if status[key] == expected {
+                    Ok(())
+                } else {
+                    Err(format!("status {status}"))
+                }
+            }
+        })
+        .await
+    }
+
+    /// Waits until `kind` `name` is marked for deletion (held by a finalizer).
+    pub async fn expect_marked_for_deletion(&self, kind: &str, name: &str) -> Result<()> {
+        let api = self.api(kind);
+        self.eventually(&format!("{kind} {name} to be marked for deletion"), || {
+            let api = api.clone();
+            async move {
+                let object = api.get(name).await.map_err(|err| err.to_string())?;
+                match object.metadata.deletion_timestamp {
+                    Some(_) => Ok(()),
+                    None => Err("no deletionTimestamp".to_string()),
+                }
+            }
+        })
+        .await
+    }
+
     /// Polls `check` until it returns `Ok`, and fails with the last thing it
     /// saw (and the controller's log) if that takes longer than the deadline.
     pub async fn eventually<T, F, Fut>(&self, what: &str, mut check: F) -> Result<T>
@@ -383,6 +447,8 @@ impl Drop for Scenario<'_> {
 /// One write request, as the API server's audit log recorded it.
 #[derive(Debug)]
 pub struct RecordedWrite {
+    /// The HTTP status of the answer: 201 for a create, 409 for a refused one…
+    pub code: u64,
     pub verb: String,
     pub resource: String,
     pub subresource: String,

@@ -36,7 +36,19 @@ pub struct Case {
     pub cluster: Stage,
     /// Reads the API server's audit log, which only a local control plane has.
     pub needs_audit_log: bool,
+    /// Runs on a local control plane of its own instead of the stage's shared
+    /// one, because it breaks the plane or needs it bare. Never on an existing cluster.
+    pub own_plane: Option<OwnPlane>,
     pub run: for<'a> fn(Scenario<'a>) -> futures::future::BoxFuture<'a, anyhow::Result<()>>,
+}
+
+/// What a plane of a scenario's own starts with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum OwnPlane {
+    /// The stage's CRDs, like the shared planes.
+    WithCrds,
+    /// No CRD at all.
+    Bare,
 }
 
 fn main() -> ExitCode {
@@ -74,9 +86,20 @@ fn main() -> ExitCode {
         .filter(|stage| {
             cases
                 .iter()
-                .any(|case| case.cluster == *stage && selected(&full_name(case)))
+                .any(|case| case.cluster == *stage && case.own_plane.is_none() && selected(&full_name(case)))
         })
         .collect();
+    let wants_own_plane = cases
+        .iter()
+        .any(|case| case.own_plane.is_some() && selected(&full_name(case)));
+    let mut assets_for_own_planes: Option<Result<Arc<xtask::assets::Assets>, String>> = None;
+    if wants_own_plane && !existing && !args.list {
+        assets_for_own_planes = Some(
+            xtask::assets::locate_or_build()
+                .map(Arc::new)
+                .map_err(|err| format!("{err:#}")),
+        );
+    }
     if !needed.is_empty() && !args.list {
         if existing {
             let gate: &'static StageGate = Box::leak(Box::default());
@@ -112,12 +135,25 @@ fn main() -> ExitCode {
         .into_iter()
         .map(|case| {
             let name = full_name(&case);
-            let cluster = clusters
+            let mut cluster = clusters
                 .iter()
                 .find(|(stage, _)| *stage == case.cluster)
                 .map(|(_, cluster)| cluster.clone());
-            let ignored = existing && case.needs_audit_log;
+            // Breaking someone else's cluster is not ours to do: those
+            // scenarios are reported as ignored there, never as passed.
+            let ignored = existing && (case.needs_audit_log || case.own_plane.is_some());
+            let assets = assets_for_own_planes.clone();
+            let planes_root = root.path().to_path_buf();
             Trial::test(name, move || {
+                if let (Some(kind), Some(assets)) = (case.own_plane, assets) {
+                    let assets = assets.map_err(|err| Failed::from(format!("no control-plane binaries: {err}")))?;
+                    let dir = planes_root.join(format!("{}-{}", case.cluster.name(), case.name));
+                    let own = match kind {
+                        OwnPlane::WithCrds => Cluster::start_local(case.cluster, &assets, &dir),
+                        OwnPlane::Bare => Cluster::start_bare(&assets, &dir),
+                    };
+                    cluster = Some(own.map(Arc::new).map_err(|err| format!("{err:#}")));
+                }
                 // A cluster that could not start is a failure, never a skip.
                 let cluster = match cluster {
                     Some(Ok(cluster)) => cluster,

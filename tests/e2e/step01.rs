@@ -3,22 +3,32 @@
 use anyhow::{Result, ensure};
 
 use crate::Case;
-use crate::cluster::{Scenario, Stage, expect_one_line_error, last_lines, run_to_exit};
+use crate::cluster::{STAGES, Scenario, Stage, expect_one_line_error, last_lines, run_to_exit};
 
 const SAMPLE: &str = include_str!("../../solutions/step01_crd/samples/numbers.yaml");
 
+/// A scenario of `$stage` named after its function. Options: `needs_audit_log`
+/// (reads the local API server's audit log), `own_plane` (a local plane of its
+/// own with the stage's CRDs), `bare_plane` (a local plane of its own, no CRDs).
 macro_rules! case {
-    ($stage:expr, $name:ident) => {
-        case!($stage, $name, needs_audit_log: false)
-    };
-    ($stage:expr, $name:ident, needs_audit_log: $audit:expr) => {
-        Case {
+    ($stage:expr, $name:ident $(, $option:ident)*) => {{
+        #[allow(unused_mut)]
+        let mut case = Case {
             name: stringify!($name),
             cluster: $stage,
-            needs_audit_log: $audit,
+            needs_audit_log: false,
+            own_plane: None,
             run: |scenario| Box::pin($name(scenario)),
-        }
+        };
+        $(case!(@option case, $option);)*
+        case
+    }};
+    (@option $case:ident, needs_audit_log) => { $case.needs_audit_log = true; };
+    (@option $case:ident, own_plane) => {
+        $case.own_plane = Some(crate::OwnPlane::WithCrds);
+        $case.needs_audit_log = true;
     };
+    (@option $case:ident, bare_plane) => { $case.own_plane = Some(crate::OwnPlane::Bare); };
 }
 pub(crate) use case;
 
@@ -31,6 +41,11 @@ pub fn cases() -> Vec<Case> {
         ),
         case!(Stage::Step01, a_program_whose_crds_are_missing_says_how_to_install_them),
         case!(Stage::Step01, an_unreachable_cluster_is_reported_in_one_line),
+        case!(
+            Stage::Step01,
+            a_cluster_without_any_workshop_crd_gets_the_one_line_fix,
+            bare_plane
+        ),
     ]
 }
 
@@ -111,6 +126,22 @@ async fn an_unreachable_cluster_is_reported_in_one_line(s: Scenario<'_>) -> Resu
         ensure!(
             message.contains("https://127.0.0.1:1"),
             "{}: the message does not mention the cluster: {message}",
+            stage.name()
+        );
+    }
+    Ok(())
+}
+
+/// With not one CRD of the group installed, the API server answers the
+/// discovery request with a bare `404 page not found`, not a Status.
+async fn a_cluster_without_any_workshop_crd_gets_the_one_line_fix(s: Scenario<'_>) -> Result<()> {
+    for stage in STAGES {
+        let output = run_to_exit(&stage.program()?, &[], &s.kubeconfig)?;
+        let message = expect_one_line_error(&output)?;
+        let fix = format!("cargo run --example {} -- crd | kubectl apply", stage.name());
+        ensure!(
+            message.contains(&fix),
+            "{}: the message does not give the fix: {message}",
             stage.name()
         );
     }

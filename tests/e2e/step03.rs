@@ -26,6 +26,12 @@ pub fn cases() -> Vec<Case> {
             a_foreign_number_with_a_clashing_name_stays_untouched_and_is_reported
         ),
         case!(Stage::Step03, the_schema_rejects_names_and_lists_too_long_for_children),
+        case!(Stage::Step03, a_clash_list_written_by_someone_else_is_cleared),
+        case!(
+            Stage::Step03,
+            a_child_whose_owner_reference_is_removed_is_reported_as_a_clash
+        ),
+        case!(Stage::Step03, a_tuple_being_deleted_gets_no_new_children),
     ]
 }
 
@@ -74,16 +80,8 @@ pub async fn expect_numbers(s: &Scenario<'_>, expected: &[(&str, i64)]) -> Resul
 
 /// Waits until Tuple `name` reports `all_squares`.
 async fn expect_all_squares(s: &Scenario<'_>, name: &str, all_squares: bool) -> Result<()> {
-    s.eventually(&format!("{name} to report allSquares {all_squares}"), || async move {
-        let tuple = s.api("Tuple").get(name).await.map_err(|err| err.to_string())?;
-        let status = field(&tuple, &["status"]);
-        if status["allSquares"] == all_squares {
-            Ok(())
-        } else {
-            Err(format!("status {status}"))
-        }
-    })
-    .await
+    s.expect_status_field("Tuple", name, "allSquares", serde_json::json!(all_squares))
+        .await
 }
 
 async fn set_numbers(s: &Scenario<'_>, name: &str, numbers: &[i64]) -> Result<()> {
@@ -223,7 +221,10 @@ async fn a_foreign_number_with_a_clashing_name_stays_untouched_and_is_reported(m
     expect_all_squares(&s, "clash", true).await?;
     let tuple = s.api("Tuple").get("clash").await?;
     let clashes = field(&tuple, &["status", "nameClashes"]);
-    ensure!(clashes.is_null(), "the clash is still reported: {clashes}");
+    ensure!(
+        *clashes == serde_json::json!([]),
+        "the clash is still reported: {clashes}"
+    );
     Ok(())
 }
 
@@ -245,5 +246,82 @@ async fn the_schema_rejects_names_and_lists_too_long_for_children(s: Scenario<'_
         .kubectl(&["get", "tuples", "-o", "name"])
         .context("cannot list Tuples")?;
     ensure!(listed.trim().is_empty(), "a rejected Tuple exists: {listed}");
+    Ok(())
+}
+
+/// Waits until `kind` `name` reports `nameClashes` equal to `expected`.
+pub async fn expect_name_clashes(s: &Scenario<'_>, kind: &str, name: &str, expected: &[&str]) -> Result<()> {
+    s.expect_status_field(kind, name, "nameClashes", serde_json::json!(expected))
+        .await
+}
+
+/// The status belongs to the controller: a list someone else wrote into it is
+/// taken back, even though server-side apply only removes fields we send.
+async fn a_clash_list_written_by_someone_else_is_cleared(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step03)?;
+    s.apply(&tuple("owned", &[1]))?;
+    expect_all_squares(&s, "owned", true).await?;
+    s.kubectl(&[
+        "patch",
+        "tuple",
+        "owned",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"nameClashes":["bogus"]}}"#,
+    ])?;
+    expect_name_clashes(&s, "Tuple", "owned", &[]).await
+}
+
+/// Without its ownerReference a child is no longer ours: the name it holds is
+/// now a clash, and the Tuple says so at once (not at some later event).
+async fn a_child_whose_owner_reference_is_removed_is_reported_as_a_clash(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step03)?;
+    s.apply(&tuple("orphan", &[1, 4]))?;
+    expect_all_squares(&s, "orphan", true).await?;
+    s.kubectl(&[
+        "patch",
+        "number",
+        "orphan-1",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/ownerReferences"}]"#,
+    ])?;
+    expect_name_clashes(&s, "Tuple", "orphan", &["orphan-1"]).await?;
+    expect_all_squares(&s, "orphan", false).await
+}
+
+/// A finalizer keeps a deleted Tuple around; a child deleted meanwhile must
+/// not be created again: the Tuple is going away.
+async fn a_tuple_being_deleted_gets_no_new_children(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step03)?;
+    let held = tuple("held", &[1, 4]).replace(
+        "  name: held\n",
+        "  name: held\n  finalizers: [math.workshop.example/held-by-test]\n",
+    );
+    s.apply(&held)?;
+    expect_all_squares(&s, "held", true).await?;
+    s.kubectl(&["delete", "tuple", "held", "--wait=false"])?;
+    s.expect_marked_for_deletion("Tuple", "held").await?;
+    s.kubectl(&["delete", "number", "held-0"])?;
+    // A watch delivers events in order: once a Tuple created afterwards has
+    // settled, the controller has long been told that held-0 is gone.
+    s.apply(&tuple("sentinel", &[9]))?;
+    expect_all_squares(&s, "sentinel", true).await?;
+    let found = numbers(&s).await.map_err(anyhow::Error::msg)?;
+    let names: Vec<&str> = found.iter().map(|(name, _, _)| name.as_str()).collect();
+    ensure!(
+        names == ["held-1", "sentinel-0"],
+        "a child of the Tuple being deleted was created again: {names:?}"
+    );
+    s.kubectl(&[
+        "patch",
+        "tuple",
+        "held",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ])?;
+    expect_numbers(&s, &[("sentinel-0", 9)]).await?;
     Ok(())
 }

@@ -1,13 +1,15 @@
 //! Stage 4: Fermats own Tuples, and the cluster decides the theorem.
 
-use anyhow::{Result, ensure};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
 use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 
 use crate::Case;
 use crate::cluster::{Scenario, Stage, field};
 use crate::step01::case;
-use crate::step03::{expect_numbers, numbers};
+use crate::step03::{expect_name_clashes, expect_numbers, numbers};
 
 const SAMPLES: &str = include_str!("../../solutions/step04_fermat/samples/fermats.yaml");
 const INVALID: &str = include_str!("../../solutions/step04_fermat/samples/invalid-fermat.yaml");
@@ -18,16 +20,42 @@ pub fn cases() -> Vec<Case> {
         case!(Stage::Step04, changing_n_replaces_the_tuples),
         case!(
             Stage::Step04,
-            deleting_a_grandchild_number_brings_it_back_and_the_answer_stays
+            deleting_a_grandchild_number_brings_it_back_and_the_answer_with_it
         ),
         case!(Stage::Step04, a_deleted_or_edited_tuple_is_put_back),
         case!(Stage::Step04, deleting_the_fermat_removes_everything),
         case!(
             Stage::Step04,
             a_restarted_controller_rewrites_nothing_that_is_already_right,
-            needs_audit_log: true
+            needs_audit_log
         ),
         case!(Stage::Step04, the_schema_rejects_n_above_the_bound),
+        case!(
+            Stage::Step04,
+            a_restarted_controller_finishes_the_work_left_while_it_was_stopped
+        ),
+        case!(
+            Stage::Step04,
+            ten_fermats_of_100_are_created_with_almost_no_refused_requests,
+            needs_audit_log
+        ),
+        case!(Stage::Step04, a_status_list_written_by_someone_else_is_cleared),
+        case!(Stage::Step04, a_foreign_grandchild_is_reported_on_the_fermat),
+        case!(
+            Stage::Step04,
+            a_tuple_whose_owner_reference_is_removed_is_reported_at_once
+        ),
+        case!(Stage::Step04, a_fermat_being_deleted_gets_no_new_tuples),
+        case!(
+            Stage::Step04,
+            after_an_api_server_outage_a_new_fermat_settles_within_seconds,
+            own_plane
+        ),
+        case!(
+            Stage::Step04,
+            after_the_crds_are_reinstalled_a_new_fermat_settles_within_seconds,
+            own_plane
+        ),
     ]
 }
 
@@ -37,15 +65,25 @@ fn fermat(name: &str, n: i64) -> String {
     )
 }
 
+/// Whether `object` has a status written for its current spec.
+fn status_is_current(object: &kube::api::DynamicObject) -> bool {
+    let observed = field(object, &["status", "observedGeneration"]);
+    !observed.is_null() && observed.as_i64() == object.metadata.generation
+}
+
 /// The answer of Fermat `name` for n, once the whole tree agrees: every
-/// wanted Tuple and Number exists with a status, each Tuple's allSquares
-/// matches its Numbers, and the Fermat's answer matches its Tuples. The
-/// controllers change nothing in such a state, so the answer is final.
+/// wanted Tuple and Number exists with the wanted spec and a status written
+/// for that spec, each Tuple's allSquares matches its Numbers, and the
+/// Fermat's answer matches its Tuples. The controllers change nothing in such
+/// a state, so the answer is final.
 async fn settled_answer(s: &Scenario<'_>, name: &str, n: i64) -> Result<bool> {
     s.eventually(&format!("{name} ({n}) to settle"), || async move {
         let fermat = s.api("Fermat").get(name).await.map_err(|err| err.to_string())?;
         if field(&fermat, &["spec", "number"]).as_i64() != Some(n) {
             return Err("the spec does not say n yet".into());
+        }
+        if !status_is_current(&fermat) {
+            return Err(format!("{name} has no status for its current spec"));
         }
         let tuples = s
             .api("Tuple")
@@ -66,13 +104,23 @@ async fn settled_answer(s: &Scenario<'_>, name: &str, n: i64) -> Result<bool> {
                 .iter()
                 .find(|t| t.name_any() == tuple_name)
                 .ok_or(format!("{tuple_name} is missing"))?;
+            if *field(tuple, &["spec", "numbers"]) != serde_json::json!([i, n - i]) || !status_is_current(tuple) {
+                return Err(format!(
+                    "{tuple_name} is not put back yet, or has no status for its spec"
+                ));
+            }
             let mut both_squares = true;
-            for index in 0..2 {
+            for (index, value) in [i, n - i].into_iter().enumerate() {
                 let number_name = format!("{tuple_name}-{index}");
                 let number = numbers
                     .iter()
                     .find(|x| x.name_any() == number_name)
                     .ok_or(format!("{number_name} is missing"))?;
+                if field(number, &["spec", "value"]).as_i64() != Some(value) || !status_is_current(number) {
+                    return Err(format!(
+                        "{number_name} is not put back yet, or has no status for its spec"
+                    ));
+                }
                 let is_square = field(number, &["status", "isSquare"])
                     .as_bool()
                     .ok_or(format!("{number_name} has no status"))?;
@@ -170,7 +218,8 @@ async fn changing_n_replaces_the_tuples(mut s: Scenario<'_>) -> Result<()> {
 }
 
 /// The Tuple brings its Number back; the Numbers' status travels up two levels.
-async fn deleting_a_grandchild_number_brings_it_back_and_the_answer_stays(mut s: Scenario<'_>) -> Result<()> {
+/// Meanwhile the answer is false: the status reports what is there right now.
+async fn deleting_a_grandchild_number_brings_it_back_and_the_answer_with_it(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
     s.apply(&fermat("thirteen", 13))?;
     ensure!(settled_answer(&s, "thirteen", 13).await?, "13 was not found");
@@ -323,4 +372,286 @@ async fn the_schema_rejects_n_above_the_bound(s: Scenario<'_>) -> Result<()> {
         "not rejected as expected: {stderr}"
     );
     Ok(())
+}
+
+/// `count` Fermats of n = 100, named f0, f1, …
+fn hundreds(count: usize) -> String {
+    (0..count)
+        .map(|index| fermat(&format!("f{index}"), 100))
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// Waits until every Fermat in `expected` (name, n, answer) has settled on its answer.
+async fn expect_answers(s: &Scenario<'_>, expected: &[(String, i64, bool)]) -> Result<()> {
+    for (name, n, answer) in expected {
+        let found = settled_answer(s, name, *n).await?;
+        ensure!(
+            found == *answer,
+            "{name} ({n}): twoSquaresFound is {found}, expected {answer}"
+        );
+    }
+    Ok(())
+}
+
+/// Stopped with work pending, a controller must finish all of it once it is
+/// started again: every reconcile that starts before the caches are filled
+/// waits for them, and all of them are woken.
+async fn a_restarted_controller_finishes_the_work_left_while_it_was_stopped(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step04)?;
+    s.apply(&hundreds(10))?;
+    // 100 = 36 + 64; 99 = 9 × 11 is not a sum of two squares.
+    let settled: Vec<(String, i64, bool)> = (0..10).map(|index| (format!("f{index}"), 100, true)).collect();
+    expect_answers(&s, &settled).await?;
+    s.stop_controller();
+
+    // While it is stopped: every grandchild Number of f0…f3 edited, every
+    // Tuple of f4…f6 deleted, and n changed to 99 on f7…f9.
+    let numbers = s.api("Number");
+    for number in numbers.list(&ListParams::default()).await?.items {
+        let name = number.name_any();
+        if ["f0-", "f1-", "f2-", "f3-"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        {
+            let patch = serde_json::json!({ "spec": { "value": 1000 } });
+            numbers
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+    }
+    let tuples = s.api("Tuple");
+    for tuple in tuples.list(&ListParams::default()).await?.items {
+        let name = tuple.name_any();
+        if ["f4-", "f5-", "f6-"].iter().any(|prefix| name.starts_with(prefix)) {
+            tuples.delete(&name, &DeleteParams::default()).await?;
+        }
+    }
+    let fermats = s.api("Fermat");
+    for index in 7..10 {
+        let patch = serde_json::json!({ "spec": { "number": 99 } });
+        fermats
+            .patch(&format!("f{index}"), &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+    }
+
+    let restarted = Instant::now();
+    s.start_controller(Stage::Step04)?;
+    let mut expected = settled;
+    for (_, n, answer) in &mut expected[7..] {
+        (*n, *answer) = (99, false);
+    }
+    expect_answers(&s, &expected).await?;
+    eprintln!(
+        "    10 Fermats of 100 answered again {:.1} s after the restart",
+        restarted.elapsed().as_secs_f64()
+    );
+    // Nothing is left over once the garbage collector has removed the
+    // Numbers of the Tuples that the Fermats deleted.
+    let wanted = (7 * 50 + 3 * 49, 7 * 100 + 3 * 98);
+    s.eventually(&format!("{} Tuples and {} Numbers", wanted.0, wanted.1), || async {
+        let count = |api: kube::Api<kube::api::DynamicObject>| async move {
+            api.list(&ListParams::default())
+                .await
+                .map(|list| list.items.len())
+                .map_err(|err| err.to_string())
+        };
+        let found = (count(tuples.clone()).await?, count(numbers.clone()).await?);
+        if found == wanted {
+            Ok(())
+        } else {
+            Err(format!("{found:?}"))
+        }
+    })
+    .await?;
+    eprintln!(
+        "    … and the garbage collector had removed what was left over {:.1} s after it",
+        restarted.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The cache lags behind the API server: a reconcile that acts on it before it
+/// shows the children just created would create them again, and be refused.
+async fn ten_fermats_of_100_are_created_with_almost_no_refused_requests(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step04)?;
+    s.apply(&hundreds(10))?;
+    let expected: Vec<(String, i64, bool)> = (0..10).map(|index| (format!("f{index}"), 100, true)).collect();
+    expect_answers(&s, &expected).await?;
+    let creates: Vec<_> = s
+        .recorded_writes()?
+        .into_iter()
+        .filter(|write| write.verb == "create" && write.request_uri.contains("fieldManager=math-controller"))
+        .collect();
+    let refused = creates.iter().filter(|write| write.code == 409).count();
+    let made = creates.iter().filter(|write| write.code == 201).count();
+    eprintln!("    creates: {made} made, {refused} refused as already existing");
+    ensure!(made == 10 * 150, "{made} objects were created, expected 1500");
+    ensure!(
+        refused * 100 <= made,
+        "{refused} creates were refused as already existing, more than 1% of {made}"
+    );
+    Ok(())
+}
+
+async fn a_status_list_written_by_someone_else_is_cleared(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step04)?;
+    s.apply(&fermat("g", 5))?;
+    ensure!(settled_answer(&s, "g", 5).await?, "5 was not found");
+    s.kubectl(&[
+        "patch",
+        "fermat",
+        "g",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"nameClashes":["bogus"],"blockedTuples":["bogus"]}}"#,
+    ])?;
+    expect_name_clashes(&s, "Fermat", "g", &[]).await?;
+    expect_blocked_tuples(&s, "g", &[]).await
+}
+
+/// Waits until Fermat `name` reports `blockedTuples` equal to `expected`.
+async fn expect_blocked_tuples(s: &Scenario<'_>, name: &str, expected: &[&str]) -> Result<()> {
+    s.expect_status_field("Fermat", name, "blockedTuples", serde_json::json!(expected))
+        .await
+}
+
+/// A Number that was there first holds a name that a grandchild wants. The
+/// Tuple reports the clash, and the Fermat says that its answer is blocked.
+async fn a_foreign_grandchild_is_reported_on_the_fermat(mut s: Scenario<'_>) -> Result<()> {
+    s.apply(
+        "apiVersion: math.workshop.example/v1beta1\nkind: Number\nmetadata:\n  name: f13-4-and-9-1\nspec:\n  value: 9\n",
+    )?;
+    s.start_controller(Stage::Step04)?;
+    s.apply(&fermat("f13", 13))?;
+    expect_name_clashes(&s, "Tuple", "f13-4-and-9", &["f13-4-and-9-1"]).await?;
+    expect_blocked_tuples(&s, "f13", &["f13-4-and-9"]).await?;
+    let fermat = s.api("Fermat").get("f13").await?;
+    ensure!(
+        field(&fermat, &["status", "twoSquaresFound"]) == false,
+        "the blocked Fermat found an answer: {}",
+        field(&fermat, &["status"])
+    );
+    // Once the name is free, the Tuple takes it and the answer is found.
+    s.kubectl(&["delete", "number", "f13-4-and-9-1"])?;
+    ensure!(settled_answer(&s, "f13", 13).await?, "13 was not found once unblocked");
+    expect_blocked_tuples(&s, "f13", &[]).await
+}
+
+/// The example from the issue tracker: a Tuple's ownerReference removed by hand.
+async fn a_tuple_whose_owner_reference_is_removed_is_reported_at_once(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step04)?;
+    s.apply(&fermat("f", 13))?;
+    ensure!(settled_answer(&s, "f", 13).await?, "13 was not found");
+    s.kubectl(&[
+        "patch",
+        "tuple",
+        "f-3-and-10",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/ownerReferences"}]"#,
+    ])?;
+    expect_name_clashes(&s, "Fermat", "f", &["f-3-and-10"]).await
+}
+
+async fn a_fermat_being_deleted_gets_no_new_tuples(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step04)?;
+    s.apply(&fermat("held", 5).replace(
+        "  name: held\n",
+        "  name: held\n  finalizers: [math.workshop.example/held-by-test]\n",
+    ))?;
+    ensure!(settled_answer(&s, "held", 5).await?, "5 was not found");
+    s.kubectl(&["delete", "fermat", "held", "--wait=false"])?;
+    s.expect_marked_for_deletion("Fermat", "held").await?;
+    s.kubectl(&["delete", "tuple", "held-1-and-4"])?;
+    // Events arrive in order: once a later Fermat has settled, the deletion
+    // of held-1-and-4 has long reached the controller.
+    s.apply(&fermat("sentinel", 2))?;
+    ensure!(settled_answer(&s, "sentinel", 2).await?, "2 was not found");
+    let names: Vec<String> = s
+        .api("Tuple")
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .map(|tuple| tuple.name_any())
+        .collect();
+    ensure!(
+        names == ["held-2-and-3", "sentinel-1-and-1"],
+        "a Tuple of the Fermat being deleted was created again: {names:?}"
+    );
+    s.kubectl(&[
+        "patch",
+        "fermat",
+        "held",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ])?;
+    expect_tuples(&s, vec!["sentinel-1-and-1".to_string()]).await
+}
+
+/// How long the API server stays down in the outage scenario. Long enough for
+/// kube-runtime's default watch backoff to grow to tens of seconds.
+const OUTAGE: Duration = Duration::from_secs(20);
+
+/// How soon after the API server is back a new Fermat of 25 must have
+/// settled (about 2 s when nothing went wrong before).
+const RECOVERY: Duration = Duration::from_secs(10);
+
+/// Waits for Fermat `name` (n) to settle, and fails if that took longer than
+/// `RECOVERY` after `since`.
+async fn settles_soon_after(s: &Scenario<'_>, name: &str, n: i64, since: Instant) -> Result<()> {
+    ensure!(settled_answer(s, name, n).await?, "{n} was not found");
+    let took = since.elapsed();
+    eprintln!(
+        "    {name} settled {:.1} s after the API server was back",
+        took.as_secs_f64()
+    );
+    ensure!(
+        took <= RECOVERY,
+        "{name} took {:.1} s to settle after the API server was back (at most {} s expected)",
+        took.as_secs_f64(),
+        RECOVERY.as_secs()
+    );
+    Ok(())
+}
+
+async fn after_an_api_server_outage_a_new_fermat_settles_within_seconds(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step04)?;
+    s.apply(&fermat("before", 13))?;
+    ensure!(settled_answer(&s, "before", 13).await?, "13 was not found");
+    let plane = s
+        .cluster()
+        .plane()
+        .context("this scenario needs a local control plane")?;
+    ensure!(plane.kill("kube-apiserver"), "no kube-apiserver to kill");
+    tokio::time::sleep(OUTAGE).await;
+    plane.restart("kube-apiserver")?;
+    let back = Instant::now();
+    s.apply(&fermat("after", 25))?;
+    settles_soon_after(&s, "after", 25, back).await
+}
+
+async fn after_the_crds_are_reinstalled_a_new_fermat_settles_within_seconds(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step04)?;
+    s.apply(&fermat("before", 13))?;
+    ensure!(settled_answer(&s, "before", 13).await?, "13 was not found");
+    let crds = Stage::Step04.crds()?;
+    let deleted = s.kubectl_output(&["delete", "-f", "-", "--wait=true"], Some(&crds))?;
+    ensure!(
+        deleted.status.success(),
+        "cannot delete the CRDs: {}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    tokio::time::sleep(OUTAGE).await;
+    let plane = s
+        .cluster()
+        .plane()
+        .context("this scenario needs a local control plane")?;
+    plane.install_crds(&crds)?;
+    let back = Instant::now();
+    s.apply(&fermat("after", 25))?;
+    settles_soon_after(&s, "after", 25, back).await
 }

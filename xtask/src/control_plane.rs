@@ -8,11 +8,13 @@
 //! and the namespace controller. Its garbage collector looks for new kinds
 //! only every 30 seconds, so kinds installed before it starts are seen at once.
 
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -33,10 +35,12 @@ pub enum Lifetime {
     Detached,
 }
 
-/// One process of the control plane.
+/// One process of the control plane, and how it was started.
 struct Process {
     name: &'static str,
     child: Child,
+    program: OsString,
+    args: Vec<OsString>,
 }
 
 /// A running control plane.
@@ -53,7 +57,8 @@ pub struct ControlPlane {
     assets: Assets,
     pki: Pki,
     lifetime: Lifetime,
-    processes: Vec<Process>,
+    /// Behind a lock so that a test can stop and restart one while others use the plane.
+    processes: Mutex<Vec<Process>>,
     /// Set by `keep_running`: dropping no longer stops anything.
     released: bool,
 }
@@ -83,7 +88,7 @@ impl ControlPlane {
             assets: assets.clone(),
             pki,
             lifetime,
-            processes: Vec::new(),
+            processes: Mutex::new(Vec::new()),
             released: false,
         };
         let etcd_client = format!("http://127.0.0.1:{etcd_client_port}");
@@ -170,7 +175,44 @@ impl ControlPlane {
 
     /// The process ids, for `cargo xtask down`.
     pub fn pids(&self) -> Vec<u32> {
-        self.processes.iter().map(|process| process.child.id()).collect()
+        self.processes().iter().map(|process| process.child.id()).collect()
+    }
+
+    fn processes(&self) -> MutexGuard<'_, Vec<Process>> {
+        self.processes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Kills one of the processes (`etcd`, `kube-apiserver`, `kube-controller-manager`)
+    /// at once, as a crash would. Returns false if no such process runs.
+    pub fn kill(&self, name: &str) -> bool {
+        let mut processes = self.processes();
+        let Some(index) = processes.iter().position(|process| process.name == name) else {
+            return false;
+        };
+        let mut process = processes.remove(index);
+        let _ = process.child.kill();
+        let _ = process.child.wait();
+        cleanup::forget_process(process.child.id());
+        processes.push(process);
+        true
+    }
+
+    /// Starts a process that `kill` stopped again, with the same arguments,
+    /// and waits until the API server is ready.
+    pub fn restart(&self, name: &str) -> Result<()> {
+        let (program, args) = {
+            let mut processes = self.processes();
+            let index = processes
+                .iter()
+                .position(|process| process.name == name)
+                .with_context(|| format!("no {name} was started"))?;
+            let process = processes.remove(index);
+            (process.program, process.args)
+        };
+        let mut command = Command::new(program);
+        command.args(args);
+        self.spawn_logged(name_of(name)?, &mut command, true)?;
+        self.wait_until_ready()
     }
 
     /// Leaves a detached control plane running after this program exits, and
@@ -181,22 +223,38 @@ impl ControlPlane {
     }
 
     fn spawn(&mut self, name: &'static str, command: &mut Command) -> Result<()> {
-        let log = File::create(self.dir.join("logs").join(format!("{name}.log")))?;
+        self.spawn_logged(name, command, false)
+    }
+
+    /// Starts `command`, its output going to `logs/<name>.log` (appended to when `append`).
+    fn spawn_logged(&self, name: &'static str, command: &mut Command, append: bool) -> Result<()> {
+        let path = self.dir.join("logs").join(format!("{name}.log"));
+        let log = File::options()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(path)?;
         command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         configure_lifetime(command, self.lifetime);
         let child = command.spawn().with_context(|| format!("cannot start {name}"))?;
         if self.lifetime == Lifetime::Attached {
             cleanup::register_process(child.id());
         }
-        self.processes.push(Process { name, child });
+        self.processes().push(Process {
+            name,
+            child,
+            program: command.get_program().to_owned(),
+            args: command.get_args().map(ToOwned::to_owned).collect(),
+        });
         Ok(())
     }
 
     /// Polls `/readyz` until the API server says it is ready, or a process exits.
-    fn wait_until_ready(&mut self) -> Result<()> {
+    fn wait_until_ready(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            for process in &mut self.processes {
+            for process in self.processes().iter_mut() {
                 if let Some(status) = process.child.try_wait()? {
                     bail!(
                         "{} exited ({status}) while the control plane was starting; the end of its log:\n{}",
@@ -234,16 +292,28 @@ impl Drop for ControlPlane {
         // Its data is about to be deleted, so there is nothing to shut down
         // gracefully: a kill is instant, where SIGTERM lets kube-apiserver
         // spend seconds draining connections.
-        for process in &mut self.processes {
+        let processes = self
+            .processes
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for process in processes.iter_mut() {
             let _ = process.child.kill();
         }
-        for process in &mut self.processes {
+        for process in processes.iter_mut() {
             let _ = process.child.wait();
             cleanup::forget_process(process.child.id());
         }
         let _ = fs::remove_dir_all(&self.dir);
         cleanup::forget_folder(&self.dir);
     }
+}
+
+/// The `&'static` name of one of the control plane's processes.
+fn name_of(name: &str) -> Result<&'static str> {
+    ["etcd", "kube-apiserver", "kube-controller-manager"]
+        .into_iter()
+        .find(|known| *known == name)
+        .with_context(|| format!("{name} is not a process of the control plane"))
 }
 
 /// Record writes to custom resources (any group but the built-in ones), nothing else.

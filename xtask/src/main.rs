@@ -3,6 +3,7 @@
 //! ```text
 //! cargo xtask up       start a local control plane in the background and print how to use it
 //! cargo xtask down     stop it and remove its files
+//! cargo xtask reset    delete the workshop's CRDs and objects from the current cluster: a clean slate
 //! cargo xtask build    build (once) or find the control-plane binaries and print their folder
 //! cargo xtask test     run every test: unit tests, then end-to-end scenarios on real control planes
 //! ```
@@ -22,10 +23,11 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("up") => up(),
         Some("down") => down(),
+        Some("reset") => reset(),
         Some("build") => build(),
         Some("test") => test(&args[1..]),
         _ => Err(anyhow::anyhow!(
-            "usage: cargo xtask up | down | build | test [-- FILTER]"
+            "usage: cargo xtask up | down | reset | build | test [-- FILTER]"
         )),
     };
     match result {
@@ -44,10 +46,24 @@ fn cluster_dir() -> Result<PathBuf> {
 
 fn up() -> Result<ExitCode> {
     let dir = cluster_dir()?;
-    if read_pids(&dir).is_some_and(|pids| !pids.is_empty()) {
-        eprintln!("A local control plane is already running.");
-        print_usage(&dir, &assets::locate_or_build()?, None);
-        return Ok(ExitCode::SUCCESS);
+    if let Some(running) = read_pids(&dir) {
+        let assets = assets::locate_or_build()?;
+        let recorded = std::fs::read_to_string(dir.join("pids"))
+            .unwrap_or_default()
+            .lines()
+            .count();
+        if running.len() == recorded && answers(&assets, &dir) {
+            eprintln!("A local control plane is already running.");
+            print_usage(&dir, &assets, None);
+            return Ok(ExitCode::SUCCESS);
+        }
+        // Part of it died (a crash, a killed process, a reboot): start over.
+        eprintln!(
+            "The local control plane does not answer ({} of its {recorded} processes run): \
+             starting a new one. The objects of the old one are lost.",
+            running.len()
+        );
+        control_plane::stop_processes(&running);
     }
     let _ = std::fs::remove_dir_all(&dir);
     let assets = assets::locate_or_build()?;
@@ -82,6 +98,17 @@ fn print_usage(dir: &std::path::Path, assets: &Assets, server: Option<&str>) {
     );
 }
 
+/// Whether the API server of the control plane in `dir` says it is ready.
+fn answers(assets: &Assets, dir: &std::path::Path) -> bool {
+    Command::new(assets.kubectl())
+        .env("KUBECONFIG", dir.join("kubeconfig"))
+        .args(["get", "--raw=/readyz", "--request-timeout=5s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
 fn down() -> Result<ExitCode> {
     let dir = cluster_dir()?;
     let Some(pids) = read_pids(&dir) else {
@@ -90,7 +117,49 @@ fn down() -> Result<ExitCode> {
     };
     control_plane::stop_processes(&pids);
     std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
-    println!("Stopped the local control plane and removed its files.");
+    println!(
+        "Stopped the local control plane and removed its files, objects included: \
+         the next `cargo xtask up` starts empty."
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The workshop's CRDs, as `kubectl delete crd` names them.
+const WORKSHOP_CRDS: [&str; 3] = [
+    "numbers.math.workshop.example",
+    "tuples.math.workshop.example",
+    "fermats.math.workshop.example",
+];
+
+/// A clean slate between stages: deletes the workshop's CRDs from the cluster
+/// of the current kubeconfig context, and with them every Number, Tuple and
+/// Fermat in every namespace. Nothing else is touched.
+fn reset() -> Result<ExitCode> {
+    let kubectl = || Command::new("kubectl");
+    let context = match kubectl().args(["config", "current-context"]).output() {
+        Ok(output) if output.status.success() => String::from_utf8_lossy(&output.stdout).trim().to_string(),
+        Ok(output) => bail!(
+            "kubectl has no current context ({}); run the `export` lines that `cargo xtask up` printed, \
+             or choose a context with `kubectl config use-context`",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+        Err(err) => bail!(
+            "cannot run kubectl ({err}); run the `export` lines that `cargo xtask up` printed, or install kubectl"
+        ),
+    };
+    println!("Deleting every Number, Tuple and Fermat, and their CRDs, from context {context}…");
+    let deleted = kubectl()
+        .args(["delete", "crd", "--ignore-not-found", "--wait=true"])
+        .args(WORKSHOP_CRDS)
+        .status()
+        .context("cannot run kubectl")?;
+    if !deleted.success() {
+        bail!("kubectl could not delete the CRDs (see above)");
+    }
+    println!(
+        "Done. Install the CRDs of the stage you start next, for example:\n\n    \
+         cargo run --example step01_crd -- crd | kubectl apply --server-side -f -"
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! cargo run --example step02_status -- crd | kubectl apply --server-side -f -
-//! cargo run --example step02_status
+//! cargo run --example step02_status            # your workbench; `--bin step02_status`: the finished stage
 //! kubectl apply -f solutions/step02_status/samples/numbers.yaml    # in a second terminal
 //! kubectl get numbers
 //! kubectl patch number sixteen --type merge -p '{"spec":{"value":17}}'
@@ -70,14 +70,26 @@ async fn run(args: Vec<String>) -> anyhow::Result<()> {
             return Ok(());
         }
         _ => bail!(
-            "unexpected arguments {args:?}: run `cargo run --example {STAGE}` to start the controller, \
-             or `cargo run --example {STAGE} -- crd` to print the CRDs"
+            "unexpected arguments {args:?}: run `{run}` to start the controller, or `{run} -- crd` to print the CRDs",
+            run = cargo_run()
         ),
     }
     let client = connect().await?;
     require_crds(&client).await?;
     number::run(client).await;
     Ok(())
+}
+
+/// The command that runs this program: `cargo run --example …` for your
+/// workbench (built into `examples/`), `cargo run --bin …` for the finished stage.
+fn cargo_run() -> String {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let target = if exe.parent().is_some_and(|dir| dir.ends_with("examples")) {
+        "--example"
+    } else {
+        "--bin"
+    };
+    format!("cargo run {target} {STAGE}")
 }
 
 /// The CRDs of this stage as YAML documents, ready for `kubectl apply -f -`.
@@ -119,7 +131,8 @@ async fn require_crds(client: &Client) -> anyhow::Result<()> {
     if let Some(missing) = REQUIRED_RESOURCES.iter().find(|name| !found.iter().any(|f| f == *name)) {
         bail!(
             "the API server does not serve `{missing}` in {group_version}: install this stage's CRDs with \
-             `cargo run --example {STAGE} -- crd | kubectl apply --server-side -f -`"
+             `{} -- crd | kubectl apply --server-side -f -`",
+            cargo_run()
         );
     }
     Ok(())

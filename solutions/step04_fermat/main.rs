@@ -11,7 +11,7 @@
 //!
 //! ```text
 //! cargo run --example step04_fermat -- crd | kubectl apply --server-side -f -
-//! cargo run --example step04_fermat
+//! cargo run --example step04_fermat            # your workbench; `--bin step04_fermat`: the finished stage
 //! kubectl apply -f solutions/step04_fermat/samples/fermats.yaml    # in a second terminal
 //! kubectl get fermats
 //! kubectl get fermat thirteen -w                    # in a third terminal, then:
@@ -91,8 +91,8 @@ async fn run(args: Vec<String>) -> anyhow::Result<()> {
             return Ok(());
         }
         _ => bail!(
-            "unexpected arguments {args:?}: run `cargo run --example {STAGE}` to start the controller, \
-             or `cargo run --example {STAGE} -- crd` to print the CRDs"
+            "unexpected arguments {args:?}: run `{run}` to start the controller, or `{run} -- crd` to print the CRDs",
+            run = cargo_run()
         ),
     }
     let client = connect().await?;
@@ -120,6 +120,18 @@ async fn ctrl_c() {
         let _ = tokio::signal::ctrl_c().await;
         std::process::exit(130);
     });
+}
+
+/// The command that runs this program: `cargo run --example …` for your
+/// workbench (built into `examples/`), `cargo run --bin …` for the finished stage.
+fn cargo_run() -> String {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let target = if exe.parent().is_some_and(|dir| dir.ends_with("examples")) {
+        "--example"
+    } else {
+        "--bin"
+    };
+    format!("cargo run {target} {STAGE}")
 }
 
 /// The CRDs of this stage as YAML documents, ready for `kubectl apply -f -`.
@@ -161,7 +173,8 @@ async fn require_crds(client: &Client) -> anyhow::Result<()> {
     if let Some(missing) = REQUIRED_RESOURCES.iter().find(|name| !found.iter().any(|f| f == *name)) {
         bail!(
             "the API server does not serve `{missing}` in {group_version}: install this stage's CRDs with \
-             `cargo run --example {STAGE} -- crd | kubectl apply --server-side -f -`"
+             `{} -- crd | kubectl apply --server-side -f -`",
+            cargo_run()
         );
     }
     Ok(())

@@ -45,7 +45,8 @@ impl Stage {
     }
 
     /// The program under test for this stage: `<dir>/<stage name>`, where dir
-    /// is `E2E_PROGRAM_DIR` if set, else the examples that cargo built.
+    /// is `E2E_PROGRAM_DIR` if set, else where cargo puts the finished stages
+    /// (`cargo build --bins`). The checker sets it to the attendee's built examples.
     pub fn program(self) -> Result<PathBuf> {
         let dir = match std::env::var_os("E2E_PROGRAM_DIR") {
             Some(dir) => PathBuf::from(dir),
@@ -56,13 +57,13 @@ impl Stage {
                     .parent()
                     .and_then(Path::parent)
                     .context("unexpected test location")?;
-                profile.join("examples")
+                profile.to_path_buf()
             }
         };
         let program = dir.join(self.name());
         if !program.is_file() {
             bail!(
-                "{} does not exist: build the stages with `cargo build --examples`",
+                "{} does not exist: build the stages with `cargo build --bins --examples`",
                 program.display()
             );
         }

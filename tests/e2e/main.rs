@@ -17,6 +17,7 @@
 //! which replace the previous stage's) and every scenario deletes its namespace.
 
 mod cluster;
+mod guides;
 mod step01;
 mod step02;
 mod step03;

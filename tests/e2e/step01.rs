@@ -4,6 +4,7 @@ use anyhow::{Result, ensure};
 
 use crate::Case;
 use crate::cluster::{STAGES, Scenario, Stage, expect_one_line_error, last_lines, run_to_exit};
+use crate::guides;
 
 const SAMPLE: &str = include_str!("../../solutions/step01_crd/samples/numbers.yaml");
 
@@ -41,6 +42,8 @@ pub fn cases() -> Vec<Case> {
         ),
         case!(Stage::Step01, a_program_whose_crds_are_missing_says_how_to_install_them),
         case!(Stage::Step01, an_unreachable_cluster_is_reported_in_one_line),
+        case!(Stage::Step01, the_guide_shows_what_a_real_run_prints),
+        case!(Stage::Step01, warm_up_a_deleted_pod_of_a_deployment_is_replaced),
         case!(
             Stage::Step01,
             a_cluster_without_any_workshop_crd_gets_the_one_line_fix,
@@ -138,12 +141,60 @@ async fn a_cluster_without_any_workshop_crd_gets_the_one_line_fix(s: Scenario<'_
     for stage in STAGES {
         let output = run_to_exit(&stage.program()?, &[], &s.kubeconfig)?;
         let message = expect_one_line_error(&output)?;
-        let fix = format!("cargo run --example {} -- crd | kubectl apply", stage.name());
+        // `cargo run --bin …` for a finished stage, `--example` for a workbench.
+        let fix = format!("{} -- crd | kubectl apply", stage.name());
         ensure!(
-            message.contains(&fix),
+            message.contains("cargo run --") && message.contains(&fix),
             "{}: the message does not give the fix: {message}",
             stage.name()
         );
     }
     Ok(())
+}
+
+/// The commands of steps/*/01-crd.md, and what they print there.
+async fn the_guide_shows_what_a_real_run_prints(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step01)?;
+    s.apply(SAMPLE)?;
+    guides::expect_table(&s, "step01-numbers", &["get", "numbers"]).await?;
+    let s = &s;
+    s.eventually("the controller to log the three Numbers", || async move {
+        let log = s.controller_log();
+        if log.matches("saw Number").count() >= 3 {
+            Ok(())
+        } else {
+            Err(last_lines(&log, 5))
+        }
+    })
+    .await?;
+    guides::expect_logged(s, "step01", &s.controller_log())
+}
+
+/// The warm-up of steps/*/setup.md: a built-in controller heals a Deployment.
+/// The Pods stay Pending on a plane without nodes; the healing is the same.
+async fn warm_up_a_deleted_pod_of_a_deployment_is_replaced(s: Scenario<'_>) -> Result<()> {
+    s.kubectl(&["create", "deployment", "web", "--image=nginx", "--replicas=3"])?;
+    let pods = |s: &Scenario<'_>| -> Result<Vec<String>, String> {
+        let names = s
+            .kubectl(&["get", "pods", "-o", "name"])
+            .map_err(|err| format!("{err:#}"))?;
+        Ok(names.lines().map(str::to_string).collect())
+    };
+    let first = s
+        .eventually("three Pods", || async {
+            let names = pods(&s)?;
+            if names.len() == 3 {
+                Ok(names)
+            } else {
+                Err(format!("{names:?}"))
+            }
+        })
+        .await?;
+    s.kubectl(&["delete", &first[0], "--wait=false"])?;
+    s.eventually("three Pods again, one of them new", || async {
+        let names = pods(&s)?;
+        let replaced = names.len() == 3 && !names.contains(&first[0]);
+        if replaced { Ok(()) } else { Err(format!("{names:?}")) }
+    })
+    .await
 }

@@ -5,6 +5,7 @@ use kube::api::{Patch, PatchParams};
 
 use crate::Case;
 use crate::cluster::{Scenario, Stage, field};
+use crate::guides;
 use crate::step01::case;
 
 const SAMPLES: &str = include_str!("../../solutions/step02_status/samples/numbers.yaml");
@@ -16,6 +17,7 @@ pub fn cases() -> Vec<Case> {
         case!(Stage::Step02, the_status_follows_edits_of_the_value),
         case!(Stage::Step02, zero_and_negative_values_follow_the_same_rules),
         case!(Stage::Step02, the_schema_rejects_a_value_that_is_not_an_integer),
+        case!(Stage::Step02, the_guide_shows_what_a_real_run_prints),
     ]
 }
 
@@ -119,4 +121,22 @@ async fn the_schema_rejects_a_value_that_is_not_an_integer(s: Scenario<'_>) -> R
         "not rejected as expected: {stderr}"
     );
     Ok(())
+}
+
+/// The commands of steps/*/02-status.md, and what they print there.
+async fn the_guide_shows_what_a_real_run_prints(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step02)?;
+    s.apply(SAMPLES)?;
+    guides::expect_table(&s, "step02-numbers", &["get", "numbers"]).await?;
+    guides::expect_logged(&s, "step02", &s.controller_log())?;
+    s.kubectl(&[
+        "patch",
+        "number",
+        "sixteen",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"value":17}}"#,
+    ])?;
+    guides::expect_table(&s, "step02-numbers-patched", &["get", "numbers"]).await
 }

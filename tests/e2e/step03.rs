@@ -6,6 +6,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 
 use crate::Case;
 use crate::cluster::{Scenario, Stage, field};
+use crate::guides;
 use crate::step01::case;
 
 const INVALID: &str = include_str!("../../solutions/step03_tuple/samples/invalid-tuple.yaml");
@@ -32,6 +33,7 @@ pub fn cases() -> Vec<Case> {
             a_child_whose_owner_reference_is_removed_is_reported_as_a_clash
         ),
         case!(Stage::Step03, a_tuple_being_deleted_gets_no_new_children),
+        case!(Stage::Step03, the_guide_shows_what_a_real_run_prints),
     ]
 }
 
@@ -324,4 +326,15 @@ async fn a_tuple_being_deleted_gets_no_new_children(mut s: Scenario<'_>) -> Resu
     ])?;
     expect_numbers(&s, &[("sentinel-0", 9)]).await?;
     Ok(())
+}
+
+const SAMPLES: &str = include_str!("../../solutions/step03_tuple/samples/tuples.yaml");
+
+/// The commands of steps/*/03-tuple.md, and what they print there.
+async fn the_guide_shows_what_a_real_run_prints(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step03)?;
+    s.apply(SAMPLES)?;
+    guides::expect_table(&s, "step03-tuples", &["get", "tuples"]).await?;
+    guides::expect_table(&s, "step03-numbers", &["get", "numbers"]).await?;
+    guides::expect_logged(&s, "step03", &s.controller_log())
 }

@@ -8,6 +8,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 
 use crate::Case;
 use crate::cluster::{Scenario, Stage, field};
+use crate::guides::{self, without_last_column};
 use crate::step01::case;
 use crate::step03::{expect_name_clashes, expect_numbers, numbers};
 
@@ -163,6 +164,7 @@ async fn the_cluster_finds_13_2_and_25_but_not_7_and_3(mut s: Scenario<'_>) -> R
             "{name}: twoSquaresFound is {found}, expected {expected}"
         );
     }
+    guides::expect_table(&s, "step04-fermats", &["get", "fermats"]).await?;
     // The READMEs show this table: check them against the real one (without AGE).
     let table = s.kubectl(&["get", "fermats"])?;
     let real = without_last_column(&table);
@@ -182,19 +184,6 @@ async fn the_cluster_finds_13_2_and_25_but_not_7_and_3(mut s: Scenario<'_>) -> R
 
 const README: &str = include_str!("../../README.md");
 const README_JA: &str = include_str!("../../README.ja.md");
-
-/// The rows of a `kubectl get` table without its last column (AGE changes).
-fn without_last_column(table: &str) -> Vec<Vec<String>> {
-    table
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| {
-            let mut cells: Vec<String> = line.split_whitespace().map(str::to_string).collect();
-            cells.pop();
-            cells
-        })
-        .collect()
-}
 
 async fn changing_n_replaces_the_tuples(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;

@@ -155,8 +155,8 @@ impl ControlPlane {
         install_crds(&self.assets.kubectl(), Some(&self.kubeconfig), yaml)
     }
 
-    /// Starts kube-controller-manager with only the garbage collector and the
-    /// namespace controller.
+    /// Starts kube-controller-manager with the garbage collector, the
+    /// namespace controller, and the Deployment and ReplicaSet controllers.
     pub fn start_controller_manager(&mut self) -> Result<()> {
         let kubeconfig = self.dir.join("controller-manager.kubeconfig");
         let identity = self.pki.client("system:kube-controller-manager", &["system:masters"])?;
@@ -165,7 +165,13 @@ impl ControlPlane {
             "kube-controller-manager",
             Command::new(self.assets.kube_controller_manager())
                 .arg(format!("--kubeconfig={}", kubeconfig.display()))
-                .arg("--controllers=garbage-collector-controller,namespace-controller")
+                // The garbage collector and the namespace controller for the
+                // stages; the Deployment and ReplicaSet controllers for the
+                // warm-up, where a deleted Pod comes back.
+                .arg(
+                    "--controllers=garbage-collector-controller,namespace-controller,\
+                     deployment-controller,replicaset-controller",
+                )
                 .arg("--leader-elect=false")
                 // Serve no health endpoint: nothing scrapes it, and no port can clash.
                 .arg("--secure-port=0"),

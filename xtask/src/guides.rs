@@ -1,0 +1,253 @@
+//! The guides under `steps/` show code from the stages, never a copy typed by
+//! hand: each code block follows a marker that says where it comes from, and
+//! `cargo xtask guides` writes the block again from the code. A test fails
+//! when a block is stale.
+//!
+//! ```text
+//! <!-- include: solutions/step02_status/number.rs fn fizz_buzz -->
+//! <!-- changes: step01_crd step02_status -->
+//! ```
+//!
+//! `include` shows one item (`fn`, `struct`, `enum`, `const` or `impl`, with
+//! its doc comments and attributes); `changes` lists what a stage changes in
+//! the previous one, file by file, as `diff -ruN` counts it. The fenced block
+//! right after the marker is what gets written.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use similar::{ChangeTag, TextDiff};
+
+/// The folder that holds the guides, one subfolder per language.
+pub const GUIDES_DIR: &str = "steps";
+
+/// Every guide (a `.md` file below `steps/`), relative to `root`, sorted.
+pub fn guide_files(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut pending = vec![root.join(GUIDES_DIR)];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|extension| extension == "md") {
+                found.push(path.strip_prefix(root)?.to_path_buf());
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// `text` with every generated block written again from the code under `root`.
+pub fn render(text: &str, root: &Path) -> Result<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut index = 0;
+    while index < lines.len() {
+        let line = lines[index];
+        out.push(line.to_string());
+        index += 1;
+        let Some(marker) = line
+            .trim()
+            .strip_prefix("<!-- ")
+            .and_then(|rest| rest.strip_suffix(" -->"))
+        else {
+            continue;
+        };
+        let (language, body) = match marker.split_once(": ") {
+            Some(("include", what)) => ("rust", include(root, what)?),
+            Some(("changes", what)) => ("text", changes(root, what)?),
+            _ => continue,
+        };
+        // The fenced block after the marker is replaced.
+        let fence = lines.get(index).copied().unwrap_or_default();
+        if !fence.starts_with("```") {
+            bail!("line {}: the marker `{marker}` is not followed by a ``` block", index);
+        }
+        let end = lines[index + 1..]
+            .iter()
+            .position(|line| line.starts_with("```"))
+            .map(|offset| index + 1 + offset)
+            .with_context(|| format!("line {}: the block after `{marker}` is not closed", index + 1))?;
+        out.push(format!("```{language}"));
+        out.extend(body.lines().map(str::to_string));
+        out.push("```".to_string());
+        index = end + 1;
+    }
+    let mut rendered = out.join("\n");
+    if text.ends_with('\n') {
+        rendered.push('\n');
+    }
+    Ok(rendered)
+}
+
+/// One item of a source file: `PATH fn NAME` (or struct, enum, const, impl).
+fn include(root: &Path, what: &str) -> Result<String> {
+    let (path, item) = what
+        .split_once(' ')
+        .with_context(|| format!("`include: {what}` names no item: write `include: PATH fn NAME`"))?;
+    let source = fs::read_to_string(root.join(path)).with_context(|| format!("cannot read {path}"))?;
+    extract_item(&source, item).with_context(|| format!("{path} has no top-level `{item}`"))
+}
+
+/// The top-level item `item` ("fn fizz_buzz", "struct NumberStatus"…) of
+/// `source`, with the doc comments and attributes above it.
+pub fn extract_item(source: &str, item: &str) -> Option<String> {
+    let lines: Vec<&str> = source.lines().collect();
+    let starts = |line: &str| {
+        let line = line.strip_prefix("pub ").unwrap_or(line);
+        let line = line.strip_prefix("async ").unwrap_or(line);
+        line.strip_prefix(item)
+            .is_some_and(|rest| rest.starts_with(['(', '<', ' ', ':', ';', '{']))
+    };
+    let first = lines.iter().position(|line| starts(line))?;
+    // Upwards over doc comments and attributes (a multi-line attribute's
+    // inner lines are indented, and its last line is `)]`).
+    let mut start = first;
+    while start > 0 {
+        let above = lines[start - 1];
+        let part_of_item =
+            above.starts_with("///") || above.starts_with("#[") || above.starts_with(' ') || above.starts_with(")]");
+        if !part_of_item {
+            break;
+        }
+        start -= 1;
+    }
+    // Downwards to the end: a line that is `}` alone, or the first line ending in `;`.
+    let end = if lines[first].trim_end().ends_with(';') {
+        first
+    } else {
+        first + lines[first..].iter().position(|line| *line == "}")?
+    };
+    Some(lines[start..=end].join("\n"))
+}
+
+/// What `later` changes in `earlier` (two stages of `solutions/`), file by file.
+fn changes(root: &Path, what: &str) -> Result<String> {
+    let (earlier, later) = what
+        .split_once(' ')
+        .with_context(|| format!("`changes: {what}` names one stage: write `changes: EARLIER LATER`"))?;
+    let earlier = root.join("solutions").join(earlier);
+    let later = root.join("solutions").join(later);
+    let mut names: Vec<PathBuf> = Vec::new();
+    for dir in [&earlier, &later] {
+        for name in source_files(dir)? {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names.sort();
+    let mut rows = Vec::new();
+    for name in names {
+        let old = fs::read_to_string(earlier.join(&name)).unwrap_or_default();
+        let new = fs::read_to_string(later.join(&name)).unwrap_or_default();
+        if old == new {
+            continue;
+        }
+        let (mut added, mut removed) = (0, 0);
+        for change in TextDiff::from_lines(&old, &new).iter_all_changes() {
+            match change.tag() {
+                ChangeTag::Insert => added += 1,
+                ChangeTag::Delete => removed += 1,
+                ChangeTag::Equal => {}
+            }
+        }
+        let note = if old.is_empty() { "  (new)" } else { "" };
+        rows.push(format!("{:<14} +{added:<4} -{removed}{note}", name.display()));
+    }
+    Ok(rows.join("\n"))
+}
+
+/// The `.rs` files of a stage folder, relative to it.
+fn source_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|extension| extension == "rs") {
+            names.push(path.strip_prefix(dir)?.to_path_buf());
+        }
+    }
+    Ok(names)
+}
+
+/// Writes every guide again; returns the ones that changed.
+pub fn write_all(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut changed = Vec::new();
+    for guide in guide_files(root)? {
+        let text = fs::read_to_string(root.join(&guide))?;
+        let rendered = render(&text, root).with_context(|| format!("in {}", guide.display()))?;
+        if rendered != text {
+            fs::write(root.join(&guide), rendered)?;
+            changed.push(guide);
+        }
+    }
+    Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SOURCE: &str = "use std::fmt;
+
+/// Says hello.
+#[inline]
+pub fn hello(name: &str) -> String {
+    format!(\"hello {name}\")
+}
+
+#[derive(Debug)]
+#[kube(
+    group = \"g\",
+)]
+pub struct Spec {
+    pub value: i64,
+}
+
+pub const LIMIT: usize = 3;
+";
+
+    #[test]
+    fn an_item_comes_with_its_doc_comments_and_attributes() {
+        let hello = extract_item(SOURCE, "fn hello").unwrap();
+        assert!(hello.starts_with("/// Says hello.\n#[inline]\npub fn hello"), "{hello}");
+        assert!(hello.ends_with("}"));
+        let spec = extract_item(SOURCE, "struct Spec").unwrap();
+        assert!(spec.starts_with("#[derive(Debug)]\n#[kube(\n    group"), "{spec}");
+        assert_eq!(
+            extract_item(SOURCE, "const LIMIT").unwrap(),
+            "pub const LIMIT: usize = 3;"
+        );
+        assert!(extract_item(SOURCE, "fn goodbye").is_none());
+    }
+
+    #[test]
+    fn a_marked_block_is_written_from_the_code() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a.rs"), SOURCE).unwrap();
+        let guide = "Text\n<!-- include: a.rs const LIMIT -->\n```rust\nstale\n```\nAfter\n";
+        let rendered = render(guide, dir.path()).unwrap();
+        assert_eq!(
+            rendered,
+            "Text\n<!-- include: a.rs const LIMIT -->\n```rust\npub const LIMIT: usize = 3;\n```\nAfter\n"
+        );
+        assert_eq!(render(&rendered, dir.path()).unwrap(), rendered);
+    }
+
+    #[test]
+    fn every_guide_shows_the_code_as_it_is() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        for guide in guide_files(root).unwrap() {
+            let text = fs::read_to_string(root.join(&guide)).unwrap();
+            let rendered = render(&text, root).unwrap_or_else(|err| panic!("{}: {err:#}", guide.display()));
+            assert!(
+                rendered == text,
+                "{} shows code that is not in the repository any more: run `cargo xtask guides`",
+                guide.display()
+            );
+        }
+    }
+}

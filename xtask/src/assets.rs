@@ -77,6 +77,22 @@ pub fn cache_dir() -> Result<PathBuf> {
     Ok(PathBuf::from(home).join(".cache").join("math-controller"))
 }
 
+/// Finds the binaries if they are already there (built before, or in
+/// `KUBEBUILDER_ASSETS`), without building anything.
+pub fn locate() -> Option<Assets> {
+    let dir = match std::env::var_os("KUBEBUILDER_ASSETS") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            cache_dir()
+                .ok()?
+                .join("bin")
+                .join(format!("kubernetes-{}-etcd-{}", kubernetes_version(), etcd_version()))
+        }
+    };
+    let assets = Assets { dir };
+    assets.missing().is_empty().then_some(assets)
+}
+
 /// Finds the binaries, building them if this machine has none yet.
 pub fn locate_or_build() -> Result<Assets> {
     if let Some(dir) = std::env::var_os("KUBEBUILDER_ASSETS") {

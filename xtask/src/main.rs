@@ -4,6 +4,9 @@
 //! cargo xtask up       start a local control plane in the background and print how to use it
 //! cargo xtask down     stop it and remove its files
 //! cargo xtask reset    delete the workshop's CRDs and objects from the current cluster: a clean slate
+//! cargo xtask check [STAGE] [--watch]
+//!                      check your workbench (exercises/): build, unit tests, end-to-end scenarios
+//! cargo xtask guides   write the code blocks of the guides (steps/) again from the code
 //! cargo xtask build    build (once) or find the control-plane binaries and print their folder
 //! cargo xtask test     run every test: unit tests, then end-to-end scenarios on real control planes
 //! ```
@@ -16,6 +19,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{Context, Result, bail};
 use xtask::assets::{self, Assets};
+use xtask::check;
 use xtask::control_plane::{self, ControlPlane, Lifetime};
 
 fn main() -> ExitCode {
@@ -24,10 +28,12 @@ fn main() -> ExitCode {
         Some("up") => up(),
         Some("down") => down(),
         Some("reset") => reset(),
+        Some("guides") => guides(),
+        Some("check") => check(&args[1..]),
         Some("build") => build(),
         Some("test") => test(&args[1..]),
         _ => Err(anyhow::anyhow!(
-            "usage: cargo xtask up | down | reset | build | test [-- FILTER]"
+            "usage: cargo xtask up | down | reset | check [STAGE] [--watch] | guides | build | test [-- FILTER]"
         )),
     };
     match result {
@@ -192,6 +198,214 @@ fn runs_control_plane_program(pid: u32) -> bool {
     assets::BINARIES.contains(&name)
 }
 
+/// The repository's root folder (xtask lives one level below it).
+fn repository_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+/// `cargo xtask check [STAGE] [--watch]`.
+fn check(args: &[String]) -> Result<ExitCode> {
+    let watch = args.iter().any(|arg| arg == "--watch");
+    let stage = match args.iter().find(|arg| !arg.starts_with("--")) {
+        Some(name) => Some(
+            check::stage_named(name)
+                .with_context(|| format!("there is no stage {name:?}: name one of step01, step02, step03, step04"))?,
+        ),
+        None => None,
+    };
+    let exercises = repository_root().join("exercises");
+    loop {
+        let done = match stage {
+            Some(stage) => check_stage(stage)?,
+            None => check_progress()?,
+        };
+        if !watch {
+            return Ok(if done { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        println!("\nWatching exercises/ for changes: save a file to check again, Ctrl-C to stop.");
+        let seen = check::newest_change(&exercises);
+        while check::newest_change(&exercises) == seen {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        println!();
+    }
+}
+
+/// Where cargo puts what it builds.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repository_root().join("target"))
+}
+
+/// Runs a cargo command quietly and returns whether it succeeded, and what it printed.
+fn cargo_output(args: &[&str], envs: &[(&str, &std::ffi::OsStr)]) -> Result<(bool, String)> {
+    let mut command = cargo();
+    command.args(args).current_dir(repository_root());
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    let output = command.output().context("cannot run cargo")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok((output.status.success(), text))
+}
+
+/// Prints one check's line, and what to do about it if it failed.
+fn print_outcome(stage: &str, kind: &str, outcome: &check::Outcome, hints: &check::Hints) {
+    let mark = if outcome.passed { "✓" } else { "✗" };
+    println!("  {mark} {kind}: {}", outcome.name.replace('_', " "));
+    if !outcome.passed {
+        for line in check::explain(stage, outcome, hints) {
+            println!("      {line}");
+        }
+    }
+}
+
+/// Checks one stage of the workbench; returns whether every check passed.
+fn check_stage(stage: &str) -> Result<bool> {
+    println!("Checking exercises/{stage}");
+    let hints = check::read_hints(&std::fs::read_to_string(repository_root().join("exercises/hints.txt"))?);
+    let (built, output) = cargo_output(&["build", "--example", stage], &[])?;
+    if !built {
+        println!("  ✗ it compiles");
+        let errors: Vec<&str> = output
+            .lines()
+            .skip_while(|line| !line.starts_with("error"))
+            .take(25)
+            .collect();
+        println!("      {}", errors.join("\n      "));
+        println!("\nFix the first error, then check again.");
+        return Ok(false);
+    }
+    println!("  ✓ it compiles");
+    let (_, output) = cargo_output(&["test", "--example", stage, "--no-fail-fast"], &[])?;
+    let unit = check::parse_test_output(&output);
+    for outcome in &unit {
+        print_outcome(stage, "unit", outcome, &hints);
+    }
+    let unit_passed = unit.iter().all(|outcome| outcome.passed);
+    let mut outcomes = unit;
+
+    // The scenarios run programs by name: build the other stages too (a
+    // scenario of stage 1 runs all four), ignoring a stage that is mid-edit.
+    let _ = cargo_output(&["build", "--examples"], &[]);
+    let examples = target_dir().join("debug").join("examples");
+    let filter = format!("{stage}::");
+    let scenario_env: Vec<(&str, &std::ffi::OsStr)> = vec![("E2E_PROGRAM_DIR", examples.as_os_str())];
+    let ran = if !unit_passed {
+        println!("  - end-to-end scenarios: they run once the unit tests pass.");
+        None
+    } else if assets::locate().is_some() {
+        Some(cargo_output(&["test", "--test", "e2e", "--", &filter], &scenario_env)?)
+    } else if cluster_answers() {
+        println!("  (no local control-plane binaries: the scenarios use your current kubeconfig context)");
+        let mut env = scenario_env.clone();
+        env.push(("USE_EXISTING_CLUSTER", std::ffi::OsStr::new("true")));
+        Some(cargo_output(&["test", "--test", "e2e", "--", &filter], &env)?)
+    } else {
+        println!(
+            "  - end-to-end scenarios not run: no cluster answers. Start one with `cargo xtask up` \
+             (or kind, minikube, k3d) and check again."
+        );
+        None
+    };
+    if let Some((_, output)) = ran {
+        let scenarios = check::parse_test_output(&output);
+        if scenarios.is_empty() {
+            println!("  ✗ the end-to-end scenarios did not run:");
+            println!(
+                "      {}",
+                control_plane::last_lines(&output, 5).replace('\n', "\n      ")
+            );
+            outcomes.push(check::Outcome {
+                name: "end to end".to_string(),
+                passed: false,
+                why: None,
+            });
+        }
+        for outcome in &scenarios {
+            print_outcome(stage, "end to end", outcome, &hints);
+        }
+        outcomes.extend(scenarios);
+    }
+
+    let passed = outcomes.iter().filter(|outcome| outcome.passed).count();
+    println!("\n{passed} of {} checks pass.", outcomes.len());
+    let failures: Vec<String> = outcomes
+        .iter()
+        .filter(|outcome| !outcome.passed)
+        .flat_map(|outcome| check::explain(stage, outcome, &hints))
+        .collect();
+    if !outcomes.iter().all(|outcome| outcome.passed) {
+        if let Some(link) = check::sections_named(&failures)
+            .first()
+            .and_then(|s| check::section_link(s))
+        {
+            println!("Next: {link}");
+        }
+        return Ok(false);
+    }
+    let next = check::STAGES
+        .iter()
+        .position(|s| *s == stage)
+        .and_then(|i| check::GUIDES.get(i + 1));
+    match next {
+        Some(guide) => println!("Stage done. Next: {guide}"),
+        None => println!("All four stages done: the cluster decides Fermat's theorem with your code."),
+    }
+    Ok(true)
+}
+
+/// Whether the current kubeconfig context answers.
+fn cluster_answers() -> bool {
+    Command::new("kubectl")
+        .args(["get", "--raw=/readyz", "--request-timeout=5s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// Progress over the four stages: their unit tests only (quick).
+fn check_progress() -> Result<bool> {
+    println!("Progress (unit tests; `cargo xtask check STAGE` also runs the end-to-end scenarios):\n");
+    let mut all_done = true;
+    for stage in check::STAGES {
+        let (built, output) = cargo_output(&["test", "--example", stage, "--no-fail-fast"], &[])?;
+        let outcomes = check::parse_test_output(&output);
+        let passed = outcomes.iter().filter(|outcome| outcome.passed).count();
+        let done = built && passed == outcomes.len() && !outcomes.is_empty();
+        all_done &= done;
+        let state = if !built && outcomes.is_empty() {
+            "✗ does not compile".to_string()
+        } else if done {
+            format!("✓ {passed} of {} unit tests pass", outcomes.len())
+        } else {
+            format!("✗ {passed} of {} unit tests pass", outcomes.len())
+        };
+        println!("  {stage:<14} {state}");
+    }
+    Ok(all_done)
+}
+
+fn guides() -> Result<ExitCode> {
+    let changed = xtask::guides::write_all(&repository_root())?;
+    if changed.is_empty() {
+        println!("Every guide already shows the code as it is.");
+    }
+    for guide in changed {
+        println!("wrote {}", guide.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn build() -> Result<ExitCode> {
     let assets = assets::locate_or_build()?;
     println!("{}", assets.dir.display());
@@ -203,13 +417,15 @@ fn build() -> Result<ExitCode> {
 /// tests/e2e/main.rs).
 fn test(extra: &[String]) -> Result<ExitCode> {
     assets::locate_or_build()?;
-    // The scenarios run the stages exactly as attendees do: as built examples.
+    // The scenarios run the finished stages as separately built programs,
+    // exactly as attendees run them. Building the examples too proves that
+    // every workbench compiles as it is handed out.
     let built = cargo()
-        .args(["build", "--examples"])
+        .args(["build", "--bins", "--examples"])
         .status()
         .context("cannot run cargo")?;
     if !built.success() {
-        bail!("`cargo build --examples` failed (see above)");
+        bail!("`cargo build --bins --examples` failed (see above)");
     }
     let mut tested = cargo()
         .args(["test", "--workspace"])
@@ -230,13 +446,60 @@ fn test(extra: &[String]) -> Result<ExitCode> {
         }
     }
     let status = tested.wait()?;
+    let unsolved = exercises_are_unsolved()?;
+    for (total, count) in totals.iter_mut().zip(unsolved) {
+        *total += count;
+    }
     let [passed, failed, ignored] = totals;
     println!("\ntotal: {passed} passed, {failed} failed, {ignored} skipped");
-    Ok(if status.success() {
+    Ok(if status.success() && unsolved[1] == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Every workbench, as handed out, fails its own unit tests: none is solved
+/// already. Skipped (and counted so) when `exercises/` has local changes,
+/// as it does on an instructor's machine after trying the exercises.
+fn exercises_are_unsolved() -> Result<[u64; 3]> {
+    let changed = Command::new("git")
+        .args(["status", "--porcelain", "--", "exercises"])
+        .current_dir(repository_root())
+        .output()
+        .map(|output| !output.status.success() || !output.stdout.is_empty())
+        .unwrap_or(true);
+    println!(
+        "\nrunning {} checks that the workbench is not solved as handed out",
+        check::STAGES.len()
+    );
+    let mut counts = [0u64; 3];
+    for stage in check::STAGES {
+        let name = format!("exercises::{stage}_is_not_solved_as_handed_out");
+        if changed {
+            println!("test {name} ... ignored, exercises/ has local changes");
+            counts[2] += 1;
+            continue;
+        }
+        let (passed, output) = cargo_output(&["test", "--example", stage, "--no-fail-fast"], &[])?;
+        let failing = check::parse_test_output(&output)
+            .iter()
+            .filter(|outcome| !outcome.passed)
+            .count();
+        if !passed && failing > 0 {
+            println!("test {name} ... ok ({failing} unit tests fail)");
+            counts[0] += 1;
+        } else {
+            println!("test {name} ... FAILED: every unit test passes, or none ran");
+            counts[1] += 1;
+        }
+    }
+    let verdict = if counts[1] == 0 { "ok" } else { "FAILED" };
+    println!(
+        "\ntest result: {verdict}. {} passed; {} failed; {} ignored; 0 measured; 0 filtered out",
+        counts[0], counts[1], counts[2]
+    );
+    Ok(counts)
 }
 
 /// A cargo command without the variables that `cargo run` set for this

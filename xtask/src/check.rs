@@ -1,0 +1,325 @@
+//! `cargo xtask check`: is the attendee's stage done?
+//!
+//! For one stage of the workbench (`exercises/`): build it, run its unit
+//! tests, then run the stage's end-to-end scenarios, the very ones that prove
+//! the finished stages in CI, against the attendee's program. Each check is
+//! printed with ✓ or ✗, and each ✗ with a hint and the guide section to read
+//! (from `exercises/hints.txt`, or from the `todo!` that stopped it).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+/// The stages, as `cargo run --example` names them.
+pub const STAGES: [&str; 4] = ["step01_crd", "step02_status", "step03_tuple", "step04_fermat"];
+
+/// The guide of each stage, as the `todo!` messages link to it.
+pub const GUIDES: [&str; 4] = [
+    "steps/en/01-crd.md",
+    "steps/en/02-status.md",
+    "steps/en/03-tuple.md",
+    "steps/en/04-fermat.md",
+];
+
+/// The stage that `name` means: `step02`, `step02_status`, `2` or `02`.
+pub fn stage_named(name: &str) -> Option<&'static str> {
+    let number = name.trim_start_matches("step").split('_').next().unwrap_or_default();
+    let number: usize = number.parse().ok()?;
+    STAGES
+        .get(number.checked_sub(1)?)
+        .copied()
+        .filter(|stage| name.len() <= 2 || stage.starts_with(name) || name.starts_with(&stage[..6]))
+}
+
+/// One check and how it went.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    pub name: String,
+    pub passed: bool,
+    /// Why it failed, in one line (the panic message, or the scenario's error).
+    pub why: Option<String>,
+}
+
+/// The outcomes of a libtest run (`cargo test` or the e2e harness), from its
+/// output: `test path::name ... ok` lines, and the messages of the failures.
+pub fn parse_test_output(output: &str) -> Vec<Outcome> {
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    for line in output.lines() {
+        let Some(rest) = line.strip_prefix("test ") else {
+            continue;
+        };
+        let Some((name, result)) = rest.rsplit_once(" ... ") else {
+            continue;
+        };
+        let name = name.trim().rsplit("::").next().unwrap_or_default().to_string();
+        let passed = match result.trim() {
+            "ok" => true,
+            "FAILED" => false,
+            _ => continue,
+        };
+        outcomes.push(Outcome {
+            name,
+            passed,
+            why: None,
+        });
+    }
+    for outcome in outcomes.iter_mut().filter(|outcome| !outcome.passed) {
+        outcome.why = failure_message(output, &outcome.name);
+    }
+    outcomes
+}
+
+/// The first telling line of the failure of `name` in a libtest output.
+fn failure_message(output: &str, name: &str) -> Option<String> {
+    let lines: Vec<&str> = output.lines().collect();
+    // Unit tests: "thread '…::name' (…) panicked at …:" then the message.
+    let panic = lines.iter().position(|line| {
+        line.starts_with("thread '") && line.contains(&format!("{name}'")) && line.contains("panicked at")
+    });
+    if let Some(at) = panic {
+        return lines.get(at + 1).map(|line| line.trim().to_string());
+    }
+    // The e2e harness (libtest-mimic): "---- stage::name ----" then the message.
+    let header = lines
+        .iter()
+        .position(|line| line.starts_with("---- ") && line.contains(&format!("::{name} ")))?;
+    let block: Vec<&str> = lines[header + 1..]
+        .iter()
+        .take_while(|line| !line.starts_with("---- ") && **line != "failures:")
+        .copied()
+        .collect();
+    let first = block.iter().find(|line| !line.trim().is_empty())?.trim().to_string();
+    // A controller stopped by an open part says which in its log.
+    match block.iter().find_map(|line| line.split_once("not yet implemented: ")) {
+        Some((_, part)) => Some(format!("{first} (the controller stopped at {})", part.trim())),
+        None => Some(first),
+    }
+}
+
+/// The guide sections (`N.M`) that a failure's explanation names, lowest first.
+pub fn sections_named(lines: &[String]) -> Vec<String> {
+    let mut sections: Vec<String> = lines
+        .iter()
+        .flat_map(|line| line.match_indices("steps/en/").map(move |(at, _)| &line[at..]))
+        .filter_map(|link| {
+            let anchor: String = link
+                .split('#')
+                .nth(1)?
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            (anchor.len() >= 2).then(|| format!("{}.{}", &anchor[..1], &anchor[1..]))
+        })
+        .collect();
+    sections.sort_by_key(|section| {
+        let (major, minor) = section.split_once('.').unwrap_or_default();
+        (major.parse::<u32>().unwrap_or(0), minor.parse::<u32>().unwrap_or(0))
+    });
+    sections.dedup();
+    sections
+}
+
+/// A hint for a failed check: what to look at, and the guide section.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hint {
+    pub text: String,
+    pub section: String,
+}
+
+/// Hints by (short stage name, check name).
+pub type Hints = BTreeMap<(String, String), Hint>;
+
+/// The hints of `exercises/hints.txt`, by stage and check name.
+pub fn read_hints(text: &str) -> Hints {
+    let mut hints = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, hint)) = line.split_once(" = ") else {
+            continue;
+        };
+        let Some((stage, check)) = key.split_once(' ') else {
+            continue;
+        };
+        let (text, section) = match hint.rsplit_once(" [") {
+            Some((text, section)) => (text, section.trim_end_matches(']')),
+            None => (hint, ""),
+        };
+        hints.insert(
+            (stage.to_string(), check.trim().to_string()),
+            Hint {
+                text: text.to_string(),
+                section: section.to_string(),
+            },
+        );
+    }
+    hints
+}
+
+/// The guide link of section `N.M`: `steps/en/02-status.md#23`.
+pub fn section_link(section: &str) -> Option<String> {
+    let (major, _) = section.split_once('.')?;
+    let guide = GUIDES.get(major.parse::<usize>().ok()?.checked_sub(1)?)?;
+    Some(format!("{guide}#{}", section.replace('.', "")))
+}
+
+/// What to tell about a failed check: the hint from the file if there is
+/// one, and the failure's own message (a `todo!` names its section itself).
+pub fn explain(stage: &str, outcome: &Outcome, hints: &Hints) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(why) = &outcome.why {
+        lines.push(why.chars().take(300).collect());
+    }
+    let short = &stage[..6];
+    if let Some(hint) = hints.get(&(short.to_string(), outcome.name.clone())) {
+        let link = section_link(&hint.section).unwrap_or_default();
+        lines.push(format!("hint: {} (read {link})", hint.text));
+    }
+    lines
+}
+
+/// The newest modification time of any file below `dir`, for `--watch`.
+pub fn newest_change(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in fs::read_dir(&next).ok()?.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if let Ok(modified) = entry.metadata().and_then(|meta| meta.modified()) {
+                newest = newest.max(Some(modified));
+            }
+        }
+    }
+    newest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stage_can_be_named_in_several_ways() {
+        for name in ["step02", "step02_status", "2", "02"] {
+            assert_eq!(stage_named(name), Some("step02_status"), "{name}");
+        }
+        assert_eq!(stage_named("step05"), None);
+        assert_eq!(stage_named("0"), None);
+        assert_eq!(stage_named("status"), None);
+    }
+
+    #[test]
+    fn unit_test_results_and_their_panic_messages_are_read() {
+        let output = "running 2 tests
+test number::tests::fizz_buzz_calls_zero_fizz_buzz ... FAILED
+test number::tests::zero_and_one_are_squares ... ok
+
+failures:
+
+---- number::tests::fizz_buzz_calls_zero_fizz_buzz stdout ----
+
+thread 'number::tests::fizz_buzz_calls_zero_fizz_buzz' (1234) panicked at exercises/step02_status/number.rs:66:5:
+not yet implemented: 2.2: FizzBuzz, see steps/en/02-status.md#22
+";
+        let outcomes = parse_test_output(output);
+        assert_eq!(outcomes.len(), 2);
+        assert_eq!(outcomes[0].name, "fizz_buzz_calls_zero_fizz_buzz");
+        assert!(!outcomes[0].passed);
+        assert_eq!(
+            outcomes[0].why.as_deref(),
+            Some("not yet implemented: 2.2: FizzBuzz, see steps/en/02-status.md#22")
+        );
+        assert!(outcomes[1].passed && outcomes[1].why.is_none());
+    }
+
+    #[test]
+    fn scenario_results_and_their_errors_are_read() {
+        let output = "test step01_crd::numbers_can_be_created ... FAILED
+
+failures:
+
+---- step01_crd::numbers_can_be_created ----
+waited 60 s for the controller to log the Number, but saw: …
+";
+        let outcomes = parse_test_output(output);
+        assert_eq!(
+            outcomes[0].why.as_deref(),
+            Some("waited 60 s for the controller to log the Number, but saw: …")
+        );
+    }
+
+    #[test]
+    fn a_controller_stopped_by_an_open_part_says_which() {
+        let output = "---- step02_status::status ----
+waited 60 s for fifteen, but saw: status null
+--- controller log (last lines) ---
+thread 'main' panicked at exercises/step02_status/number.rs:150:5:
+not yet implemented: 2.4: compute, compare and write the status, see steps/en/02-status.md#24
+";
+        assert_eq!(
+            failure_message(output, "status").as_deref(),
+            Some(
+                "waited 60 s for fifteen, but saw: status null (the controller stopped at 2.4: compute, \
+                 compare and write the status, see steps/en/02-status.md#24)"
+            )
+        );
+    }
+
+    #[test]
+    fn the_sections_a_failure_names_come_lowest_first() {
+        let lines = vec![
+            "see steps/en/02-status.md#24".to_string(),
+            "hint: … (read steps/en/02-status.md#22)".to_string(),
+            "see steps/en/02-status.md#24".to_string(),
+        ];
+        assert_eq!(sections_named(&lines), ["2.2", "2.4"]);
+    }
+
+    #[test]
+    fn a_hint_names_its_guide_section() {
+        let hints = read_hints("# comment\nstep02 fizz_buzz_calls_zero_fizz_buzz = 0 % 3 == 0 [2.2]\n");
+        let outcome = Outcome {
+            name: "fizz_buzz_calls_zero_fizz_buzz".to_string(),
+            passed: false,
+            why: Some("assertion failed".to_string()),
+        };
+        assert_eq!(
+            explain("step02_status", &outcome, &hints),
+            ["assertion failed", "hint: 0 % 3 == 0 (read steps/en/02-status.md#22)"]
+        );
+    }
+
+    /// Every hint names a check that exists: a unit test of the stage or
+    /// one of its end-to-end scenarios, and a guide section.
+    #[test]
+    fn every_hint_names_a_real_check_and_section() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let hints = read_hints(&fs::read_to_string(root.join("exercises/hints.txt")).unwrap());
+        assert!(!hints.is_empty());
+        for ((short, check), hint) in hints {
+            let stage = stage_named(&short).unwrap_or_else(|| panic!("no stage {short}"));
+            let mut sources = String::new();
+            for entry in fs::read_dir(root.join("solutions").join(stage)).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|extension| extension == "rs") {
+                    sources += &fs::read_to_string(path).unwrap();
+                }
+            }
+            sources += &fs::read_to_string(root.join(format!("tests/e2e/{short}.rs"))).unwrap();
+            assert!(
+                sources.contains(&format!("fn {check}(")),
+                "{short} has no check {check}"
+            );
+            let link = section_link(&hint.section).unwrap_or_else(|| panic!("{short} {check}: no section"));
+            let (guide, anchor) = link.split_once('#').unwrap();
+            let guide_text = fs::read_to_string(root.join(guide)).unwrap();
+            assert!(
+                guide_text.contains(&format!("<a id=\"{anchor}\"></a>")),
+                "{link} does not exist"
+            );
+        }
+    }
+}

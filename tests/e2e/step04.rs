@@ -599,7 +599,8 @@ async fn settles_soon_after(s: &Scenario<'_>, name: &str, n: i64, since: Instant
     ensure!(settled_answer(s, name, n).await?, "{n} was not found");
     let took = since.elapsed();
     eprintln!(
-        "    {name} settled {:.1} s after the API server was back",
+        "    {}: {name} settled {:.1} s after the API server was back",
+        s.namespace,
         took.as_secs_f64()
     );
     ensure!(

@@ -69,6 +69,14 @@ pub fn parse_test_output(output: &str) -> Vec<Outcome> {
     outcomes
 }
 
+/// How many tests a libtest output reports as ignored.
+pub fn ignored_count(output: &str) -> usize {
+    output
+        .lines()
+        .filter(|line| line.starts_with("test ") && line.trim_end().ends_with("... ignored"))
+        .count()
+}
+
 /// The first telling line of the failure of `name` in a libtest output.
 fn failure_message(output: &str, name: &str) -> Option<String> {
     let lines: Vec<&str> = output.lines().collect();

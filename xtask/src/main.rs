@@ -333,6 +333,13 @@ fn check_stage(stage: &str) -> Result<bool> {
         for outcome in &scenarios {
             print_outcome(stage, "end to end", outcome, &hints);
         }
+        let skipped = check::ignored_count(&output);
+        if skipped > 0 {
+            println!(
+                "  - {skipped} scenarios skipped: they need the local control plane \
+                 (`cargo xtask build` builds it once), not counted either way"
+            );
+        }
         outcomes.extend(scenarios);
     }
 

@@ -139,8 +139,9 @@ async fn reconcile(number: Arc<Number>, ctx: Arc<Context>) -> Result<Action, Err
     // TODO 2.4: compute the status the spec asks for, compare it with the
     // one the Number has, and write it only if it differs: with server-side
     // apply, through the status subresource, as FIELD_MANAGER, forced.
-    // A Number deleted meanwhile (NotFound) is not an error. On success, tell
-    // `ctx.backoff` (a later failure then starts over at 1 s).
+    // A Number deleted meanwhile (NotFound) is not an error. After a write,
+    // log "wrote status" with the name, fizz_buzz and is_square. On success,
+    // tell `ctx.backoff` (a later failure then starts over at 1 s).
     todo!("2.4: compute, compare and write the status, see steps/en/02-status.md#24")
 }
 

@@ -98,7 +98,7 @@ pub fn expect_logged(s: &Scenario<'_>, tag: &str, log: &str) -> Result<()> {
         for line in block.lines().filter(|line| !line.trim().is_empty()) {
             ensure!(
                 real.iter().any(|real_line| real_line == line),
-                "{path} shows a log line the controller does not print:\n{line}\nit printed:\n{}",
+                "{path} shows a log line the controller does not print: {line}\nit printed:\n{}",
                 crate::cluster::last_lines(log, 10)
             );
         }

@@ -18,6 +18,7 @@ pub fn cases() -> Vec<Case> {
         case!(Stage::Step02, zero_and_negative_values_follow_the_same_rules),
         case!(Stage::Step02, the_schema_rejects_a_value_that_is_not_an_integer),
         case!(Stage::Step02, the_guide_shows_what_a_real_run_prints),
+        case!(Stage::Step02, a_refused_status_write_is_retried_with_a_growing_delay),
     ]
 }
 
@@ -139,4 +140,92 @@ async fn the_guide_shows_what_a_real_run_prints(mut s: Scenario<'_>) -> Result<(
         r#"{"spec":{"value":17}}"#,
     ])?;
     guides::expect_table(&s, "step02-numbers-patched", &["get", "numbers"]).await
+}
+
+/// An admission policy that refuses every status write to the Number
+/// `refused` in `namespace`, as a cluster with a stricter policy would.
+fn refusing_policy(namespace: &str) -> String {
+    format!(
+        "apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: refuse-status-{namespace}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - apiGroups: [math.workshop.example]
+      apiVersions: [v1beta1]
+      operations: [CREATE, UPDATE]
+      resources: [numbers/status]
+  validations:
+  - expression: object.metadata.name != 'refused'
+    message: status writes to this Number are refused by the test
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: refuse-status-{namespace}
+spec:
+  policyName: refuse-status-{namespace}
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector:
+      matchLabels:
+        kubernetes.io/metadata.name: {namespace}
+"
+    )
+}
+
+/// Section 2.5: a write that fails is retried after 1 s, then 2 s…, and the
+/// status arrives once the cause is gone.
+async fn a_refused_status_write_is_retried_with_a_growing_delay(mut s: Scenario<'_>) -> Result<()> {
+    let policy = refusing_policy(&s.namespace);
+    s.apply(&number("refused", 9))?;
+    s.apply(&policy)?;
+    // The API server takes a moment to enforce a new policy: probe until it does.
+    s.eventually("the policy to refuse status writes", || async {
+        let output = s
+            .kubectl_output(
+                &[
+                    "patch",
+                    "number",
+                    "refused",
+                    "--subresource=status",
+                    "--type=merge",
+                    "-p",
+                    r#"{"status":{"fizzBuzz":"probe","isSquare":false}}"#,
+                ],
+                None,
+            )
+            .map_err(|err| format!("{err:#}"))?;
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        if stderr.contains("refused by the test") {
+            Ok(())
+        } else {
+            Err(format!("not refused yet: {stderr}"))
+        }
+    })
+    .await?;
+    s.start_controller(Stage::Step02)?;
+    let s = &s;
+    s.eventually("the controller to retry after 1 s, then after 2 s", || async move {
+        let log = s.controller_log();
+        let retries: Vec<&str> = log
+            .lines()
+            .filter(|line| line.contains("will retry") && line.contains("refused"))
+            .collect();
+        let delays: Vec<&str> = retries
+            .iter()
+            .filter_map(|line| line.split("retry_in=").nth(1)?.split_whitespace().next())
+            .collect();
+        if delays.starts_with(&["1s", "2s"]) {
+            Ok(())
+        } else {
+            Err(format!("retries so far: {delays:?}"))
+        }
+    })
+    .await?;
+    s.kubectl_output(&["delete", "-f", "-"], Some(&policy))?;
+    expect_status(s, "refused", "Fizz", true).await
 }

@@ -85,7 +85,14 @@ fn failure_message(output: &str, name: &str) -> Option<String> {
         line.starts_with("thread '") && line.contains(&format!("{name}'")) && line.contains("panicked at")
     });
     if let Some(at) = panic {
-        return lines.get(at + 1).map(|line| line.trim().to_string());
+        // An assertion's message is followed by what it compared: keep it.
+        let message: Vec<&str> = lines[at + 1..]
+            .iter()
+            .take_while(|line| !line.trim().is_empty() && !line.starts_with("note:") && !line.starts_with("stack"))
+            .take(3)
+            .map(|line| line.trim())
+            .collect();
+        return (!message.is_empty()).then(|| message.join(" "));
     }
     // The e2e harness (libtest-mimic): "---- stage::name ----" then the message.
     let header = lines
@@ -108,7 +115,7 @@ fn failure_message(output: &str, name: &str) -> Option<String> {
 pub fn sections_named(lines: &[String]) -> Vec<String> {
     let mut sections: Vec<String> = lines
         .iter()
-        .flat_map(|line| line.match_indices("steps/en/").map(move |(at, _)| &line[at..]))
+        .flat_map(|line| line.match_indices("steps/").map(move |(at, _)| &line[at..]))
         .filter_map(|link| {
             let anchor: String = link
                 .split('#')
@@ -166,11 +173,26 @@ pub fn read_hints(text: &str) -> Hints {
     hints
 }
 
-/// The guide link of section `N.M`: `steps/en/02-status.md#23`.
+/// The guide link of section `N.M`: `steps/en/02-status.md#23`, or the
+/// Japanese guide's (same anchors) when the language is Japanese.
 pub fn section_link(section: &str) -> Option<String> {
     let (major, _) = section.split_once('.')?;
     let guide = GUIDES.get(major.parse::<usize>().ok()?.checked_sub(1)?)?;
-    Some(format!("{guide}#{}", section.replace('.', "")))
+    Some(in_reader_language(&format!("{guide}#{}", section.replace('.', ""))))
+}
+
+/// `steps/en/…` as `steps/ja/…` when LC_ALL, LC_MESSAGES or LANG (the first
+/// one set) names Japanese: the guides of both languages share their anchors.
+pub fn in_reader_language(link: &str) -> String {
+    let language = ["LC_ALL", "LC_MESSAGES", "LANG"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
+        .unwrap_or_default();
+    if language.starts_with("ja") {
+        link.replace("steps/en/", "steps/ja/")
+    } else {
+        link.to_string()
+    }
 }
 
 /// What to tell about a failed check: the hint from the file if there is
@@ -178,7 +200,7 @@ pub fn section_link(section: &str) -> Option<String> {
 pub fn explain(stage: &str, outcome: &Outcome, hints: &Hints) -> Vec<String> {
     let mut lines = Vec::new();
     if let Some(why) = &outcome.why {
-        lines.push(why.chars().take(300).collect());
+        lines.push(in_reader_language(&why.chars().take(300).collect::<String>()));
     }
     let short = &stage[..6];
     if let Some(hint) = hints.get(&(short.to_string(), outcome.name.clone())) {
@@ -233,7 +255,7 @@ thread 'number::tests::fizz_buzz_calls_zero_fizz_buzz' (1234) panicked at exerci
 not yet implemented: 2.2: FizzBuzz, see steps/en/02-status.md#22
 ";
         let outcomes = parse_test_output(output);
-        assert_eq!(outcomes.len(), 2);
+        assert_eq!(outcomes.len(), 2, "{outcomes:?}");
         assert_eq!(outcomes[0].name, "fizz_buzz_calls_zero_fizz_buzz");
         assert!(!outcomes[0].passed);
         assert_eq!(
@@ -241,6 +263,25 @@ not yet implemented: 2.2: FizzBuzz, see steps/en/02-status.md#22
             Some("not yet implemented: 2.2: FizzBuzz, see steps/en/02-status.md#22")
         );
         assert!(outcomes[1].passed && outcomes[1].why.is_none());
+    }
+
+    #[test]
+    fn an_assertion_comes_with_what_it_compared() {
+        let output = "test number::tests::columns ... FAILED
+
+thread 'number::tests::columns' (99) panicked at exercises/step02_status/number.rs:300:9:
+assertion `left == right` failed
+  left: [\"Value\", \"Age\"]
+ right: [\"Value\", \"FizzBuzz\", \"Square\", \"Age\"]
+note: run with `RUST_BACKTRACE=1`
+";
+        let outcomes = parse_test_output(output);
+        assert_eq!(
+            outcomes[0].why.as_deref(),
+            Some(
+                "assertion `left == right` failed left: [\"Value\", \"Age\"] right: [\"Value\", \"FizzBuzz\", \"Square\", \"Age\"]"
+            )
+        );
     }
 
     #[test]
@@ -294,9 +335,13 @@ not yet implemented: 2.4: compute, compare and write the status, see steps/en/02
             passed: false,
             why: Some("assertion failed".to_string()),
         };
+        let link = in_reader_language("steps/en/02-status.md#22");
         assert_eq!(
             explain("step02_status", &outcome, &hints),
-            ["assertion failed", "hint: 0 % 3 == 0 (read steps/en/02-status.md#22)"]
+            [
+                "assertion failed".to_string(),
+                format!("hint: 0 % 3 == 0 (read {link})")
+            ]
         );
     }
 

@@ -344,7 +344,12 @@ fn check_stage(stage: &str) -> Result<bool> {
     }
 
     let passed = outcomes.iter().filter(|outcome| outcome.passed).count();
-    println!("\n{passed} of {} checks pass.", outcomes.len());
+    let later = if unit_passed {
+        ""
+    } else {
+        " (the end-to-end scenarios come once the unit tests pass)"
+    };
+    println!("\n{passed} of {} checks pass{later}.", outcomes.len());
     let failures: Vec<String> = outcomes
         .iter()
         .filter(|outcome| !outcome.passed)
@@ -364,7 +369,7 @@ fn check_stage(stage: &str) -> Result<bool> {
         .position(|s| *s == stage)
         .and_then(|i| check::GUIDES.get(i + 1));
     match next {
-        Some(guide) => println!("Stage done. Next: {guide}"),
+        Some(guide) => println!("Stage done. Next: {}", check::in_reader_language(guide)),
         None => println!("All four stages done: the cluster decides Fermat's theorem with your code."),
     }
     Ok(true)

@@ -124,7 +124,8 @@ impl Cluster {
         }
     }
 
-    fn kubectl_program(&self) -> &Path {
+    /// The kubectl that scenarios use with this cluster.
+    pub fn kubectl_program(&self) -> &Path {
         match self {
             Cluster::Local { kubectl, .. } | Cluster::Existing { kubectl, .. } => kubectl,
         }

@@ -19,6 +19,7 @@ pub fn cases() -> Vec<Case> {
         case!(Stage::Step02, the_schema_rejects_a_value_that_is_not_an_integer),
         case!(Stage::Step02, the_guide_shows_what_a_real_run_prints),
         case!(Stage::Step02, a_refused_status_write_is_retried_with_a_growing_delay),
+        case!(Stage::Step02, the_doctor_names_the_stage_whose_crds_are_installed),
     ]
 }
 
@@ -228,4 +229,41 @@ async fn a_refused_status_write_is_retried_with_a_growing_delay(mut s: Scenario<
     .await?;
     s.kubectl_output(&["delete", "-f", "-"], Some(&policy))?;
     expect_status(s, "refused", "Fizz", true).await
+}
+
+/// `cargo xtask doctor step03` on a cluster with stage 2's CRDs says whose
+/// CRDs are there and how to install stage 3's; for stage 2 all is well.
+async fn the_doctor_names_the_stage_whose_crds_are_installed(s: Scenario<'_>) -> Result<()> {
+    let program = Stage::Step02.program()?;
+    let doctor = xtask::doctor::Doctor {
+        kubectl: s.cluster().kubectl_program().to_path_buf(),
+        kubeconfig: Some(s.kubeconfig.clone()),
+        programs: program.parent().map(std::path::Path::to_path_buf).unwrap_or_default(),
+        root: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+    };
+    let about_crds = |stage: &str| {
+        doctor
+            .run(Some(stage))
+            .into_iter()
+            .find(|finding| finding.what.contains("CRDs"))
+            .ok_or_else(|| anyhow::anyhow!("the doctor said nothing about CRDs for {stage}"))
+    };
+    let stale = about_crds("step03_tuple")?;
+    ensure!(
+        stale.level == xtask::doctor::Level::Fail
+            && stale.what.contains("step02_status")
+            && stale
+                .fix
+                .as_deref()
+                .is_some_and(|fix| fix.contains("step03_tuple -- crd | kubectl apply")),
+        "for step03 on stage 2's CRDs the doctor said: {}",
+        stale.render()
+    );
+    let fine = about_crds("step02_status")?;
+    ensure!(
+        fine.level == xtask::doctor::Level::Ok,
+        "for step02 the doctor said: {}",
+        fine.render()
+    );
+    Ok(())
 }

@@ -10,11 +10,13 @@
 //!   controllers; stops all of it.
 //! - [`cleanup`]: what must be undone even when a run is interrupted.
 //! - [`check`]: reads test results and hints for `cargo xtask check`.
+//! - [`doctor`]: what `cargo xtask doctor` checks on a machine.
 //! - [`guides`]: writes the code blocks of the guides (`steps/`) from the code.
 
 pub mod assets;
 pub mod check;
 pub mod cleanup;
 pub mod control_plane;
+pub mod doctor;
 pub mod guides;
 pub mod pki;

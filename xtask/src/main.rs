@@ -6,6 +6,8 @@
 //! cargo xtask reset    delete the workshop's CRDs and objects from the current cluster: a clean slate
 //! cargo xtask check [STAGE] [--watch]
 //!                      check your workbench (exercises/): build, unit tests, end-to-end scenarios
+//! cargo xtask doctor [STAGE]
+//!                      is this machine ready? each check with ✓, ! or ✗ and the fix
 //! cargo xtask guides   write the code blocks of the guides (steps/) again from the code
 //! cargo xtask build    build (once) or find the control-plane binaries and print their folder
 //! cargo xtask test     run every test: unit tests, then end-to-end scenarios on real control planes
@@ -30,10 +32,11 @@ fn main() -> ExitCode {
         Some("reset") => reset(),
         Some("guides") => guides(),
         Some("check") => check(&args[1..]),
+        Some("doctor") => doctor(&args[1..]),
         Some("build") => build(),
         Some("test") => test(&args[1..]),
         _ => Err(anyhow::anyhow!(
-            "usage: cargo xtask up | down | reset | check [STAGE] [--watch] | guides | build | test [-- FILTER]"
+            "usage: cargo xtask up | down | reset | check [STAGE] [--watch] | doctor [STAGE] | guides | build | test [-- FILTER]"
         )),
     };
     match result {
@@ -232,6 +235,25 @@ fn check(args: &[String]) -> Result<ExitCode> {
         }
         println!();
     }
+}
+
+/// `cargo xtask doctor [STAGE]`: fails when anything a stage needs is missing.
+fn doctor(args: &[String]) -> Result<ExitCode> {
+    let stage = match args.first() {
+        Some(name) => Some(
+            check::stage_named(name)
+                .with_context(|| format!("there is no stage {name:?}: name one of step01, step02, step03, step04"))?,
+        ),
+        None => None,
+    };
+    let findings = xtask::doctor::for_repository(&repository_root(), &target_dir()).run(stage);
+    for finding in &findings {
+        println!("{}", finding.render());
+    }
+    let failed = findings
+        .iter()
+        .any(|finding| finding.level == xtask::doctor::Level::Fail);
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// Where cargo puts what it builds.

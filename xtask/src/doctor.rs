@@ -1,0 +1,432 @@
+//! `cargo xtask doctor [STAGE]`: is this machine ready for the workshop, and
+//! if not, what to do about it. Each check gives ✓, ! (works, but worth
+//! knowing) or ✗ (a stage cannot run) with the fix.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::check::STAGES;
+
+/// The oldest Kubernetes release the stages support (kube 5 and k8s-openapi's `v1_33`).
+pub const OLDEST_SERVER_MINOR: u32 = 33;
+
+/// Less free disk than this (in GiB) is worth a warning: builds and the
+/// local control plane need about that much.
+pub const FREE_DISK_GIB: u64 = 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+/// One check's result: what was found, and the fix when it is not ✓.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finding {
+    pub level: Level,
+    pub what: String,
+    pub fix: Option<String>,
+}
+
+impl Finding {
+    fn ok(what: impl Into<String>) -> Finding {
+        Finding {
+            level: Level::Ok,
+            what: what.into(),
+            fix: None,
+        }
+    }
+    fn warn(what: impl Into<String>, fix: impl Into<String>) -> Finding {
+        Finding {
+            level: Level::Warn,
+            what: what.into(),
+            fix: Some(fix.into()),
+        }
+    }
+    fn fail(what: impl Into<String>, fix: impl Into<String>) -> Finding {
+        Finding {
+            level: Level::Fail,
+            what: what.into(),
+            fix: Some(fix.into()),
+        }
+    }
+
+    /// The finding as the doctor prints it: a mark, what, and the fix below.
+    pub fn render(&self) -> String {
+        let mark = match self.level {
+            Level::Ok => "✓",
+            Level::Warn => "!",
+            Level::Fail => "✗",
+        };
+        match &self.fix {
+            Some(fix) => format!("{mark} {}\n    → {fix}", self.what),
+            None => format!("{mark} {}", self.what),
+        }
+    }
+}
+
+/// Where the doctor looks.
+pub struct Doctor {
+    /// The kubectl to run.
+    pub kubectl: PathBuf,
+    /// The kubeconfig to use; `None`: kubectl's own default (KUBECONFIG, ~/.kube/config).
+    pub kubeconfig: Option<PathBuf>,
+    /// The folder holding the finished stages' programs (`target/debug`).
+    pub programs: PathBuf,
+    /// The repository's root.
+    pub root: PathBuf,
+}
+
+/// `v1.36.3` or `v1.32.4-dispatcher` → (1, 36).
+pub fn major_minor(git_version: &str) -> Option<(u32, u32)> {
+    let mut parts = git_version.trim_start_matches('v').split(['.', '-', '+']);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// `rustc 1.91.0 (…)` → (1, 91).
+pub fn rustc_version(output: &str) -> Option<(u32, u32)> {
+    major_minor(output.split_whitespace().nth(1)?)
+}
+
+/// The available space in KiB from `df -Pk` output (the 4th field of line 2).
+pub fn available_kib(df_output: &str) -> Option<u64> {
+    df_output.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// What a stage's controllers do, as (verb, resource) pairs for `kubectl auth can-i`.
+pub fn permissions(stage: &str) -> Vec<(&'static str, &'static str)> {
+    let number = STAGES.iter().position(|s| *s == stage).unwrap_or(3) + 1;
+    let mut needed = vec![("list", "numbers"), ("watch", "numbers")];
+    if number >= 2 {
+        needed.push(("patch", "numbers/status"));
+    }
+    if number >= 3 {
+        needed.extend([
+            ("create", "numbers"),
+            ("patch", "numbers"),
+            ("delete", "numbers"),
+            ("list", "tuples"),
+            ("watch", "tuples"),
+            ("patch", "tuples/status"),
+        ]);
+    }
+    if number >= 4 {
+        needed.extend([
+            ("create", "tuples"),
+            ("patch", "tuples"),
+            ("delete", "tuples"),
+            ("list", "fermats"),
+            ("watch", "fermats"),
+            ("patch", "fermats/status"),
+        ]);
+    }
+    needed
+}
+
+impl Doctor {
+    fn kubectl(&self) -> Command {
+        let mut command = Command::new(&self.kubectl);
+        if let Some(kubeconfig) = &self.kubeconfig {
+            command.env("KUBECONFIG", kubeconfig);
+        }
+        command
+    }
+
+    /// Runs kubectl; returns its stdout when it succeeds, its stderr otherwise.
+    fn kubectl_output(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+        use std::io::Write;
+        let mut child = self
+            .kubectl()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|err| err.to_string())?;
+        if let Some(mut input) = child.stdin.take() {
+            let _ = input.write_all(stdin.unwrap_or_default().as_bytes());
+        }
+        let output = child.wait_with_output().map_err(|err| err.to_string())?;
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).trim().to_string();
+        if output.status.success() {
+            Ok(text(&output.stdout))
+        } else {
+            Err(text(&output.stderr))
+        }
+    }
+
+    /// Every check, for `stage` (`None`: the last stage's needs).
+    pub fn run(&self, stage: Option<&str>) -> Vec<Finding> {
+        let mut findings = vec![self.rust()];
+        let client = self.kubectl_output(&["version", "--client", "-o", "json"], None);
+        let client_version = client.as_ref().ok().and_then(|json| git_version(json, "clientVersion"));
+        match &client_version {
+            Some(version) => findings.push(Finding::ok(format!("kubectl {version}"))),
+            None => {
+                findings.push(Finding::fail(
+                    "kubectl is not found",
+                    "install kubectl, or run the `export` lines that `cargo xtask up` prints (it brings one)",
+                ));
+                return findings;
+            }
+        }
+        if !self.cluster(&client_version, &mut findings) {
+            findings.extend(self.local_checks());
+            return findings;
+        }
+        findings.push(self.context());
+        findings.push(self.crds(stage));
+        findings.push(self.permissions(stage.unwrap_or(STAGES[3])));
+        findings.extend(self.local_checks());
+        findings
+    }
+
+    fn rust(&self) -> Finding {
+        let needed = std::fs::read_to_string(self.root.join("Cargo.toml"))
+            .ok()
+            .and_then(|toml| {
+                let line = toml.lines().find(|line| line.starts_with("rust-version"))?;
+                major_minor(line.split('"').nth(1)?)
+            })
+            .unwrap_or((1, 89));
+        let found = Command::new("rustc")
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|output| rustc_version(&String::from_utf8_lossy(&output.stdout)));
+        match found {
+            Some(version) if version >= needed => Finding::ok(format!(
+                "Rust {}.{} ({}.{} or later needed)",
+                version.0, version.1, needed.0, needed.1
+            )),
+            Some(version) => Finding::fail(
+                format!(
+                    "Rust {}.{} is older than {}.{}",
+                    version.0, version.1, needed.0, needed.1
+                ),
+                "rustup update stable",
+            ),
+            None => Finding::fail("rustc is not found", "install Rust with rustup (https://rustup.rs)"),
+        }
+    }
+
+    /// Whether a cluster answers; also checks that it is recent enough, and
+    /// within one minor version of kubectl.
+    fn cluster(&self, client: &Option<String>, findings: &mut Vec<Finding>) -> bool {
+        let answer = self.kubectl_output(&["version", "-o", "json", "--request-timeout=5s"], None);
+        let server = answer.as_ref().ok().and_then(|json| git_version(json, "serverVersion"));
+        let Some(server) = server else {
+            let why = answer.err().unwrap_or_default();
+            let why = why.lines().last().unwrap_or("no answer");
+            findings.push(Finding::fail(
+                format!("no cluster answers ({why})"),
+                "start one: `cargo xtask up`, then run the two `export` lines it prints \
+                 (or start kind, minikube or k3d)",
+            ));
+            return false;
+        };
+        match major_minor(&server) {
+            Some((1, minor)) if minor >= OLDEST_SERVER_MINOR => {
+                findings.push(Finding::ok(format!("a cluster answers: Kubernetes {server}")));
+            }
+            _ => findings.push(Finding::fail(
+                format!("the cluster runs Kubernetes {server}, older than v1.{OLDEST_SERVER_MINOR}"),
+                format!("use Kubernetes v1.{OLDEST_SERVER_MINOR} or later (`cargo xtask up` runs a recent one)"),
+            )),
+        }
+        let skew = client
+            .as_deref()
+            .and_then(major_minor)
+            .zip(major_minor(&server))
+            .map(|((_, client), (_, server))| client.abs_diff(server));
+        if let Some(skew) = skew.filter(|skew| *skew > 1) {
+            findings.push(Finding::warn(
+                format!("kubectl is {skew} minor versions away from the server (one is supported)"),
+                "use a kubectl of the server's version (`cargo xtask up` prints a PATH with one)",
+            ));
+        }
+        true
+    }
+
+    fn context(&self) -> Finding {
+        let context = self
+            .kubectl_output(&["config", "current-context"], None)
+            .unwrap_or_default();
+        let namespace = self
+            .kubectl_output(&["config", "view", "--minify", "-o", "jsonpath={..namespace}"], None)
+            .ok()
+            .filter(|namespace| !namespace.is_empty())
+            .unwrap_or_else(|| "default".to_string());
+        Finding::ok(format!(
+            "context {context}, namespace {namespace}: the stages work there"
+        ))
+    }
+
+    /// Which stage's CRDs the cluster serves, against the ones `stage` needs.
+    fn crds(&self, stage: Option<&str>) -> Finding {
+        let mut printed = Vec::new();
+        for name in STAGES {
+            let program = self.programs.join(name);
+            let output = Command::new(&program).arg("crd").output();
+            match output {
+                Ok(output) if output.status.success() => {
+                    printed.push((name, String::from_utf8_lossy(&output.stdout).into_owned()));
+                }
+                _ => {
+                    return Finding::warn(
+                        format!("cannot compare the installed CRDs: {} is not built", program.display()),
+                        "cargo build --bins --examples",
+                    );
+                }
+            }
+        }
+        // The latest stage whose CRDs are all installed exactly as it prints them.
+        let installed = printed
+            .iter()
+            .rev()
+            .find(|(_, yaml)| {
+                self.kubectl_output(&["diff", "--server-side", "-f", "-"], Some(yaml))
+                    .is_ok()
+            })
+            .map(|(name, _)| *name);
+        let install = |stage: &str| format!("cargo run --example {stage} -- crd | kubectl apply --server-side -f -");
+        match (stage, installed) {
+            (Some(stage), Some(found))
+                if STAGES.iter().position(|s| *s == found) >= STAGES.iter().position(|s| *s == stage) =>
+            {
+                Finding::ok(format!("the cluster serves the CRDs {stage} needs (those of {found})"))
+            }
+            (Some(stage), Some(found)) => Finding::fail(
+                format!("the cluster serves the CRDs of {found}, an earlier stage than {stage}"),
+                install(stage),
+            ),
+            (Some(stage), None) => Finding::fail(
+                format!("the cluster does not serve the CRDs that {stage} needs"),
+                install(stage),
+            ),
+            (None, Some(found)) => Finding::ok(format!("the cluster serves the CRDs of {found}")),
+            (None, None) => Finding::warn(
+                "the cluster serves none of the stages' CRDs as they are printed now",
+                "install the CRDs of the stage you start: ".to_string() + &install("step01_crd"),
+            ),
+        }
+    }
+
+    fn permissions(&self, stage: &str) -> Finding {
+        let missing: Vec<String> = permissions(stage)
+            .into_iter()
+            .filter(|(verb, resource)| {
+                let (kind, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+                let kind = format!("{kind}.math.workshop.example");
+                let mut args = vec!["auth", "can-i", verb, &kind];
+                let subresource = format!("--subresource={subresource}");
+                if resource.contains('/') {
+                    args.push(&subresource);
+                }
+                self.kubectl_output(&args, None).as_deref() != Ok("yes")
+            })
+            .map(|(verb, resource)| format!("{verb} {resource}"))
+            .collect();
+        if missing.is_empty() {
+            Finding::ok(format!("you may do what {stage}'s controllers do"))
+        } else {
+            Finding::fail(
+                format!("{stage}'s controllers would be refused: {}", missing.join(", ")),
+                "use a context with more rights in this namespace (the local control plane's is admin)",
+            )
+        }
+    }
+
+    /// What this machine has prepared: stages built, control-plane binaries, disk.
+    fn local_checks(&self) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        let built = STAGES
+            .iter()
+            .all(|stage| self.programs.join(stage).is_file() && self.programs.join("examples").join(stage).is_file());
+        findings.push(if built {
+            Finding::ok("the stages and your workbench are built")
+        } else {
+            Finding::warn(
+                "the stages are not all built yet (the first build takes a few minutes)",
+                "cargo build --bins --examples",
+            )
+        });
+        findings.push(match crate::assets::locate() {
+            Some(assets) => Finding::ok(format!("the local control plane is built ({})", assets.dir.display())),
+            None => Finding::warn(
+                "the local control plane is not built (needed only without kind, minikube or k3d)",
+                "cargo xtask build (needs Go 1.26 or later, 8 to 12 minutes once)",
+            ),
+        });
+        let df = Command::new("df").arg("-Pk").arg(&self.root).output();
+        if let Some(kib) = df
+            .ok()
+            .and_then(|output| available_kib(&String::from_utf8_lossy(&output.stdout)))
+        {
+            let gib = kib / (1024 * 1024);
+            findings.push(if gib >= FREE_DISK_GIB {
+                Finding::ok(format!("{gib} GiB free on this disk"))
+            } else {
+                Finding::warn(
+                    format!("only {gib} GiB free on this disk"),
+                    format!("free up some space: builds and the local control plane need about {FREE_DISK_GIB} GiB"),
+                )
+            });
+        }
+        findings
+    }
+}
+
+/// `gitVersion` of `key` ("clientVersion", "serverVersion") in `kubectl version -o json`.
+fn git_version(json: &str, key: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    value[key]["gitVersion"].as_str().map(str::to_string)
+}
+
+/// The doctor of this repository, with kubectl from PATH and the current kubeconfig.
+pub fn for_repository(root: &Path, target: &Path) -> Doctor {
+    Doctor {
+        kubectl: PathBuf::from("kubectl"),
+        kubeconfig: None,
+        programs: target.join("debug"),
+        root: root.to_path_buf(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_from_what_the_tools_print() {
+        assert_eq!(major_minor("v1.36.3"), Some((1, 36)));
+        assert_eq!(major_minor("v1.32.4-dispatcher"), Some((1, 32)));
+        assert_eq!(major_minor("1.89"), Some((1, 89)));
+        assert_eq!(rustc_version("rustc 1.91.0 (f8297e351 2025-10-28)"), Some((1, 91)));
+        assert_eq!(major_minor("nonsense"), None);
+    }
+
+    #[test]
+    fn free_space_is_read_from_df() {
+        let df = "Filesystem     1024-blocks      Used Available Capacity Mounted on\n/dev/sda1 100 40 60 40% /\n";
+        assert_eq!(available_kib(df), Some(60));
+        assert_eq!(available_kib(""), None);
+    }
+
+    #[test]
+    fn later_stages_need_more_permissions() {
+        let first = permissions("step01_crd");
+        let last = permissions("step04_fermat");
+        assert!(first.iter().all(|needed| last.contains(needed)));
+        assert!(last.contains(&("patch", "fermats/status")));
+        assert!(!first.contains(&("create", "numbers")));
+    }
+
+    #[test]
+    fn a_finding_that_is_not_ok_says_the_fix() {
+        let finding = Finding::fail("no cluster answers", "cargo xtask up");
+        assert_eq!(finding.render(), "✗ no cluster answers\n    → cargo xtask up");
+        assert_eq!(Finding::ok("fine").render(), "✓ fine");
+    }
+}

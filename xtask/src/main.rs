@@ -6,6 +6,7 @@
 //! cargo xtask reset    delete the workshop's CRDs and objects from the current cluster: a clean slate
 //! cargo xtask check [STAGE] [--watch]
 //!                      check your workbench (exercises/): build, unit tests, end-to-end scenarios
+//! cargo xtask prepare  the night before: fetch and build everything, so the day needs no network
 //! cargo xtask doctor [STAGE]
 //!                      is this machine ready? each check with ✓, ! or ✗ and the fix
 //! cargo xtask guides   write the code blocks of the guides (steps/) again from the code
@@ -33,10 +34,11 @@ fn main() -> ExitCode {
         Some("guides") => guides(),
         Some("check") => check(&args[1..]),
         Some("doctor") => doctor(&args[1..]),
+        Some("prepare") => prepare(),
         Some("build") => build(),
         Some("test") => test(&args[1..]),
         _ => Err(anyhow::anyhow!(
-            "usage: cargo xtask up | down | reset | check [STAGE] [--watch] | doctor [STAGE] | guides | build | test [-- FILTER]"
+            "usage: cargo xtask up | down | reset | check [STAGE] [--watch] | doctor [STAGE] | prepare | guides | build | test [-- FILTER]"
         )),
     };
     match result {
@@ -235,6 +237,79 @@ fn check(args: &[String]) -> Result<ExitCode> {
         }
         println!();
     }
+}
+
+/// `cargo xtask prepare`: everything the day needs, fetched and built while
+/// there is a network, then a local control plane started once to prove it.
+/// Afterwards `CARGO_NET_OFFLINE=true` and `GOPROXY=off` change nothing.
+fn prepare() -> Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let step = |what: &str| println!("\n== {what} ({:.0} s so far)", started.elapsed().as_secs_f64());
+    step("fetching every crate (cargo fetch)");
+    run_cargo(&["fetch"])?;
+    step("building the finished stages, the workbench, the tooling and every test");
+    run_cargo(&["build", "--workspace", "--bins", "--examples", "--tests"])?;
+    step("building or finding the control-plane binaries");
+    let assets = assets::locate_or_build()?;
+    println!("{}", assets.dir.display());
+    step("starting a local control plane once, with stage 4's CRDs");
+    let dir = tempfile::Builder::new().prefix("math-controller-prepare-").tempdir()?;
+    let mut plane = ControlPlane::start(&assets, dir.path().join("plane"), Lifetime::Attached)?;
+    let crds = Command::new(target_dir().join("debug").join("step04_fermat"))
+        .arg("crd")
+        .output()
+        .context("cannot run step04_fermat")?;
+    plane.install_crds(&String::from_utf8_lossy(&crds.stdout))?;
+    plane.start_controller_manager()?;
+    println!("it answers at {}", plane.server);
+    drop(plane);
+
+    let sizes: Vec<(String, u64)> = [
+        ("target/ (builds)", target_dir()),
+        ("control-plane binaries", assets.dir.clone()),
+        ("cargo's crate cache", cargo_home().join("registry")),
+    ]
+    .into_iter()
+    .map(|(what, dir)| (what.to_string(), disk_usage(&dir)))
+    .collect();
+    println!("\nReady for a day without network, in {:.0} s:", started.elapsed().as_secs_f64());
+    for (what, bytes) in sizes {
+        println!("  {what:<24} {:>6.1} GiB", bytes as f64 / (1u64 << 30) as f64);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_cargo(args: &[&str]) -> Result<()> {
+    let status = cargo().args(args).current_dir(repository_root()).status().context("cannot run cargo")?;
+    if !status.success() {
+        bail!("`cargo {}` failed (see above)", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Where cargo keeps downloaded crates: CARGO_HOME, else ~/.cargo.
+fn cargo_home() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
+        .unwrap_or_default()
+}
+
+/// The bytes of every file below `dir` (0 if it does not exist).
+fn disk_usage(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&next) else { continue };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => pending.push(entry.path()),
+                Ok(kind) if kind.is_file() => total += entry.metadata().map(|meta| meta.len()).unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    total
 }
 
 /// `cargo xtask doctor [STAGE]`: fails when anything a stage needs is missing.

@@ -11,6 +11,7 @@
 //! - [`cleanup`]: what must be undone even when a run is interrupted.
 //! - [`check`]: reads test results and hints for `cargo xtask check`.
 //! - [`doctor`]: what `cargo xtask doctor` checks on a machine.
+//! - [`slides`]: renders the slides with Marp and the system's Chromium.
 //! - [`guides`]: writes the code blocks of the guides (`steps/`) from the code.
 
 pub mod assets;
@@ -20,3 +21,4 @@ pub mod control_plane;
 pub mod doctor;
 pub mod guides;
 pub mod pki;
+pub mod slides;

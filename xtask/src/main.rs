@@ -7,6 +7,7 @@
 //! cargo xtask check [STAGE] [--watch]
 //!                      check your workbench (exercises/): build, unit tests, end-to-end scenarios
 //! cargo xtask prepare  the night before: fetch and build everything, so the day needs no network
+//! cargo xtask slides   render the slides (English and Japanese) to slides/out: HTML, PDF, PNGs
 //! cargo xtask doctor [STAGE]
 //!                      is this machine ready? each check with ✓, ! or ✗ and the fix
 //! cargo xtask guides   write the code blocks of the guides (steps/) again from the code
@@ -35,10 +36,11 @@ fn main() -> ExitCode {
         Some("check") => check(&args[1..]),
         Some("doctor") => doctor(&args[1..]),
         Some("prepare") => prepare(),
+        Some("slides") => slides(),
         Some("build") => build(),
         Some("test") => test(&args[1..]),
         _ => Err(anyhow::anyhow!(
-            "usage: cargo xtask up | down | reset | check [STAGE] [--watch] | doctor [STAGE] | prepare | guides | build | test [-- FILTER]"
+            "usage: cargo xtask up | down | reset | check [STAGE] [--watch] | doctor [STAGE] | prepare | slides | guides | build | test [-- FILTER]"
         )),
     };
     match result {
@@ -249,6 +251,17 @@ fn prepare() -> Result<ExitCode> {
     run_cargo(&["fetch"])?;
     step("building the finished stages, the workbench, the tooling and every test");
     run_cargo(&["build", "--workspace", "--bins", "--examples", "--tests"])?;
+    step("installing the slides' renderer (npm ci in slides/)");
+    let npm = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .env("PUPPETEER_SKIP_DOWNLOAD", "true")
+        .current_dir(repository_root().join("slides"))
+        .status();
+    match npm {
+        Ok(status) if status.success() => {}
+        Ok(_) => bail!("`npm ci` in slides/ failed (see above)"),
+        Err(_) => println!("npm is not installed: the slides cannot be rendered here (everything else can)"),
+    }
     step("building or finding the control-plane binaries");
     let assets = assets::locate_or_build()?;
     println!("{}", assets.dir.display());
@@ -272,7 +285,10 @@ fn prepare() -> Result<ExitCode> {
     .into_iter()
     .map(|(what, dir)| (what.to_string(), disk_usage(&dir)))
     .collect();
-    println!("\nReady for a day without network, in {:.0} s:", started.elapsed().as_secs_f64());
+    println!(
+        "\nReady for a day without network, in {:.0} s:",
+        started.elapsed().as_secs_f64()
+    );
     for (what, bytes) in sizes {
         println!("  {what:<24} {:>6.1} GiB", bytes as f64 / (1u64 << 30) as f64);
     }
@@ -280,7 +296,11 @@ fn prepare() -> Result<ExitCode> {
 }
 
 fn run_cargo(args: &[&str]) -> Result<()> {
-    let status = cargo().args(args).current_dir(repository_root()).status().context("cannot run cargo")?;
+    let status = cargo()
+        .args(args)
+        .current_dir(repository_root())
+        .status()
+        .context("cannot run cargo")?;
     if !status.success() {
         bail!("`cargo {}` failed (see above)", args.join(" "));
     }
@@ -300,7 +320,9 @@ fn disk_usage(dir: &std::path::Path) -> u64 {
     let mut total = 0;
     let mut pending = vec![dir.to_path_buf()];
     while let Some(next) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&next) else { continue };
+        let Ok(entries) = std::fs::read_dir(&next) else {
+            continue;
+        };
         for entry in entries.flatten() {
             match entry.file_type() {
                 Ok(kind) if kind.is_dir() => pending.push(entry.path()),
@@ -310,6 +332,55 @@ fn disk_usage(dir: &std::path::Path) -> u64 {
         }
     }
     total
+}
+
+/// `cargo xtask slides`: both languages to slides/out (HTML, PDF, one PNG a slide).
+fn slides() -> Result<ExitCode> {
+    let slides = repository_root().join("slides");
+    let out = slides.join("out");
+    for language in xtask::slides::LANGUAGES {
+        let count = xtask::slides::render(&slides, language, &out)?;
+        println!("slides/out/{language}.html, {language}.pdf and {count} PNGs");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Renders both decks in a real browser and checks one image per slide.
+/// Reported as ignored, with the reason, where Marp or a browser is missing.
+fn slides_render() -> Result<[u64; 3]> {
+    let slides = repository_root().join("slides");
+    println!("\nrunning {} slide renders", xtask::slides::LANGUAGES.len());
+    let mut counts = [0u64; 3];
+    for language in xtask::slides::LANGUAGES {
+        let name = format!("slides::{language}_renders_one_image_per_slide");
+        if let Some(why) = xtask::slides::missing(&slides) {
+            println!("test {name} ... ignored, {why}");
+            counts[2] += 1;
+            continue;
+        }
+        let out = tempfile::tempdir()?;
+        let expected = xtask::slides::slide_count(&std::fs::read_to_string(slides.join(format!("{language}.md")))?);
+        match xtask::slides::render(&slides, language, out.path()) {
+            Ok(count) if count == expected => {
+                println!("test {name} ... ok ({count} slides)");
+                counts[0] += 1;
+            }
+            Ok(count) => {
+                println!("test {name} ... FAILED: {count} images for {expected} slides");
+                counts[1] += 1;
+            }
+            Err(err) => {
+                println!("test {name} ... FAILED: {err:#}");
+                counts[1] += 1;
+            }
+        }
+    }
+    let verdict = if counts[1] == 0 { "ok" } else { "FAILED" };
+    println!(
+        "\ntest result: {verdict}. {} passed; {} failed; {} ignored; 0 measured; 0 filtered out",
+        counts[0], counts[1], counts[2]
+    );
+    Ok(counts)
 }
 
 /// `cargo xtask doctor [STAGE]`: fails when anything a stage needs is missing.
@@ -556,12 +627,13 @@ fn test(extra: &[String]) -> Result<ExitCode> {
     }
     let status = tested.wait()?;
     let unsolved = exercises_are_unsolved()?;
-    for (total, count) in totals.iter_mut().zip(unsolved) {
-        *total += count;
+    let rendered = slides_render()?;
+    for (index, total) in totals.iter_mut().enumerate() {
+        *total += unsolved[index] + rendered[index];
     }
     let [passed, failed, ignored] = totals;
     println!("\ntotal: {passed} passed, {failed} failed, {ignored} skipped");
-    Ok(if status.success() && unsolved[1] == 0 {
+    Ok(if status.success() && unsolved[1] == 0 && rendered[1] == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -127,4 +127,40 @@ mod tests {
             "slides per language: {counts:?}"
         );
     }
+
+    /// The paths the slides name (guides, samples, workbench folders) exist,
+    /// and each stage slide names its guide in the deck's language.
+    #[test]
+    fn the_slides_name_only_files_that_exist() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        for language in LANGUAGES {
+            let deck = std::fs::read_to_string(root.join("slides").join(format!("{language}.md"))).unwrap();
+            let mut named = 0;
+            for word in deck.split(|c: char| c.is_whitespace() || "`()".contains(c)) {
+                // A path is ASCII; what follows it (Japanese punctuation, an anchor) is not part of it.
+                let end = word
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || "_./-".contains(c)))
+                    .unwrap_or(word.len());
+                let path = word[..end].trim_end_matches(['.', '/']);
+                let is_path = ["steps/", "exercises/", "solutions/", "diagrams/"]
+                    .iter()
+                    .any(|prefix| path.starts_with(prefix));
+                if !is_path || path.contains('…') || path.contains("NN") {
+                    continue;
+                }
+                let file = if path.starts_with("diagrams/") {
+                    root.join("slides").join(path)
+                } else {
+                    root.join(path)
+                };
+                assert!(file.exists(), "slides/{language}.md names {path}, which does not exist");
+                named += 1;
+            }
+            assert!(named >= 8, "slides/{language}.md names only {named} files");
+            for guide in crate::check::GUIDES {
+                let guide = guide.replace("steps/en/", &format!("steps/{language}/"));
+                assert!(deck.contains(&guide), "slides/{language}.md does not point to {guide}");
+            }
+        }
+    }
 }

@@ -165,6 +165,7 @@ async fn the_cluster_finds_13_2_and_25_but_not_7_and_3(mut s: Scenario<'_>) -> R
         );
     }
     guides::expect_table(&s, "step04-fermats", &["get", "fermats"]).await?;
+    guides::expect_logged(&s, "step04", &s.controller_log())?;
     // The READMEs show this table: check them against the real one (without AGE).
     let table = s.kubectl(&["get", "fermats"])?;
     let real = without_last_column(&table);

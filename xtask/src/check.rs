@@ -375,4 +375,18 @@ not yet implemented: 2.4: compute, compare and write the status, see steps/en/02
             );
         }
     }
+
+    #[test]
+    fn a_saved_file_is_a_newer_change() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("stage")).unwrap();
+        fs::write(dir.path().join("stage/a.rs"), "old").unwrap();
+        let before = newest_change(dir.path()).unwrap();
+        let file = fs::File::options()
+            .write(true)
+            .open(dir.path().join("stage/a.rs"))
+            .unwrap();
+        file.set_modified(before + std::time::Duration::from_secs(1)).unwrap();
+        assert!(newest_change(dir.path()).unwrap() > before);
+    }
 }

@@ -117,13 +117,47 @@ pub fn locate_or_build() -> Result<Assets> {
     if assets.missing().is_empty() {
         return Ok(assets);
     }
-    build(&assets.dir)?;
+    build(&assets.dir, None)?;
     Ok(assets)
 }
 
-/// Builds the four binaries into `target`, through a staging folder so that an
-/// interrupted build never leaves a half-filled cache behind.
-fn build(target: &Path) -> Result<()> {
+/// The platforms other than this machine's that the binaries are built for,
+/// to prove that the local control plane builds for laptops that are not
+/// Linux (`cargo xtask build --cross`). Nothing here can run them.
+pub const CROSS_PLATFORMS: [(&str, &str); 2] = [("darwin", "arm64"), ("darwin", "amd64")];
+
+/// Builds the four binaries for another platform (`GOOS`, `GOARCH`), once per
+/// version, into the cache; returns their folder.
+pub fn build_for(goos: &str, goarch: &str) -> Result<PathBuf> {
+    let dir = cache_dir()?.join("bin").join(format!(
+        "kubernetes-{}-etcd-{}-{goos}-{goarch}",
+        kubernetes_version(),
+        etcd_version()
+    ));
+    let assets = Assets { dir: dir.clone() };
+    if !assets.missing().is_empty() {
+        build(&dir, Some((goos, goarch)))?;
+    }
+    if goos == "darwin" {
+        for binary in BINARIES {
+            let bytes = std::fs::read(dir.join(binary)).with_context(|| format!("cannot read {binary}"))?;
+            if !is_mach_o_64(&bytes) {
+                bail!("{} is not a 64-bit Mach-O executable", dir.join(binary).display());
+            }
+        }
+    }
+    Ok(dir)
+}
+
+/// Whether `bytes` start like a 64-bit Mach-O file (macOS), little-endian.
+pub fn is_mach_o_64(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0xcf, 0xfa, 0xed, 0xfe])
+}
+
+/// Builds the four binaries into `target` (for `platform`, else this
+/// machine's), through a staging folder so that an interrupted build never
+/// leaves a half-filled cache behind.
+fn build(target: &Path, platform: Option<(&str, &str)>) -> Result<()> {
     let go = Command::new("go").arg("version").output();
     match go {
         Ok(output) if output.status.success() => {}
@@ -170,7 +204,11 @@ fn build(target: &Path) -> Result<()> {
     for (index, (binary, module, package, ldflags)) in steps.into_iter().enumerate() {
         eprintln!("[{}/{}] building {binary}…", index + 1, steps.len());
         let started = Instant::now();
-        let mut child = Command::new("go")
+        let mut go = Command::new("go");
+        if let Some((goos, goarch)) = platform {
+            go.env("GOOS", goos).env("GOARCH", goarch);
+        }
+        let mut child = go
             .current_dir(modules.join(module))
             .env("CGO_ENABLED", "0")
             .args(["build", "-trimpath", "-buildvcs=false", "-ldflags", ldflags, "-o"])
@@ -346,5 +384,11 @@ mod tests {
         let flags = kubernetes_ldflags("v1.36.3");
         assert!(flags.contains("-X k8s.io/component-base/version.gitVersion=v1.36.3"));
         assert!(flags.contains("-X k8s.io/component-base/version.gitMinor=36"));
+    }
+
+    #[test]
+    fn a_mach_o_file_is_told_from_an_elf_one() {
+        assert!(is_mach_o_64(&[0xcf, 0xfa, 0xed, 0xfe, 0x0c, 0x00, 0x00, 0x01]));
+        assert!(!is_mach_o_64(b"\x7fELF\x02\x01\x01"));
     }
 }

@@ -11,7 +11,8 @@
 //! cargo xtask doctor [STAGE]
 //!                      is this machine ready? each check with ✓, ! or ✗ and the fix
 //! cargo xtask guides   write the code blocks of the guides (steps/) again from the code
-//! cargo xtask build    build (once) or find the control-plane binaries and print their folder
+//! cargo xtask build    build (once) or find the control-plane binaries and print their folder;
+//!                      `--cross` also builds them for macOS (darwin/arm64, darwin/amd64)
 //! cargo xtask test     run every test: unit tests, then end-to-end scenarios on real control planes
 //! ```
 //!
@@ -37,10 +38,10 @@ fn main() -> ExitCode {
         Some("doctor") => doctor(&args[1..]),
         Some("prepare") => prepare(),
         Some("slides") => slides(),
-        Some("build") => build(),
+        Some("build") => build(&args[1..]),
         Some("test") => test(&args[1..]),
         _ => Err(anyhow::anyhow!(
-            "usage: cargo xtask up | down | reset | check [STAGE] [--watch] | doctor [STAGE] | prepare | slides | guides | build | test [-- FILTER]"
+            "usage: cargo xtask up | down | reset | check [STAGE] [--watch] | doctor [STAGE] | prepare | slides | guides | build [--cross] | test [-- FILTER]"
         )),
     };
     match result {
@@ -586,9 +587,14 @@ fn guides() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn build() -> Result<ExitCode> {
+fn build(args: &[String]) -> Result<ExitCode> {
     let assets = assets::locate_or_build()?;
     println!("{}", assets.dir.display());
+    if args.iter().any(|arg| arg == "--cross") {
+        for (goos, goarch) in assets::CROSS_PLATFORMS {
+            println!("{}", assets::build_for(goos, goarch)?.display());
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

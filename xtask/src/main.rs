@@ -260,7 +260,8 @@ fn prepare() -> Result<ExitCode> {
         .status();
     match npm {
         Ok(status) if status.success() => {}
-        Ok(_) => bail!("`npm ci` in slides/ failed (see above)"),
+        // The slides are the instructor's, not the attendee's: go on without them.
+        Ok(_) => println!("`npm ci` in slides/ failed (see above): the slides cannot be rendered here"),
         Err(_) => println!("npm is not installed: the slides cannot be rendered here (everything else can)"),
     }
     step("building or finding the control-plane binaries");

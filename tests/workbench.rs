@@ -14,35 +14,16 @@ use std::path::{Path, PathBuf};
 
 use similar::{ChangeTag, TextDiff};
 
-const STAGES: [&str; 4] = ["step01_crd", "step02_status", "step03_tuple", "step04_fermat"];
-
-/// The guide of each stage, relative to the repository root.
-const GUIDES: [&str; 4] = [
-    "steps/en/01-crd.md",
-    "steps/en/02-status.md",
-    "steps/en/03-tuple.md",
-    "steps/en/04-fermat.md",
-];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use xtask::check::{GUIDES, STAGES};
+use xtask::repository_root as root;
 
 /// Every file below `dir`, as paths relative to it.
 fn files(dir: &Path) -> BTreeSet<PathBuf> {
-    let mut found = BTreeSet::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(next) = pending.pop() {
-        for entry in fs::read_dir(&next).unwrap_or_else(|err| panic!("cannot read {}: {err}", next.display())) {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                found.insert(path.strip_prefix(dir).unwrap().to_path_buf());
-            }
-        }
-    }
-    found
+    assert!(dir.is_dir(), "{} is not a folder", dir.display());
+    xtask::files_below(dir)
+        .into_iter()
+        .map(|path| path.strip_prefix(dir).unwrap().to_path_buf())
+        .collect()
 }
 
 fn read(path: &Path) -> String {

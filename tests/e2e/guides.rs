@@ -6,7 +6,6 @@
 //! shows the same blocks.
 
 use std::fs;
-use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
 
@@ -14,7 +13,8 @@ use crate::cluster::Scenario;
 
 /// Every guide's text, with its path.
 fn guides() -> Result<Vec<(String, String)>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = xtask::repository_root();
+    let root = root.as_path();
     xtask::guides::guide_files(root)?
         .into_iter()
         .map(|path| {

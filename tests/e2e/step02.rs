@@ -239,7 +239,7 @@ async fn the_doctor_names_the_stage_whose_crds_are_installed(s: Scenario<'_>) ->
         kubectl: s.cluster().kubectl_program().to_path_buf(),
         kubeconfig: Some(s.kubeconfig.clone()),
         programs: program.parent().map(std::path::Path::to_path_buf).unwrap_or_default(),
-        root: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        root: xtask::repository_root(),
     };
     let about_crds = |stage: &str| {
         doctor

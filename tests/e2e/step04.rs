@@ -384,15 +384,21 @@ async fn expect_answers(s: &Scenario<'_>, expected: &[(String, i64, bool)]) -> R
     Ok(())
 }
 
+/// Creates `count` Fermats of n = 100 at once and waits until all have found
+/// their answer (100 = 36 + 64); returns them as (name, n, answer).
+async fn settle_hundreds(s: &Scenario<'_>, count: usize) -> Result<Vec<(String, i64, bool)>> {
+    s.apply(&hundreds(count))?;
+    let settled: Vec<(String, i64, bool)> = (0..count).map(|index| (format!("f{index}"), 100, true)).collect();
+    expect_answers(s, &settled).await?;
+    Ok(settled)
+}
+
 /// Stopped with work pending, a controller must finish all of it once it is
 /// started again: every reconcile that starts before the caches are filled
 /// waits for them, and all of them are woken.
 async fn a_restarted_controller_finishes_the_work_left_while_it_was_stopped(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
-    s.apply(&hundreds(10))?;
-    // 100 = 36 + 64; 99 = 9 × 11 is not a sum of two squares.
-    let settled: Vec<(String, i64, bool)> = (0..10).map(|index| (format!("f{index}"), 100, true)).collect();
-    expect_answers(&s, &settled).await?;
+    let settled = settle_hundreds(&s, 10).await?;
     s.stop_controller();
 
     // While it is stopped: every grandchild Number of f0…f3 edited, every
@@ -427,6 +433,7 @@ async fn a_restarted_controller_finishes_the_work_left_while_it_was_stopped(mut 
 
     let restarted = Instant::now();
     s.start_controller(Stage::Step04)?;
+    // 99 = 9 × 11 is not a sum of two squares.
     let mut expected = settled;
     for (_, n, answer) in &mut expected[7..] {
         (*n, *answer) = (99, false);
@@ -465,9 +472,7 @@ async fn a_restarted_controller_finishes_the_work_left_while_it_was_stopped(mut 
 /// shows the children just created would create them again, and be refused.
 async fn ten_fermats_of_100_are_created_with_almost_no_refused_requests(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
-    s.apply(&hundreds(10))?;
-    let expected: Vec<(String, i64, bool)> = (0..10).map(|index| (format!("f{index}"), 100, true)).collect();
-    expect_answers(&s, &expected).await?;
+    settle_hundreds(&s, 10).await?;
     let creates: Vec<_> = s
         .recorded_writes()?
         .into_iter()

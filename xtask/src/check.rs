@@ -111,27 +111,36 @@ fn failure_message(output: &str, name: &str) -> Option<String> {
     }
 }
 
-/// The guide sections (`N.M`) that a failure's explanation names, lowest first.
-pub fn sections_named(lines: &[String]) -> Vec<String> {
-    let mut sections: Vec<String> = lines
-        .iter()
-        .flat_map(|line| line.match_indices("steps/").map(move |(at, _)| &line[at..]))
-        .filter_map(|link| {
-            let anchor: String = link
-                .split('#')
-                .nth(1)?
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            (anchor.len() >= 2).then(|| format!("{}.{}", &anchor[..1], &anchor[1..]))
-        })
-        .collect();
-    sections.sort_by_key(|section| {
-        let (major, minor) = section.split_once('.').unwrap_or_default();
-        (major.parse::<u32>().unwrap_or(0), minor.parse::<u32>().unwrap_or(0))
-    });
+/// The guide sections (`N.M`) that the failed `outcomes` point to, lowest
+/// first: the open part a `todo!` stopped at, and the section of each hint.
+pub fn sections_to_read(stage: &str, outcomes: &[&Outcome], hints: &Hints) -> Vec<String> {
+    let short = &stage[..6];
+    let mut sections: Vec<(u32, u32)> = Vec::new();
+    for outcome in outcomes {
+        // "not yet implemented: 2.4: …", or "stopped at 2.4: …" from a scenario.
+        let stopped_at = outcome.why.as_deref().and_then(|why| {
+            let (_, part) = why
+                .split_once("not yet implemented: ")
+                .or_else(|| why.split_once("stopped at "))?;
+            part.split_once(':').map(|(section, _)| section.to_string())
+        });
+        let hinted = hints
+            .get(&(short.to_string(), outcome.name.clone()))
+            .map(|hint| hint.section.clone());
+        for section in stopped_at.into_iter().chain(hinted) {
+            if let Some((major, minor)) = section.split_once('.')
+                && let (Ok(major), Ok(minor)) = (major.parse(), minor.parse())
+            {
+                sections.push((major, minor));
+            }
+        }
+    }
+    sections.sort();
     sections.dedup();
     sections
+        .into_iter()
+        .map(|(major, minor)| format!("{major}.{minor}"))
+        .collect()
 }
 
 /// A hint for a failed check: what to look at, and the guide section.
@@ -212,19 +221,10 @@ pub fn explain(stage: &str, outcome: &Outcome, hints: &Hints) -> Vec<String> {
 
 /// The newest modification time of any file below `dir`, for `--watch`.
 pub fn newest_change(dir: &Path) -> Option<std::time::SystemTime> {
-    let mut newest = None;
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(next) = pending.pop() {
-        for entry in fs::read_dir(&next).ok()?.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if let Ok(modified) = entry.metadata().and_then(|meta| meta.modified()) {
-                newest = newest.max(Some(modified));
-            }
-        }
-    }
-    newest
+    crate::files_below(dir)
+        .iter()
+        .filter_map(|file| fs::metadata(file).and_then(|meta| meta.modified()).ok())
+        .max()
 }
 
 #[cfg(test)]
@@ -319,12 +319,25 @@ not yet implemented: 2.4: compute, compare and write the status, see steps/en/02
 
     #[test]
     fn the_sections_a_failure_names_come_lowest_first() {
-        let lines = vec![
-            "see steps/en/02-status.md#24".to_string(),
-            "hint: … (read steps/en/02-status.md#22)".to_string(),
-            "see steps/en/02-status.md#24".to_string(),
+        let hints = read_hints("step02 negatives_are_not_squares = … [2.2]\n");
+        let failed = |name: &str, why: &str| Outcome {
+            name: name.to_string(),
+            passed: false,
+            why: Some(why.to_string()),
+        };
+        let outcomes = [
+            failed(
+                "status",
+                "not yet implemented: 2.4: compute, see steps/en/02-status.md#24",
+            ),
+            failed("negatives_are_not_squares", "assertion failed"),
+            failed(
+                "scenario",
+                "waited (the controller stopped at 2.4: compute, see steps/en/02-status.md#24)",
+            ),
         ];
-        assert_eq!(sections_named(&lines), ["2.2", "2.4"]);
+        let outcomes: Vec<&Outcome> = outcomes.iter().collect();
+        assert_eq!(sections_to_read("step02_status", &outcomes, &hints), ["2.2", "2.4"]);
     }
 
     #[test]
@@ -349,7 +362,7 @@ not yet implemented: 2.4: compute, compare and write the status, see steps/en/02
     /// one of its end-to-end scenarios, and a guide section.
     #[test]
     fn every_hint_names_a_real_check_and_section() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let root = crate::repository_root();
         let hints = read_hints(&fs::read_to_string(root.join("exercises/hints.txt")).unwrap());
         assert!(!hints.is_empty());
         for ((short, check), hint) in hints {

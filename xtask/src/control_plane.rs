@@ -192,32 +192,29 @@ impl ControlPlane {
     /// at once, as a crash would. Returns false if no such process runs.
     pub fn kill(&self, name: &str) -> bool {
         let mut processes = self.processes();
-        let Some(index) = processes.iter().position(|process| process.name == name) else {
+        let Some(process) = processes.iter_mut().find(|process| process.name == name) else {
             return false;
         };
-        let mut process = processes.remove(index);
         let _ = process.child.kill();
         let _ = process.child.wait();
         cleanup::forget_process(process.child.id());
-        processes.push(process);
         true
     }
 
     /// Starts a process that `kill` stopped again, with the same arguments,
     /// and waits until the API server is ready.
     pub fn restart(&self, name: &str) -> Result<()> {
-        let (program, args) = {
+        let stopped = {
             let mut processes = self.processes();
             let index = processes
                 .iter()
                 .position(|process| process.name == name)
                 .with_context(|| format!("no {name} was started"))?;
-            let process = processes.remove(index);
-            (process.program, process.args)
+            processes.remove(index)
         };
-        let mut command = Command::new(program);
-        command.args(args);
-        self.spawn_logged(name_of(name)?, &mut command, true)?;
+        let mut command = Command::new(&stopped.program);
+        command.args(&stopped.args);
+        self.spawn_logged(stopped.name, &mut command, true)?;
         self.wait_until_ready()
     }
 
@@ -312,14 +309,6 @@ impl Drop for ControlPlane {
         let _ = fs::remove_dir_all(&self.dir);
         cleanup::forget_folder(&self.dir);
     }
-}
-
-/// The `&'static` name of one of the control plane's processes.
-fn name_of(name: &str) -> Result<&'static str> {
-    ["etcd", "kube-apiserver", "kube-controller-manager"]
-        .into_iter()
-        .find(|known| *known == name)
-        .with_context(|| format!("{name} is not a process of the control plane"))
 }
 
 /// Record writes to custom resources (any group but the built-in ones), nothing else.

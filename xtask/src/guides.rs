@@ -24,18 +24,15 @@ pub const GUIDES_DIR: &str = "steps";
 
 /// Every guide (a `.md` file below `steps/`), relative to `root`, sorted.
 pub fn guide_files(root: &Path) -> Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    let mut pending = vec![root.join(GUIDES_DIR)];
-    while let Some(dir) = pending.pop() {
-        for entry in fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
-            let path = entry?.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.extension().is_some_and(|extension| extension == "md") {
-                found.push(path.strip_prefix(root)?.to_path_buf());
-            }
-        }
+    let dir = root.join(GUIDES_DIR);
+    if !dir.is_dir() {
+        bail!("cannot read {}", dir.display());
     }
+    let mut found: Vec<PathBuf> = crate::files_below(&dir)
+        .into_iter()
+        .filter(|path| path.extension().is_some_and(|extension| extension == "md"))
+        .filter_map(|path| path.strip_prefix(root).ok().map(Path::to_path_buf))
+        .collect();
     found.sort();
     Ok(found)
 }
@@ -239,7 +236,8 @@ pub const LIMIT: usize = 3;
 
     #[test]
     fn every_guide_shows_the_code_as_it_is() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let root = crate::repository_root();
+        let root = root.as_path();
         for guide in guide_files(root).unwrap() {
             let text = fs::read_to_string(root.join(&guide)).unwrap();
             let rendered = render(&text, root).unwrap_or_else(|err| panic!("{}: {err:#}", guide.display()));

@@ -26,6 +26,7 @@ use anyhow::{Context, Result, bail};
 use xtask::assets::{self, Assets};
 use xtask::check;
 use xtask::control_plane::{self, ControlPlane, Lifetime};
+use xtask::{files_below, repository_root};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -206,24 +207,14 @@ fn runs_control_plane_program(pid: u32) -> bool {
     assets::BINARIES.contains(&name)
 }
 
-/// The repository's root folder (xtask lives one level below it).
-fn repository_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_default()
-}
-
 /// `cargo xtask check [STAGE] [--watch]`.
 fn check(args: &[String]) -> Result<ExitCode> {
     let watch = args.iter().any(|arg| arg == "--watch");
-    let stage = match args.iter().find(|arg| !arg.starts_with("--")) {
-        Some(name) => Some(
-            check::stage_named(name)
-                .with_context(|| format!("there is no stage {name:?}: name one of step01, step02, step03, step04"))?,
-        ),
-        None => None,
-    };
+    let stage = args
+        .iter()
+        .find(|arg| !arg.starts_with("--"))
+        .map(|name| stage_argument(name))
+        .transpose()?;
     let exercises = repository_root().join("exercises");
     loop {
         let done = match stage {
@@ -319,21 +310,11 @@ fn cargo_home() -> PathBuf {
 
 /// The bytes of every file below `dir` (0 if it does not exist).
 fn disk_usage(dir: &std::path::Path) -> u64 {
-    let mut total = 0;
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(next) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&next) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            match entry.file_type() {
-                Ok(kind) if kind.is_dir() => pending.push(entry.path()),
-                Ok(kind) if kind.is_file() => total += entry.metadata().map(|meta| meta.len()).unwrap_or(0),
-                _ => {}
-            }
-        }
-    }
-    total
+    files_below(dir)
+        .iter()
+        .filter_map(|file| std::fs::metadata(file).ok())
+        .map(|meta| meta.len())
+        .sum()
 }
 
 /// `cargo xtask slides`: both languages to slides/out (HTML, PDF, one PNG a slide).
@@ -349,51 +330,72 @@ fn slides() -> Result<ExitCode> {
 
 /// Renders both decks in a real browser and checks one image per slide.
 /// Reported as ignored, with the reason, where Marp or a browser is missing.
-fn slides_render() -> Result<[u64; 3]> {
+fn slides_render() -> Result<Tally> {
     let slides = repository_root().join("slides");
-    println!("\nrunning {} slide renders", xtask::slides::LANGUAGES.len());
-    let mut counts = [0u64; 3];
+    let mut tally = Tally::new("slide renders", xtask::slides::LANGUAGES.len());
     for language in xtask::slides::LANGUAGES {
         let name = format!("slides::{language}_renders_one_image_per_slide");
         if let Some(why) = xtask::slides::missing(&slides) {
-            println!("test {name} ... ignored, {why}");
-            counts[2] += 1;
+            tally.ignored(&name, &why);
             continue;
         }
         let out = tempfile::tempdir()?;
         let expected = xtask::slides::slide_count(&std::fs::read_to_string(slides.join(format!("{language}.md")))?);
         match xtask::slides::render(&slides, language, out.path()) {
-            Ok(count) if count == expected => {
-                println!("test {name} ... ok ({count} slides)");
-                counts[0] += 1;
-            }
-            Ok(count) => {
-                println!("test {name} ... FAILED: {count} images for {expected} slides");
-                counts[1] += 1;
-            }
-            Err(err) => {
-                println!("test {name} ... FAILED: {err:#}");
-                counts[1] += 1;
-            }
+            Ok(count) if count == expected => tally.passed(&name, &format!("{count} slides")),
+            Ok(count) => tally.failed(&name, &format!("{count} images for {expected} slides")),
+            Err(err) => tally.failed(&name, &format!("{err:#}")),
         }
     }
-    let verdict = if counts[1] == 0 { "ok" } else { "FAILED" };
-    println!(
-        "\ntest result: {verdict}. {} passed; {} failed; {} ignored; 0 measured; 0 filtered out",
-        counts[0], counts[1], counts[2]
-    );
-    Ok(counts)
+    tally.summary();
+    Ok(tally)
+}
+
+/// Results of checks that `cargo xtask test` runs itself, printed as libtest
+/// prints its own, so that they are read and added up the same way.
+struct Tally {
+    counts: [u64; 3],
+}
+
+impl Tally {
+    fn new(what: &str, count: usize) -> Tally {
+        println!("\nrunning {count} {what}");
+        Tally { counts: [0; 3] }
+    }
+
+    fn passed(&mut self, name: &str, detail: &str) {
+        println!("test {name} ... ok ({detail})");
+        self.counts[0] += 1;
+    }
+
+    fn failed(&mut self, name: &str, why: &str) {
+        println!("test {name} ... FAILED: {why}");
+        self.counts[1] += 1;
+    }
+
+    fn ignored(&mut self, name: &str, why: &str) {
+        println!("test {name} ... ignored, {why}");
+        self.counts[2] += 1;
+    }
+
+    fn summary(&self) {
+        let [passed, failed, ignored] = self.counts;
+        let verdict = if failed == 0 { "ok" } else { "FAILED" };
+        println!(
+            "\ntest result: {verdict}. {passed} passed; {failed} failed; {ignored} ignored; 0 measured; 0 filtered out"
+        );
+    }
+}
+
+/// The stage a command line names (`step02`, `2`…), with the fix when it names none.
+fn stage_argument(name: &str) -> Result<&'static str> {
+    check::stage_named(name)
+        .with_context(|| format!("there is no stage {name:?}: name one of step01, step02, step03, step04"))
 }
 
 /// `cargo xtask doctor [STAGE]`: fails when anything a stage needs is missing.
 fn doctor(args: &[String]) -> Result<ExitCode> {
-    let stage = match args.first() {
-        Some(name) => Some(
-            check::stage_named(name)
-                .with_context(|| format!("there is no stage {name:?}: name one of step01, step02, step03, step04"))?,
-        ),
-        None => None,
-    };
+    let stage = args.first().map(|name| stage_argument(name)).transpose()?;
     let findings = xtask::doctor::for_repository(&repository_root(), &target_dir()).run(stage);
     for finding in &findings {
         println!("{}", finding.render());
@@ -520,16 +522,10 @@ fn check_stage(stage: &str) -> Result<bool> {
         " (the end-to-end scenarios come once the unit tests pass)"
     };
     println!("\n{passed} of {} checks pass{later}.", outcomes.len());
-    let failures: Vec<String> = outcomes
-        .iter()
-        .filter(|outcome| !outcome.passed)
-        .flat_map(|outcome| check::explain(stage, outcome, &hints))
-        .collect();
-    if !outcomes.iter().all(|outcome| outcome.passed) {
-        if let Some(link) = check::sections_named(&failures)
-            .first()
-            .and_then(|s| check::section_link(s))
-        {
+    let failures: Vec<&check::Outcome> = outcomes.iter().filter(|outcome| !outcome.passed).collect();
+    if !failures.is_empty() {
+        let sections = check::sections_to_read(stage, &failures, &hints);
+        if let Some(link) = sections.first().and_then(|section| check::section_link(section)) {
             println!("Next: {link}");
         }
         return Ok(false);
@@ -607,13 +603,7 @@ fn test(extra: &[String]) -> Result<ExitCode> {
     // The scenarios run the finished stages as separately built programs,
     // exactly as attendees run them. Building the examples too proves that
     // every workbench compiles as it is handed out.
-    let built = cargo()
-        .args(["build", "--bins", "--examples"])
-        .status()
-        .context("cannot run cargo")?;
-    if !built.success() {
-        bail!("`cargo build --bins --examples` failed (see above)");
-    }
+    run_cargo(&["build", "--bins", "--examples"])?;
     let mut tested = cargo()
         .args(["test", "--workspace"])
         .args(extra)
@@ -633,40 +623,41 @@ fn test(extra: &[String]) -> Result<ExitCode> {
         }
     }
     let status = tested.wait()?;
-    let unsolved = exercises_are_unsolved()?;
-    let rendered = slides_render()?;
-    for (index, total) in totals.iter_mut().enumerate() {
-        *total += unsolved[index] + rendered[index];
+    let own_checks = [exercises_are_unsolved()?, slides_render()?];
+    for tally in &own_checks {
+        for (total, count) in totals.iter_mut().zip(tally.counts) {
+            *total += count;
+        }
     }
     let [passed, failed, ignored] = totals;
     println!("\ntotal: {passed} passed, {failed} failed, {ignored} skipped");
-    Ok(if status.success() && unsolved[1] == 0 && rendered[1] == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(
+        if status.success() && own_checks.iter().all(|tally| tally.counts[1] == 0) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }
 
 /// Every workbench, as handed out, fails its own unit tests: none is solved
 /// already. Skipped (and counted so) when `exercises/` has local changes,
 /// as it does on an instructor's machine after trying the exercises.
-fn exercises_are_unsolved() -> Result<[u64; 3]> {
+fn exercises_are_unsolved() -> Result<Tally> {
     let changed = Command::new("git")
         .args(["status", "--porcelain", "--", "exercises"])
         .current_dir(repository_root())
         .output()
         .map(|output| !output.status.success() || !output.stdout.is_empty())
         .unwrap_or(true);
-    println!(
-        "\nrunning {} checks that the workbench is not solved as handed out",
-        check::STAGES.len()
+    let mut tally = Tally::new(
+        "checks that the workbench is not solved as handed out",
+        check::STAGES.len(),
     );
-    let mut counts = [0u64; 3];
     for stage in check::STAGES {
         let name = format!("exercises::{stage}_is_not_solved_as_handed_out");
         if changed {
-            println!("test {name} ... ignored, exercises/ has local changes");
-            counts[2] += 1;
+            tally.ignored(&name, "exercises/ has local changes");
             continue;
         }
         let (passed, output) = cargo_output(&["test", "--example", stage, "--no-fail-fast"], &[])?;
@@ -675,19 +666,13 @@ fn exercises_are_unsolved() -> Result<[u64; 3]> {
             .filter(|outcome| !outcome.passed)
             .count();
         if !passed && failing > 0 {
-            println!("test {name} ... ok ({failing} unit tests fail)");
-            counts[0] += 1;
+            tally.passed(&name, &format!("{failing} unit tests fail"));
         } else {
-            println!("test {name} ... FAILED: every unit test passes, or none ran");
-            counts[1] += 1;
+            tally.failed(&name, "every unit test passes, or none ran");
         }
     }
-    let verdict = if counts[1] == 0 { "ok" } else { "FAILED" };
-    println!(
-        "\ntest result: {verdict}. {} passed; {} failed; {} ignored; 0 measured; 0 filtered out",
-        counts[0], counts[1], counts[2]
-    );
-    Ok(counts)
+    tally.summary();
+    Ok(tally)
 }
 
 /// A cargo command without the variables that `cargo run` set for this

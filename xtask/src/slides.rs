@@ -116,7 +116,7 @@ mod tests {
 
     #[test]
     fn both_languages_have_the_same_slides() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("slides");
+        let root = crate::repository_root().join("slides");
         let counts: Vec<usize> = LANGUAGES
             .iter()
             .map(|language| slide_count(&std::fs::read_to_string(root.join(format!("{language}.md"))).unwrap()))
@@ -132,7 +132,7 @@ mod tests {
     /// and each stage slide names its guide in the deck's language.
     #[test]
     fn the_slides_name_only_files_that_exist() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let root = crate::repository_root();
         for language in LANGUAGES {
             let deck = std::fs::read_to_string(root.join("slides").join(format!("{language}.md"))).unwrap();
             let mut named = 0;

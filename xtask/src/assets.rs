@@ -2,8 +2,9 @@
 //!
 //! In order: the folder named by `KUBEBUILDER_ASSETS` (the convention of
 //! controller-runtime's envtest); else this machine's cache, where an earlier
-//! run left them; else a build from upstream source through the Go module
-//! proxy, once per machine, into that cache.
+//! run left them; else the folder that controller-runtime's `setup-envtest`
+//! fills, when it holds all four; else a build from upstream source through
+//! the Go module proxy, once per machine, into that cache.
 //!
 //! The versions are the ones the wrapper modules in `xtask/go/` require.
 //! kube-apiserver cannot be built with `go install k8s.io/kubernetes/...@v1.x`:
@@ -77,20 +78,22 @@ pub fn cache_dir() -> Result<PathBuf> {
     Ok(PathBuf::from(home).join(".cache").join("math-controller"))
 }
 
-/// Finds the binaries if they are already there (built before, or in
-/// `KUBEBUILDER_ASSETS`), without building anything.
+/// Finds the binaries if they are already there (built before, in
+/// `KUBEBUILDER_ASSETS`, or in setup-envtest's folder), without building anything.
 pub fn locate() -> Option<Assets> {
-    let dir = match std::env::var_os("KUBEBUILDER_ASSETS") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            cache_dir()
-                .ok()?
-                .join("bin")
-                .join(format!("kubernetes-{}-etcd-{}", kubernetes_version(), etcd_version()))
-        }
+    if let Some(dir) = std::env::var_os("KUBEBUILDER_ASSETS") {
+        let assets = Assets {
+            dir: PathBuf::from(dir),
+        };
+        return assets.missing().is_empty().then_some(assets);
+    }
+    let cached = Assets {
+        dir: cache_folder().ok()?,
     };
-    let assets = Assets { dir };
-    assets.missing().is_empty().then_some(assets)
+    if cached.missing().is_empty() {
+        return Some(cached);
+    }
+    envtest_folder().filter(|assets| assets.missing().is_empty())
 }
 
 /// Finds the binaries, building them if this machine has none yet.
@@ -109,16 +112,93 @@ pub fn locate_or_build() -> Result<Assets> {
         }
         return Ok(assets);
     }
-    let assets = Assets {
-        dir: cache_dir()?
-            .join("bin")
-            .join(format!("kubernetes-{}-etcd-{}", kubernetes_version(), etcd_version())),
-    };
-    if assets.missing().is_empty() {
+    if let Some(assets) = locate() {
         return Ok(assets);
     }
+    if let Some(envtest) = envtest_folder() {
+        eprintln!(
+            "setup-envtest's folder {} lacks {}, which runs the garbage collection of stages 3 and 4: \
+             building all four from source instead.",
+            envtest.dir.display(),
+            envtest.missing().join(", ")
+        );
+    }
+    let assets = Assets { dir: cache_folder()? };
     build(&assets.dir, None)?;
     Ok(assets)
+}
+
+/// This machine's cache folder for the pinned versions.
+fn cache_folder() -> Result<PathBuf> {
+    Ok(cache_dir()?
+        .join("bin")
+        .join(format!("kubernetes-{}-etcd-{}", kubernetes_version(), etcd_version())))
+}
+
+/// The newest folder that setup-envtest filled for this machine's platform,
+/// if any: `<store>/k8s/<version>-<os>-<arch>`.
+fn envtest_folder() -> Option<Assets> {
+    let store = envtest_store(
+        std::env::consts::OS,
+        std::env::var_os("HOME").map(PathBuf::from),
+        std::env::var_os("XDG_DATA_HOME").map(PathBuf::from),
+    )?;
+    let names: Vec<String> = std::fs::read_dir(&store)
+        .ok()?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .collect();
+    let platform = go_platform(std::env::consts::OS, std::env::consts::ARCH)?;
+    let name = newest_envtest_version(&names, &platform)?;
+    Some(Assets { dir: store.join(name) })
+}
+
+/// Where setup-envtest keeps its binaries, by its own rules: macOS
+/// `~/Library/Application Support/io.kubebuilder.envtest`, others
+/// `${XDG_DATA_HOME:-~/.local/share}/kubebuilder-envtest`; then `k8s`.
+pub fn envtest_store(os: &str, home: Option<PathBuf>, xdg_data_home: Option<PathBuf>) -> Option<PathBuf> {
+    let base = match os {
+        "macos" => home?
+            .join("Library")
+            .join("Application Support")
+            .join("io.kubebuilder.envtest"),
+        _ => xdg_data_home
+            .or_else(|| Some(home?.join(".local").join("share")))?
+            .join("kubebuilder-envtest"),
+    };
+    Some(base.join("k8s"))
+}
+
+/// Rust's names for an OS and CPU, as Go (and setup-envtest) spell them.
+pub fn go_platform(os: &str, arch: &str) -> Option<String> {
+    let os = match os {
+        "macos" => "darwin",
+        "linux" => "linux",
+        _ => return None,
+    };
+    let arch = match arch {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        _ => return None,
+    };
+    Some(format!("{os}-{arch}"))
+}
+
+/// Of folder names like `1.36.0-darwin-arm64`, the newest one for `platform`
+/// that is recent enough for the stages.
+pub fn newest_envtest_version<'a>(names: &'a [String], platform: &str) -> Option<&'a str> {
+    names
+        .iter()
+        .filter_map(|name| {
+            let version = name.strip_suffix(platform)?.strip_suffix('-')?;
+            let numbers: Vec<u32> = version
+                .split('.')
+                .map(|part| part.parse().ok())
+                .collect::<Option<_>>()?;
+            (numbers.len() == 3 && numbers[0] == 1 && numbers[1] >= crate::doctor::OLDEST_SERVER_MINOR)
+                .then_some((numbers, name.as_str()))
+        })
+        .max()
+        .map(|(_, name)| name)
 }
 
 /// The platforms other than this machine's that the binaries are built for,
@@ -384,6 +464,52 @@ mod tests {
         let flags = kubernetes_ldflags("v1.36.3");
         assert!(flags.contains("-X k8s.io/component-base/version.gitVersion=v1.36.3"));
         assert!(flags.contains("-X k8s.io/component-base/version.gitMinor=36"));
+    }
+
+    #[test]
+    fn setup_envtest_folders_follow_its_own_rules() {
+        let home = Some(PathBuf::from("/home/a"));
+        assert_eq!(
+            envtest_store("macos", home.clone(), None).unwrap(),
+            Path::new("/home/a/Library/Application Support/io.kubebuilder.envtest/k8s")
+        );
+        assert_eq!(
+            envtest_store("linux", home.clone(), None).unwrap(),
+            Path::new("/home/a/.local/share/kubebuilder-envtest/k8s")
+        );
+        assert_eq!(
+            envtest_store("linux", home, Some(PathBuf::from("/data"))).unwrap(),
+            Path::new("/data/kubebuilder-envtest/k8s")
+        );
+        assert_eq!(envtest_store("macos", None, None), None);
+        assert_eq!(go_platform("macos", "aarch64").as_deref(), Some("darwin-arm64"));
+        assert_eq!(go_platform("linux", "x86_64").as_deref(), Some("linux-amd64"));
+        assert_eq!(go_platform("windows", "x86_64"), None);
+    }
+
+    #[test]
+    fn the_newest_recent_envtest_version_for_this_platform_is_chosen() {
+        let names: Vec<String> = [
+            "1.32.0-darwin-arm64",
+            "1.34.1-darwin-arm64",
+            "1.36.0-darwin-amd64",
+            "1.35.0-darwin-arm64",
+            "1.9.0-darwin-arm64",
+            "notes.txt",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            newest_envtest_version(&names, "darwin-arm64"),
+            Some("1.35.0-darwin-arm64")
+        );
+        assert_eq!(
+            newest_envtest_version(&names, "darwin-amd64"),
+            Some("1.36.0-darwin-amd64")
+        );
+        assert_eq!(newest_envtest_version(&names, "linux-amd64"), None);
+        let old = vec!["1.32.9-linux-amd64".to_string()];
+        assert_eq!(newest_envtest_version(&old, "linux-amd64"), None);
     }
 
     #[test]

@@ -241,6 +241,7 @@ impl ControlPlane {
         command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         configure_lifetime(command, self.lifetime);
         let child = command.spawn().with_context(|| format!("cannot start {name}"))?;
+        after_spawn(child.id(), self.lifetime)?;
         if self.lifetime == Lifetime::Attached {
             cleanup::register_process(child.id());
         }
@@ -400,15 +401,56 @@ pub fn stop_processes(pids: &[u32]) {
 pub fn is_running(pid: u32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     let exists = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
-    if !exists {
-        return false;
+    exists && !is_zombie(pid)
+}
+
+#[cfg(target_os = "linux")]
+fn is_zombie(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn is_zombie(pid: u32) -> bool {
+    is_zombie_by_ps(pid)
+}
+
+/// Without `/proc`, `ps` says the state (BSD and macOS `ps` take the same flags).
+#[cfg_attr(target_os = "linux", allow(dead_code))]
+fn is_zombie_by_ps(pid: u32) -> bool {
+    Command::new("ps")
+        .args(["-o", "stat=", "-p", &pid.to_string()])
+        .output()
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim_start().starts_with('Z'))
+}
+
+/// Kills `child` once `parent` has ended, for systems without Linux's
+/// `PR_SET_PDEATHSIG`: a small shell loop in a session of its own checks both
+/// once a second, and ends by itself when the child ends first. Returns the
+/// watchdog's process id.
+pub fn kill_when_parent_ends(parent: u32, child: u32) -> Result<u32> {
+    use std::os::unix::process::CommandExt;
+    let script = r#"while kill -0 "$0" 2>/dev/null && kill -0 "$1" 2>/dev/null; do sleep 1; done
+kill -0 "$0" 2>/dev/null || kill -9 "$1" 2>/dev/null; exit 0"#;
+    let mut command = Command::new("/bin/sh");
+    command
+        .args(["-c", script, &parent.to_string(), &child.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
     }
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => true,
-    }
+    let watchdog = command.spawn().context("cannot start the watchdog shell (/bin/sh)")?;
+    // Dropping a `Child` neither kills nor waits for it; its parent may be
+    // gone by the time it ends.
+    Ok(watchdog.id())
 }
 
 #[cfg(target_os = "linux")]
@@ -444,6 +486,15 @@ fn configure_lifetime(command: &mut Command, lifetime: Lifetime) {
             });
         }
     }
+}
+
+/// After a spawn: where the kernel cannot tie an attached process to its
+/// parent, a watchdog does.
+fn after_spawn(child: u32, lifetime: Lifetime) -> Result<()> {
+    if lifetime == Lifetime::Attached && !cfg!(target_os = "linux") {
+        kill_when_parent_ends(std::process::id(), child)?;
+    }
+    Ok(())
 }
 
 /// A kubeconfig with the identity's certificate and key embedded.
@@ -504,4 +555,62 @@ pub fn log_tail(path: &Path) -> String {
 pub fn last_lines(text: &str, count: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(count)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sleeper() -> Child {
+        Command::new("sleep").arg("600").spawn().expect("sleep starts")
+    }
+
+    /// Polls until the process has ended; gives up after a minute so that a
+    /// broken watchdog fails the test instead of hanging it.
+    fn ended(pid: u32) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while is_running(pid) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        true
+    }
+
+    #[test]
+    fn the_watchdog_kills_the_child_when_the_parent_ends() {
+        let mut parent = sleeper();
+        let mut child = sleeper();
+        kill_when_parent_ends(parent.id(), child.id()).unwrap();
+        assert!(is_running(child.id()));
+        parent.kill().unwrap();
+        parent.wait().unwrap();
+        assert!(ended(child.id()), "the child outlived its parent");
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn the_watchdog_leaves_when_the_child_ends_first() {
+        let mut parent = sleeper();
+        let mut child = sleeper();
+        let watchdog = kill_when_parent_ends(parent.id(), child.id()).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(ended(watchdog), "the watchdog kept running after the child ended");
+        assert!(is_running(parent.id()), "the watchdog killed the parent");
+        parent.kill().unwrap();
+        parent.wait().unwrap();
+    }
+
+    #[test]
+    fn a_zombie_is_not_running() {
+        let mut child = Command::new("true").spawn().unwrap();
+        // Not waited for yet: once it has exited, it is a zombie.
+        let pid = child.id();
+        assert!(ended(pid));
+        assert!(is_zombie_by_ps(pid), "ps does not see the zombie that /proc shows");
+        child.wait().unwrap();
+        assert!(!is_zombie_by_ps(pid));
+    }
 }

@@ -297,6 +297,45 @@ impl<'a> Scenario<'a> {
         Ok(writes)
     }
 
+    /// The scenario's own temporary folder.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Every request that `username` made in this scenario's namespace, as
+    /// the audit log recorded it (the local plane's policy records all of a
+    /// ServiceAccount's requests). A watch counts when its answer starts.
+    pub fn recorded_requests_by(&self, username: &str) -> Result<Vec<RecordedWrite>> {
+        let path = self
+            .cluster
+            .audit_log()
+            .context("only a local control plane keeps an audit log")?;
+        let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut requests = Vec::new();
+        for line in text.lines() {
+            let event: serde_json::Value = serde_json::from_str(line)?;
+            let object = &event["objectRef"];
+            let counted = match event["verb"].as_str() {
+                Some("watch") => event["stage"] == "ResponseStarted",
+                _ => event["stage"] == "ResponseComplete",
+            };
+            if !counted || event["user"]["username"] != username || object["namespace"] != self.namespace.as_str() {
+                continue;
+            }
+            let text = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_string();
+            requests.push(RecordedWrite {
+                code: event["responseStatus"]["code"].as_u64().unwrap_or(0),
+                verb: text(&event["verb"]),
+                resource: text(&object["resource"]),
+                subresource: text(&object["subresource"]),
+                name: text(&object["name"]),
+                request_uri: text(&event["requestURI"]),
+                user_agent: text(&event["userAgent"]),
+            });
+        }
+        Ok(requests)
+    }
+
     /// Stops the running controller, as Ctrl-C would.
     pub fn stop_controller(&mut self) {
         if let Some(mut child) = self.controller.take() {
@@ -308,12 +347,18 @@ impl<'a> Scenario<'a> {
 
     /// Starts `stage`'s program without arguments, as `cargo run --example <stage>` does.
     pub fn start_controller(&mut self, stage: Stage) -> Result<()> {
+        let kubeconfig = self.kubeconfig.clone();
+        self.start_controller_as(stage, &kubeconfig)
+    }
+
+    /// Starts `stage`'s program with another identity's kubeconfig.
+    pub fn start_controller_as(&mut self, stage: Stage, kubeconfig: &Path) -> Result<()> {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("controller.log"))?;
         let child = Command::new(stage.program()?)
-            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

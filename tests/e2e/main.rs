@@ -17,6 +17,7 @@
 //! which replace the previous stage's) and every scenario deletes its namespace.
 
 mod cluster;
+mod deploy;
 mod guides;
 mod step01;
 mod step02;
@@ -62,7 +63,14 @@ fn main() -> ExitCode {
         std::process::exit(130);
     });
 
-    let cases: Vec<Case> = [step01::cases(), step02::cases(), step03::cases(), step04::cases()].concat();
+    let cases: Vec<Case> = [
+        step01::cases(),
+        step02::cases(),
+        step03::cases(),
+        step04::cases(),
+        deploy::cases(),
+    ]
+    .concat();
     let selected = |name: &str| match &args.filter {
         Some(filter) if args.exact => name == filter,
         Some(filter) => name.contains(filter.as_str()),

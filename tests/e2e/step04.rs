@@ -60,7 +60,7 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-fn fermat(name: &str, n: i64) -> String {
+pub fn fermat(name: &str, n: i64) -> String {
     format!(
         "apiVersion: math.workshop.example/v1beta1\nkind: Fermat\nmetadata:\n  name: {name}\nspec:\n  number: {n}\n"
     )
@@ -77,7 +77,7 @@ fn status_is_current(object: &kube::api::DynamicObject) -> bool {
 /// for that spec, each Tuple's allSquares matches its Numbers, and the
 /// Fermat's answer matches its Tuples. The controllers change nothing in such
 /// a state, so the answer is final.
-async fn settled_answer(s: &Scenario<'_>, name: &str, n: i64) -> Result<bool> {
+pub async fn settled_answer(s: &Scenario<'_>, name: &str, n: i64) -> Result<bool> {
     s.eventually(&format!("{name} ({n}) to settle"), || async move {
         let fermat = s.api("Fermat").get(name).await.map_err(|err| err.to_string())?;
         if field(&fermat, &["spec", "number"]).as_i64() != Some(n) {

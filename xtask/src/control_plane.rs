@@ -52,7 +52,8 @@ pub struct ControlPlane {
     /// The API server's address.
     pub server: String,
     /// The API server's audit log: one JSON line per write to a custom
-    /// resource, so tests can count the requests a controller makes.
+    /// resource, and per request of a ServiceAccount, so tests can count the
+    /// requests a controller makes.
     pub audit_log: PathBuf,
     assets: Assets,
     pki: Pki,
@@ -312,11 +313,15 @@ impl Drop for ControlPlane {
     }
 }
 
-/// Record writes to custom resources (any group but the built-in ones), nothing else.
+/// Record every request of a ServiceAccount (the controllers under their own
+/// Role), and writes to custom resources (any group but the built-in ones)
+/// by anyone; nothing else.
 const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
 rules:
+- level: Metadata
+  userGroups: [system:serviceaccounts]
 - level: None
   resources:
   - group: \"\"

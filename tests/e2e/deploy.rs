@@ -1,0 +1,262 @@
+//! Least privilege: the finished controller under the Role that `deploy/`
+//! ships, with a ServiceAccount token instead of the admin certificate.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::Case;
+use crate::cluster::{Scenario, Stage, field};
+use crate::step01::case;
+
+const RBAC: &str = include_str!("../../deploy/rbac.yaml");
+const DEPLOYMENT: &str = include_str!("../../deploy/deployment.yaml");
+
+/// The ServiceAccount that `deploy/rbac.yaml` creates.
+const SERVICE_ACCOUNT: &str = "math-controller";
+
+pub fn cases() -> Vec<Case> {
+    vec![case!(
+        Stage::Step04,
+        the_finished_controller_needs_exactly_the_role_it_ships,
+        needs_audit_log
+    )]
+}
+
+/// What a Role grants, as (resource, subresource, verb).
+fn granted(rbac_yaml: &str) -> Result<BTreeSet<(String, String, String)>> {
+    let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(rbac_yaml)?;
+    let role = documents
+        .iter()
+        .find(|document| document["kind"] == "Role")
+        .context("deploy/rbac.yaml has no Role")?;
+    let mut granted = BTreeSet::new();
+    for rule in role["rules"].as_array().context("the Role has no rules")? {
+        let strings = |key: &str| -> Vec<String> {
+            rule[key]
+                .as_array()
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|item| item.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        for resource in strings("resources") {
+            let (resource, subresource) = resource.split_once('/').unwrap_or((&resource, ""));
+            for verb in strings("verbs") {
+                granted.insert((resource.to_string(), subresource.to_string(), verb));
+            }
+        }
+    }
+    Ok(granted)
+}
+
+/// A kubeconfig for the ServiceAccount: the scenario's cluster and namespace,
+/// with a token from the TokenRequest API instead of the admin certificate.
+fn service_account_kubeconfig(s: &Scenario<'_>) -> Result<PathBuf> {
+    let token = s.kubectl(&["create", "token", SERVICE_ACCOUNT, "--duration=1h"])?;
+    let path = s.dir().join("service-account-kubeconfig");
+    std::fs::copy(&s.kubeconfig, &path)?;
+    let kubectl = |args: &[&str]| -> Result<()> {
+        let output = std::process::Command::new(s.cluster().kubectl_program())
+            .env("KUBECONFIG", &path)
+            .args(args)
+            .output()?;
+        ensure!(
+            output.status.success(),
+            "kubectl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(())
+    };
+    kubectl(&[
+        "config",
+        "set-credentials",
+        SERVICE_ACCOUNT,
+        &format!("--token={}", token.trim()),
+    ])?;
+    kubectl(&[
+        "config",
+        "set-context",
+        "--current",
+        &format!("--user={SERVICE_ACCOUNT}"),
+    ])?;
+    Ok(path)
+}
+
+/// Asks the API server whether the identity of `kubeconfig` may do something
+/// (`kubectl auth can-i`, a SelfSubjectAccessReview).
+fn can_i(s: &Scenario<'_>, kubeconfig: &Path, args: &[&str]) -> Result<bool> {
+    let output = std::process::Command::new(s.cluster().kubectl_program())
+        .env("KUBECONFIG", kubeconfig)
+        .args(["auth", "can-i"])
+        .args(args)
+        .output()?;
+    match String::from_utf8_lossy(&output.stdout).trim() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        other => bail!(
+            "`kubectl auth can-i {}` answered {other:?}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    }
+}
+
+fn number_value(object: &kube::api::DynamicObject) -> Option<i64> {
+    field(object, &["spec", "value"]).as_i64()
+}
+
+async fn the_finished_controller_needs_exactly_the_role_it_ships(mut s: Scenario<'_>) -> Result<()> {
+    s.apply(RBAC)?;
+    // The Deployment is valid for this API server (no node runs it here).
+    let dry_run = s.kubectl_output(&["apply", "--dry-run=server", "-f", "-"], Some(DEPLOYMENT))?;
+    ensure!(
+        dry_run.status.success(),
+        "the API server refuses deploy/deployment.yaml: {}",
+        String::from_utf8_lossy(&dry_run.stderr)
+    );
+    let kubeconfig = service_account_kubeconfig(&s)?;
+    s.start_controller_as(Stage::Step04, &kubeconfig)?;
+
+    // Every kind of write the controllers make: children created, edited
+    // children put back, a deleted child recreated, unwanted children deleted,
+    // and every status.
+    s.apply(&crate::step04::fermat("thirteen", 13))?;
+    ensure!(
+        crate::step04::settled_answer(&s, "thirteen", 13).await?,
+        "13 was not found"
+    );
+    s.kubectl(&[
+        "patch",
+        "tuple",
+        "thirteen-4-and-9",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"numbers":[1,2]}}"#,
+    ])?;
+    s.kubectl(&[
+        "patch",
+        "number",
+        "thirteen-2-and-11-0",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"value":7}}"#,
+    ])?;
+    s.kubectl(&["delete", "number", "thirteen-1-and-12-1"])?;
+    ensure!(crate::step04::settled_answer(&s, "thirteen", 13).await?, "13 was lost");
+    s.kubectl(&[
+        "patch",
+        "fermat",
+        "thirteen",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"number":5}}"#,
+    ])?;
+    ensure!(
+        crate::step04::settled_answer(&s, "thirteen", 5).await?,
+        "5 was not found"
+    );
+    s.apply(
+        "apiVersion: math.workshop.example/v1beta1\nkind: Tuple\nmetadata:\n  name: shrinking\nspec:\n  numbers: [1, 4, 9]\n",
+    )?;
+    s.expect_status_field("Tuple", "shrinking", "allSquares", serde_json::json!(true))
+        .await?;
+    s.kubectl(&[
+        "patch",
+        "tuple",
+        "shrinking",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"numbers":[2]}}"#,
+    ])?;
+    let numbers = s.api("Number");
+    s.eventually("shrinking's unwanted Numbers to be deleted", || {
+        let numbers = numbers.clone();
+        async move {
+            let mut present = Vec::new();
+            for name in ["shrinking-0", "shrinking-1", "shrinking-2"] {
+                if let Some(number) = numbers.get_opt(name).await.map_err(|err| err.to_string())? {
+                    present.push((name.to_string(), number_value(&number)));
+                }
+            }
+            if present == [("shrinking-0".to_string(), Some(2))] {
+                Ok(())
+            } else {
+                Err(format!("{present:?}"))
+            }
+        }
+    })
+    .await?;
+    s.expect_status_field("Tuple", "shrinking", "allSquares", serde_json::json!(false))
+        .await?;
+
+    // Nothing was refused, and every verb the Role grants was needed.
+    let username = format!("system:serviceaccount:{}:{SERVICE_ACCOUNT}", s.namespace);
+    let requests = s.recorded_requests_by(&username)?;
+    let refused: Vec<String> = requests
+        .iter()
+        .filter(|request| request.code == 403)
+        .map(|request| format!("{} {}", request.verb, request.request_uri))
+        .collect();
+    ensure!(refused.is_empty(), "the Role refused: {refused:?}");
+    let used: BTreeSet<(String, String, String)> = requests
+        .iter()
+        .map(|request| {
+            (
+                request.resource.clone(),
+                request.subresource.clone(),
+                request.verb.clone(),
+            )
+        })
+        .collect();
+    let granted = granted(RBAC)?;
+    let unused: Vec<_> = granted.difference(&used).collect();
+    ensure!(
+        unused.is_empty(),
+        "the Role grants what the controller never used: {unused:?}"
+    );
+    let ungranted: Vec<_> = used.difference(&granted).collect();
+    ensure!(
+        ungranted.is_empty(),
+        "the controller did what the Role does not grant: {ungranted:?}"
+    );
+
+    // What it must not do.
+    for args in [
+        vec!["get", "secrets"],
+        vec!["list", "configmaps"],
+        vec!["create", "pods"],
+        vec!["patch", "fermats.math.workshop.example"],
+        vec!["delete", "fermats.math.workshop.example"],
+        vec!["get", "numbers.math.workshop.example"],
+        vec!["create", "numbers.math.workshop.example", "--namespace=default"],
+        vec!["list", "numbers.math.workshop.example", "--all-namespaces"],
+        vec!["create", "customresourcedefinitions.apiextensions.k8s.io"],
+        vec!["create", "rolebindings.rbac.authorization.k8s.io"],
+    ] {
+        ensure!(
+            !can_i(&s, &kubeconfig, &args)?,
+            "the ServiceAccount may {}",
+            args.join(" ")
+        );
+    }
+    ensure!(
+        can_i(&s, &kubeconfig, &["create", "numbers.math.workshop.example"])?,
+        "the ServiceAccount may not create Numbers in its own namespace"
+    );
+    let secrets = std::process::Command::new(s.cluster().kubectl_program())
+        .env("KUBECONFIG", &kubeconfig)
+        .args(["get", "secrets"])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&secrets.stderr);
+    ensure!(
+        !secrets.status.success() && stderr.contains("Forbidden"),
+        "reading Secrets was not forbidden: {stderr}"
+    );
+    Ok(())
+}

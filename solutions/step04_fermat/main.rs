@@ -30,6 +30,7 @@
 mod backoff;
 mod children;
 mod fermat;
+mod leader;
 mod number;
 mod tuple;
 
@@ -40,7 +41,7 @@ use anyhow::{Context, anyhow, bail};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use kube::{Client, Config, CustomResourceExt, Resource};
-use tracing::info;
+use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 use crate::fermat::Fermat;
@@ -97,14 +98,30 @@ async fn run(args: Vec<String>) -> anyhow::Result<()> {
     }
     let client = connect().await?;
     require_crds(&client).await?;
-    // Each controller watches its own kind; they run side by side and stop together.
     let shutdown = ctrl_c().boxed().shared();
-    info!("controllers running; press Ctrl-C to stop");
-    tokio::join!(
-        number::run(client.clone(), shutdown.clone()),
-        tuple::run(client.clone(), shutdown.clone()),
-        fermat::run(client, shutdown)
-    );
+    // Of the copies of this program in a namespace, only the leader runs the
+    // controllers (see leader.rs).
+    let mut leadership = leader::join(client.clone()).await?;
+    loop {
+        tokio::select! {
+            () = leadership.leading() => {}
+            () = shutdown.clone() => break,
+        }
+        info!("controllers running; press Ctrl-C to stop");
+        // Each controller watches its own kind; they run side by side and stop together.
+        let controllers = async {
+            tokio::join!(
+                number::run(client.clone(), shutdown.clone()),
+                tuple::run(client.clone(), shutdown.clone()),
+                fermat::run(client.clone(), shutdown.clone())
+            )
+        };
+        tokio::select! {
+            _ = controllers => break,
+            () = leadership.lost() => warn!("another copy took the Lease: the controllers stop until this copy leads again"),
+        }
+    }
+    leadership.step_down().await;
     Ok(())
 }
 

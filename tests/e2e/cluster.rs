@@ -199,7 +199,8 @@ pub struct Scenario<'a> {
     pub client: Client,
     cluster: &'a Cluster,
     dir: tempfile::TempDir,
-    controller: Option<Child>,
+    /// The running copies of the program under test (usually one).
+    controllers: Vec<Child>,
     /// Held until the namespace is deleted (existing clusters only).
     _turn: Option<Turn<'a>>,
 }
@@ -258,7 +259,7 @@ impl<'a> Scenario<'a> {
             client,
             cluster,
             dir,
-            controller: None,
+            controllers: Vec::new(),
             _turn: turn,
         })
     }
@@ -336,16 +337,43 @@ impl<'a> Scenario<'a> {
         Ok(requests)
     }
 
-    /// Stops the running controller, as Ctrl-C would.
+    /// Stops the running controllers at once (SIGKILL: nothing is cleaned up).
     pub fn stop_controller(&mut self) {
-        if let Some(mut child) = self.controller.take() {
+        for mut child in self.controllers.drain(..) {
             let _ = child.kill();
             let _ = child.wait();
             cleanup::forget_process(child.id());
         }
     }
 
+    /// Whether every controller started is still running (none has exited).
+    pub fn controllers_still_running(&mut self) -> bool {
+        self.controllers
+            .iter_mut()
+            .all(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// The process ids of the running controllers, oldest first.
+    pub fn controller_pids(&self) -> Vec<u32> {
+        self.controllers.iter().map(Child::id).collect()
+    }
+
+    /// Kills one running controller (SIGKILL), as a crash would.
+    pub fn kill_controller(&mut self, pid: u32) -> Result<()> {
+        let index = self
+            .controllers
+            .iter()
+            .position(|child| child.id() == pid)
+            .with_context(|| format!("no running controller has process id {pid}"))?;
+        let mut child = self.controllers.remove(index);
+        child.kill()?;
+        child.wait()?;
+        cleanup::forget_process(pid);
+        Ok(())
+    }
+
     /// Starts `stage`'s program without arguments, as `cargo run --example <stage>` does.
+    /// Each call starts one more copy; they all write to the same log.
     pub fn start_controller(&mut self, stage: Stage) -> Result<()> {
         let kubeconfig = self.kubeconfig.clone();
         self.start_controller_as(stage, &kubeconfig)
@@ -366,7 +394,7 @@ impl<'a> Scenario<'a> {
             .stderr(log)
             .spawn()?;
         cleanup::register_process(child.id());
-        self.controller = Some(child);
+        self.controllers.push(child);
         Ok(())
     }
 

@@ -41,6 +41,11 @@ pub fn cases() -> Vec<Case> {
             needs_audit_log
         ),
         case!(Stage::Step04, a_status_list_written_by_someone_else_is_cleared),
+        case!(
+            Stage::Step04,
+            two_copies_take_turns_through_a_lease_and_the_second_takes_over,
+            needs_audit_log
+        ),
         case!(Stage::Step04, a_foreign_grandchild_is_reported_on_the_fermat),
         case!(
             Stage::Step04,
@@ -49,13 +54,22 @@ pub fn cases() -> Vec<Case> {
         case!(Stage::Step04, a_fermat_being_deleted_gets_no_new_tuples),
         case!(
             Stage::Step04,
-            after_an_api_server_outage_a_new_fermat_settles_within_seconds,
+            after_an_api_server_outage_a_new_fermat_settles,
             own_plane
         ),
         case!(
             Stage::Step04,
-            after_the_crds_are_reinstalled_a_new_fermat_settles_within_seconds,
+            after_the_crds_are_reinstalled_a_new_fermat_settles,
             own_plane
+        ),
+        case!(
+            Stage::Step04,
+            after_an_etcd_outage_nothing_is_lost_and_a_new_fermat_settles,
+            own_plane
+        ),
+        case!(
+            Stage::Step04,
+            a_namespace_deleted_under_the_controller_leaves_it_running_and_recreated_it_works_again
         ),
     ]
 }
@@ -489,6 +503,85 @@ async fn ten_fermats_of_100_are_created_with_almost_no_refused_requests(mut s: S
     Ok(())
 }
 
+/// The process id in the Lease's holder, as stage 4 writes it
+/// (`<host>-<pid>-<start time>`), once some copy holds it.
+async fn lease_holder(s: &Scenario<'_>) -> Result<u32> {
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(s.client.clone(), &s.namespace);
+    s.eventually("a copy to hold the Lease", || {
+        let leases = leases.clone();
+        async move {
+            let lease = leases
+                .get_opt("math-controller")
+                .await
+                .map_err(|err| err.to_string())?
+                .ok_or("no Lease yet")?;
+            let holder = lease.spec.and_then(|spec| spec.holder_identity).ok_or("no holder")?;
+            let mut parts = holder.rsplit('-');
+            let _started = parts.next();
+            parts
+                .next()
+                .and_then(|pid| pid.parse().ok())
+                .ok_or(format!("cannot read a process id in {holder:?}"))
+        }
+    })
+    .await
+}
+
+/// Two copies of stage 4 in one namespace: one leads, the other waits, so no
+/// write is made twice; killed, the leader is replaced by the other copy.
+async fn two_copies_take_turns_through_a_lease_and_the_second_takes_over(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step04)?;
+    let first = lease_holder(&s).await?;
+    ensure!(
+        s.controller_pids() == [first],
+        "the Lease names {first}, not the copy that runs"
+    );
+    s.start_controller(Stage::Step04)?;
+    let second = s.controller_pids()[1];
+    s.eventually("the second copy to wait for the Lease", || async {
+        match s.controller_log().contains("waiting to lead") {
+            true => Ok(()),
+            false => Err("no \"waiting to lead\" in the log".to_string()),
+        }
+    })
+    .await?;
+
+    s.apply(&fermat("thirteen", 13))?;
+    ensure!(settled_answer(&s, "thirteen", 13).await?, "13 was not found");
+    let creates: Vec<_> = s
+        .recorded_writes()?
+        .into_iter()
+        .filter(|write| write.verb == "create" && write.request_uri.contains("fieldManager=math-controller"))
+        .collect();
+    let made = creates.iter().filter(|write| write.code == 201).count();
+    let refused = creates.iter().filter(|write| write.code == 409).count();
+    eprintln!("    two copies: {made} creates made, {refused} refused as already existing");
+    ensure!(made == 6 + 12, "{made} objects were created, expected 18");
+    // Two copies at work would each try every create: about 18 refused.
+    ensure!(refused <= 1, "{refused} creates were refused: both copies wrote");
+
+    let killed = std::time::Instant::now();
+    s.kill_controller(first)?;
+    s.eventually("the second copy to take the Lease", || async {
+        match lease_holder(&s).await {
+            Ok(holder) if holder == second => Ok(()),
+            other => Err(format!("holder {other:?}")),
+        }
+    })
+    .await?;
+    eprintln!(
+        "    the second copy took over {:.1} s after the first was killed",
+        killed.elapsed().as_secs_f64()
+    );
+    s.kubectl(&["delete", "number", "thirteen-4-and-9-1"])?;
+    ensure!(
+        settled_answer(&s, "thirteen", 13).await?,
+        "the second copy did not put the Number back"
+    );
+    guides::expect_logged(&s, "step04-lease", &s.controller_log())
+}
+
 async fn a_status_list_written_by_someone_else_is_cleared(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
     s.apply(&fermat("g", 5))?;
@@ -591,34 +684,23 @@ async fn a_fermat_being_deleted_gets_no_new_tuples(mut s: Scenario<'_>) -> Resul
 /// kube-runtime's default watch backoff to grow to tens of seconds.
 const OUTAGE: Duration = Duration::from_secs(20);
 
-/// How soon after the API server is back a new Fermat of 25 must have
-/// settled. It takes about 2 s when nothing went wrong before, and 4 to 7 s
-/// after an outage: the restarted API server holds old watches for about 3 s,
-/// then ends each with 410 Gone, and each watch lists again. The limit leaves
-/// room for a busy machine; a controller that sleeps in kube-runtime's default
-/// backoff (up to 30 s a watch) still misses it by far.
-const RECOVERY: Duration = Duration::from_secs(15);
-
-/// Waits for Fermat `name` (n) to settle, and fails if that took longer than
-/// `RECOVERY` after `since`.
-async fn settles_soon_after(s: &Scenario<'_>, name: &str, n: i64, since: Instant) -> Result<()> {
+/// Waits for Fermat `name` (n) to settle, and reports how long after `since`
+/// (the fault's end) that was. The figure is printed, not asserted: it is
+/// about 2 s when nothing went wrong before, 4 to 7 s after an API-server
+/// outage (the restarted API server holds old watches for about 3 s, then
+/// ends each with 410 Gone, and each watch lists again), and it grows on a
+/// busy machine.
+async fn settles_after(s: &Scenario<'_>, name: &str, n: i64, since: Instant, fault: &str) -> Result<()> {
     ensure!(settled_answer(s, name, n).await?, "{n} was not found");
-    let took = since.elapsed();
     eprintln!(
-        "    {}: {name} settled {:.1} s after the API server was back",
+        "    {}: {name} settled {:.1} s after {fault}",
         s.namespace,
-        took.as_secs_f64()
-    );
-    ensure!(
-        took <= RECOVERY,
-        "{name} took {:.1} s to settle after the API server was back (at most {} s expected)",
-        took.as_secs_f64(),
-        RECOVERY.as_secs()
+        since.elapsed().as_secs_f64()
     );
     Ok(())
 }
 
-async fn after_an_api_server_outage_a_new_fermat_settles_within_seconds(mut s: Scenario<'_>) -> Result<()> {
+async fn after_an_api_server_outage_a_new_fermat_settles(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
     s.apply(&fermat("before", 13))?;
     ensure!(settled_answer(&s, "before", 13).await?, "13 was not found");
@@ -631,10 +713,10 @@ async fn after_an_api_server_outage_a_new_fermat_settles_within_seconds(mut s: S
     plane.restart("kube-apiserver")?;
     let back = Instant::now();
     s.apply(&fermat("after", 25))?;
-    settles_soon_after(&s, "after", 25, back).await
+    settles_after(&s, "after", 25, back, "the API server was back").await
 }
 
-async fn after_the_crds_are_reinstalled_a_new_fermat_settles_within_seconds(mut s: Scenario<'_>) -> Result<()> {
+async fn after_the_crds_are_reinstalled_a_new_fermat_settles(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
     s.apply(&fermat("before", 13))?;
     ensure!(settled_answer(&s, "before", 13).await?, "13 was not found");
@@ -653,5 +735,83 @@ async fn after_the_crds_are_reinstalled_a_new_fermat_settles_within_seconds(mut 
     plane.install_crds(&crds)?;
     let back = Instant::now();
     s.apply(&fermat("after", 25))?;
-    settles_soon_after(&s, "after", 25, back).await
+    settles_after(&s, "after", 25, back, "the CRDs were back").await
+}
+
+/// etcd, the API server's storage, killed and restarted under a running
+/// controller: every object is still there, unchanged, and new work settles.
+async fn after_an_etcd_outage_nothing_is_lost_and_a_new_fermat_settles(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step04)?;
+    s.apply(&fermat("before", 13))?;
+    ensure!(settled_answer(&s, "before", 13).await?, "13 was not found");
+    let before = numbers(&s).await.map_err(anyhow::Error::msg)?;
+    let plane = s
+        .cluster()
+        .plane()
+        .context("this scenario needs a local control plane")?;
+    ensure!(plane.kill("etcd"), "no etcd to kill");
+    tokio::time::sleep(OUTAGE).await;
+    plane.restart("etcd")?;
+    let back = Instant::now();
+    s.apply(&fermat("after", 25))?;
+    settles_after(&s, "after", 25, back, "etcd was back").await?;
+    ensure!(settled_answer(&s, "before", 13).await?, "13 is no longer found");
+    let after: Vec<_> = numbers(&s)
+        .await
+        .map_err(anyhow::Error::msg)?
+        .into_iter()
+        .filter(|(name, _, _)| name.starts_with("before-"))
+        .collect();
+    ensure!(
+        after == before,
+        "the Numbers of 13 changed across the outage:\nbefore {before:?}\nafter  {after:?}"
+    );
+    Ok(())
+}
+
+/// The namespace deleted while the controller runs in it: the controller
+/// keeps running, without a crash, and once the namespace exists again it
+/// works there again.
+async fn a_namespace_deleted_under_the_controller_leaves_it_running_and_recreated_it_works_again(
+    mut s: Scenario<'_>,
+) -> Result<()> {
+    s.start_controller(Stage::Step04)?;
+    s.apply(&fermat("before", 13))?;
+    ensure!(settled_answer(&s, "before", 13).await?, "13 was not found");
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(s.client.clone());
+    let deleted = Instant::now();
+    namespaces.delete(&s.namespace, &DeleteParams::default()).await?;
+    s.eventually("the namespace to be gone", || {
+        let namespaces = namespaces.clone();
+        let name = s.namespace.clone();
+        async move {
+            match namespaces.get_opt(&name).await.map_err(|err| err.to_string())? {
+                None => Ok(()),
+                Some(_) => Err("still there".to_string()),
+            }
+        }
+    })
+    .await?;
+    ensure!(
+        s.controllers_still_running(),
+        "the controller exited when its namespace was deleted:\n{}",
+        crate::cluster::last_lines(&s.controller_log(), 20)
+    );
+    let mut namespace = k8s_openapi::api::core::v1::Namespace::default();
+    namespace.metadata.name = Some(s.namespace.clone());
+    namespaces.create(&kube::api::PostParams::default(), &namespace).await?;
+    let back = Instant::now();
+    s.apply(&fermat("after", 25))?;
+    settles_after(&s, "after", 25, back, "the namespace was created again").await?;
+    eprintln!(
+        "    {}: the deleted namespace took {:.1} s to go",
+        s.namespace,
+        (back - deleted).as_secs_f64()
+    );
+    ensure!(
+        !s.controller_log().contains("panicked"),
+        "the controller panicked:\n{}",
+        s.controller_log()
+    );
+    Ok(())
 }

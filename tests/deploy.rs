@@ -199,3 +199,28 @@ fn the_deployment_runs_the_image_the_build_file_makes_under_the_shipped_service_
         "the Dockerfile's build command does not tag {image}"
     );
 }
+
+#[test]
+fn the_doctor_checks_exactly_what_the_shipped_role_grants() {
+    let rbac: Vec<serde_json::Value> = serde_saphyr::from_multiple(&read("deploy/rbac.yaml")).unwrap();
+    let role = rbac.iter().find(|document| document["kind"] == "Role").unwrap();
+    let mut granted = std::collections::BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        let group = rule["apiGroups"][0].as_str().unwrap();
+        for resource in rule["resources"].as_array().unwrap() {
+            let resource = resource.as_str().unwrap();
+            let named = match group {
+                "math.workshop.example" => resource.to_string(),
+                _ => format!("{resource}.{group}"),
+            };
+            for verb in rule["verbs"].as_array().unwrap() {
+                granted.insert((verb.as_str().unwrap().to_string(), named.clone()));
+            }
+        }
+    }
+    let checked: std::collections::BTreeSet<(String, String)> = xtask::doctor::permissions("step04_fermat")
+        .into_iter()
+        .map(|(verb, resource)| (verb.to_string(), resource.to_string()))
+        .collect();
+    assert_eq!(checked, granted, "`cargo xtask doctor` and deploy/rbac.yaml disagree");
+}

@@ -95,6 +95,7 @@ pub fn available_kib(df_output: &str) -> Option<u64> {
 }
 
 /// What a stage's controllers do, as (verb, resource) pairs for `kubectl auth can-i`.
+/// A resource without a group is one of the workshop's kinds.
 pub fn permissions(stage: &str) -> Vec<(&'static str, &'static str)> {
     let number = STAGES.iter().position(|s| *s == stage).unwrap_or(3) + 1;
     let mut needed = vec![("list", "numbers"), ("watch", "numbers")];
@@ -119,6 +120,10 @@ pub fn permissions(stage: &str) -> Vec<(&'static str, &'static str)> {
             ("list", "fermats"),
             ("watch", "fermats"),
             ("patch", "fermats/status"),
+            // Leader election.
+            ("get", "leases.coordination.k8s.io"),
+            ("create", "leases.coordination.k8s.io"),
+            ("patch", "leases.coordination.k8s.io"),
         ]);
     }
     needed
@@ -318,7 +323,10 @@ impl Doctor {
             .into_iter()
             .filter(|(verb, resource)| {
                 let (kind, subresource) = resource.split_once('/').unwrap_or((resource, ""));
-                let kind = format!("{kind}.math.workshop.example");
+                let kind = match kind.contains('.') {
+                    true => kind.to_string(),
+                    false => format!("{kind}.math.workshop.example"),
+                };
                 let mut args = vec!["auth", "can-i", verb, &kind];
                 let subresource = format!("--subresource={subresource}");
                 if resource.contains('/') {

@@ -158,6 +158,11 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error(
+        "Fermat {name} asks for n = {n}, above {MAX_NUMBER}: nothing is created for it. It was \
+         made before the CRDs set that bound; lower spec.number, or delete it"
+    )]
+    AboveBound { name: String, n: i64 },
 }
 
 /// The Fermats to wake when a Tuple changes: the one that controls it, and
@@ -208,6 +213,14 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
         .ok_or_else(|| Error::MissingUid { name: name.clone() })?;
     if fermat.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
+    }
+    // The schema refuses such an n, but an object made under an older, looser
+    // schema keeps it: never try to create n/2 Tuples for it.
+    if fermat.spec.number > MAX_NUMBER {
+        return Err(Error::AboveBound {
+            name,
+            n: fermat.spec.number,
+        });
     }
 
     // 1. Read the Tuples that exist, from the watch cache.
@@ -283,6 +296,8 @@ fn error_policy(fermat: Arc<Fermat>, error: &Error, ctx: Arc<Context>) -> Action
         Error::Children(_) | Error::WriteStatus { .. } => warn!(%error, retry_in = ?delay, "will retry"),
         // Should not happen with objects from the API server.
         Error::MissingUid { .. } | Error::CacheNotReady => error!(%error, retry_in = ?delay, "will retry"),
+        // Someone must change the spec; look again now and then.
+        Error::AboveBound { .. } => warn!(%error, retry_in = ?delay, "will look again"),
     }
     Action::requeue(delay)
 }

@@ -69,6 +69,11 @@ pub fn cases() -> Vec<Case> {
         ),
         case!(
             Stage::Step04,
+            a_fermat_made_under_a_looser_schema_gets_no_tuples_and_the_others_settle,
+            own_plane
+        ),
+        case!(
+            Stage::Step04,
             a_namespace_deleted_under_the_controller_leaves_it_running_and_recreated_it_works_again
         ),
     ]
@@ -812,6 +817,72 @@ async fn a_namespace_deleted_under_the_controller_leaves_it_running_and_recreate
         !s.controller_log().contains("panicked"),
         "the controller panicked:\n{}",
         s.controller_log()
+    );
+    Ok(())
+}
+
+/// A Fermat with n far above the bound, made while an older CRD without the
+/// bound was installed, then the current CRDs: the controller creates nothing
+/// for it and says why, and keeps working for the others.
+async fn a_fermat_made_under_a_looser_schema_gets_no_tuples_and_the_others_settle(mut s: Scenario<'_>) -> Result<()> {
+    let plane = s
+        .cluster()
+        .plane()
+        .context("this scenario needs a local control plane")?;
+    let crds = Stage::Step04.crds()?;
+    let mut looser: Vec<serde_json::Value> = serde_saphyr::from_multiple(&crds)?;
+    let fermat_crd = looser
+        .iter_mut()
+        .find(|crd| crd["spec"]["names"]["kind"] == "Fermat")
+        .context("no Fermat CRD")?;
+    let number = &mut fermat_crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["number"];
+    ensure!(
+        number["maximum"].is_number(),
+        "the Fermat CRD has no maximum to loosen: {number}"
+    );
+    number
+        .as_object_mut()
+        .context("number is not an object")?
+        .remove("maximum");
+    plane.install_crds(&serde_json::to_string(&fermat_crd)?)?;
+    s.apply(&fermat("huge", 1_000_000_000_000))?;
+    plane.install_crds(&crds)?;
+    let refused = s.kubectl_output(&["apply", "-f", "-"], Some(&fermat("another", 1_000_000_000_000)))?;
+    ensure!(
+        !refused.status.success(),
+        "the current CRD accepts n above the bound again"
+    );
+
+    s.start_controller(Stage::Step04)?;
+    s.apply(&fermat("thirteen", 13))?;
+    ensure!(settled_answer(&s, "thirteen", 13).await?, "13 was not found");
+    s.eventually("the controller to say why huge gets nothing", || async {
+        match s.controller_log().contains("asks for n = 1000000000000, above 100") {
+            true => Ok(()),
+            false => Err("no such line in the log".to_string()),
+        }
+    })
+    .await?;
+    let tuples = s.api("Tuple").list(&ListParams::default()).await?.items;
+    let for_huge = tuples
+        .iter()
+        .filter(|tuple| tuple.name_any().starts_with("huge-"))
+        .count();
+    ensure!(for_huge == 0, "{for_huge} Tuples were created for huge");
+    ensure!(s.controllers_still_running(), "the controller exited");
+
+    s.kubectl(&[
+        "patch",
+        "fermat",
+        "huge",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"number":5}}"#,
+    ])?;
+    ensure!(
+        settled_answer(&s, "huge", 5).await?,
+        "5 was not found once huge was lowered"
     );
     Ok(())
 }

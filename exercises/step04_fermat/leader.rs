@@ -14,9 +14,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
+use anyhow::anyhow;
 use kube::Client;
-use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
 use tracing::info;
 
@@ -57,8 +57,18 @@ pub async fn join(client: Client) -> anyhow::Result<Leadership> {
         .with_grace(RENEW_MARGIN_SECONDS)
         .build()
         .await
-        .with_context(|| {
-            format!("cannot read or create the Lease {LEASE_NAME} in namespace {namespace} (leader election)")
+        .map_err(|err| match err {
+            LeaseManagerError::KubeError(kube::Error::Api(status)) if status.code == 404 => anyhow!(
+                "the namespace {namespace} does not exist: create it (`kubectl create namespace {namespace}`), \
+                 or name another in the kubeconfig's context"
+            ),
+            LeaseManagerError::KubeError(kube::Error::Api(status)) => anyhow!(
+                "cannot read or create the Lease {LEASE_NAME} in namespace {namespace} (leader election): {}",
+                status.message
+            ),
+            err => anyhow!(
+                "cannot read or create the Lease {LEASE_NAME} in namespace {namespace} (leader election): {err}"
+            ),
         })?;
     let (leading, task) = manager.watch().await;
     Ok(Leadership { leading, task })

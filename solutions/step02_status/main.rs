@@ -55,8 +55,10 @@ async fn main() -> ExitCode {
     match run(std::env::args().skip(1).collect()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            // One line with the fix, never a backtrace.
-            eprintln!("error: {err:#}");
+            // One line with the fix, never a backtrace. Some causes span
+            // lines (a YAML error quotes the file): join them.
+            let message = format!("{err:#}");
+            eprintln!("error: {}", message.split_whitespace().collect::<Vec<_>>().join(" "));
             ExitCode::FAILURE
         }
     }
@@ -101,18 +103,24 @@ fn crds_yaml() -> anyhow::Result<String> {
 /// Connects to the cluster of the current kubeconfig context, and checks that it answers.
 async fn connect() -> anyhow::Result<Client> {
     let config = Config::infer().await.map_err(|err| {
+        // Outside a cluster, what went wrong with the kubeconfig is the cause that matters.
+        let cause = std::error::Error::source(&err).map_or_else(|| err.to_string(), ToString::to_string);
         anyhow!(
-            "no usable kubeconfig ({err}); start a cluster (kind, minikube, k3d or `cargo xtask up`) \
+            "no usable kubeconfig ({cause}); start a cluster (kind, minikube, k3d or `cargo xtask up`) \
              and point KUBECONFIG at its kubeconfig"
         )
     })?;
     let server = config.cluster_url.clone();
     let client = Client::try_from(config).context("cannot build a client from the kubeconfig")?;
-    client.apiserver_version().await.map_err(|err| {
-        anyhow!(
+    client.apiserver_version().await.map_err(|err| match err {
+        kube::Error::Api(status) if status.code == 401 => anyhow!(
+            "the Kubernetes API server at {server} does not accept the kubeconfig's credentials \
+             (401 Unauthorized): log in again, or pick another context with `kubectl config use-context`"
+        ),
+        err => anyhow!(
             "the Kubernetes API server at {server} does not answer ({err}); \
              start the cluster, then check it with `kubectl cluster-info`"
-        )
+        ),
     })?;
     Ok(client)
 }

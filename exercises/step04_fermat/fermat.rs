@@ -71,6 +71,10 @@ pub struct FermatStatus {
     pub blocked_tuples: Vec<String>,
     /// The `metadata.generation` of the spec this status describes.
     pub observed_generation: Option<i64>,
+    /// Why nothing is created for this Fermat: its n is above the bound,
+    /// kept from an older definition that had none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// The name of the child that holds `[i, n - i]`.
@@ -132,11 +136,6 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    #[error(
-        "Fermat {name} asks for n = {n}, above {MAX_NUMBER}: nothing is created for it. It was \
-         made before the CRDs set that bound; lower spec.number, or delete it"
-    )]
-    AboveBound { name: String, n: i64 },
 }
 
 /// The Fermats to wake when a Tuple changes: the one that controls it, and
@@ -189,12 +188,22 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
         return Ok(Action::await_change());
     }
     // The schema refuses such an n, but an object made under an older, looser
-    // schema keeps it: never try to create n/2 Tuples for it.
+    // schema keeps it: never try to create n/2 Tuples for it; say why instead.
     if fermat.spec.number > MAX_NUMBER {
-        return Err(Error::AboveBound {
-            name,
-            n: fermat.spec.number,
-        });
+        let problem = format!(
+            "n = {} is above {MAX_NUMBER}, the most this controller handles: nothing is created; \
+             lower spec.number, or delete this Fermat",
+            fermat.spec.number
+        );
+        warn!(name, problem, "Fermat left alone");
+        let status = FermatStatus {
+            problem: Some(problem),
+            observed_generation: fermat.metadata.generation,
+            ..FermatStatus::default()
+        };
+        write_status(&ctx.fermats, &fermat, &status).await?;
+        // Only a new spec can change this.
+        return Ok(Action::await_change());
     }
 
     // 1. Read the Tuples that exist, from the watch cache.
@@ -230,22 +239,10 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
         name_clashes: plan.clashes.clone(),
         blocked_tuples: blocked_children(&owner.uid, &wanted, &existing),
         observed_generation: fermat.metadata.generation,
+        problem: None,
     };
-    if fermat.status.as_ref() != Some(&status) {
-        let patch = serde_json::json!({
-            "apiVersion": Fermat::api_version(&()),
-            "kind": Fermat::kind(&()),
-            "status": status,
-        });
-        match ctx
-            .fermats
-            .patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-            .await
-        {
-            Ok(_) => info!(name, two_squares_found = status.two_squares_found, "wrote status"),
-            Err(kube::Error::Api(status)) if status.is_not_found() => return Ok(Action::await_change()),
-            Err(source) => return Err(Error::WriteStatus { name, source }),
-        }
+    if !write_status(&ctx.fermats, &fermat, &status).await? {
+        return Ok(Action::await_change());
     }
 
     // A failed write to a child is retried with a growing delay (error_policy).
@@ -260,6 +257,30 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
     Ok(Action::await_change())
 }
 
+/// Writes `status` unless the Fermat already shows it; `false` when the Fermat is gone.
+async fn write_status(fermats: &Api<Fermat>, fermat: &Fermat, status: &FermatStatus) -> Result<bool, Error> {
+    if fermat.status.as_ref() == Some(status) {
+        return Ok(true);
+    }
+    let name = fermat.name_any();
+    let patch = serde_json::json!({
+        "apiVersion": Fermat::api_version(&()),
+        "kind": Fermat::kind(&()),
+        "status": status,
+    });
+    match fermats
+        .patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+    {
+        Ok(_) => {
+            info!(name, two_squares_found = status.two_squares_found, "wrote status");
+            Ok(true)
+        }
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(false),
+        Err(source) => Err(Error::WriteStatus { name, source }),
+    }
+}
+
 /// What to do when `reconcile` fails: log it and retry later, waiting longer
 /// after each consecutive failure.
 fn error_policy(fermat: Arc<Fermat>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -269,8 +290,6 @@ fn error_policy(fermat: Arc<Fermat>, error: &Error, ctx: Arc<Context>) -> Action
         Error::Children(_) | Error::WriteStatus { .. } => warn!(%error, retry_in = ?delay, "will retry"),
         // Should not happen with objects from the API server.
         Error::MissingUid { .. } | Error::CacheNotReady => error!(%error, retry_in = ?delay, "will retry"),
-        // Someone must change the spec; look again now and then.
-        Error::AboveBound { .. } => warn!(%error, retry_in = ?delay, "will look again"),
     }
     Action::requeue(delay)
 }
@@ -454,5 +473,11 @@ mod tests {
         let status = serde_json::to_value(FermatStatus::default()).unwrap();
         assert_eq!(status["nameClashes"], serde_json::json!([]));
         assert_eq!(status["blockedTuples"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn no_problem_is_no_field_so_that_apply_removes_an_old_one() {
+        let status = serde_json::to_value(FermatStatus::default()).unwrap();
+        assert!(status.get("problem").is_none(), "{status}");
     }
 }

@@ -366,9 +366,11 @@ impl<'a> Scenario<'a> {
             .position(|child| child.id() == pid)
             .with_context(|| format!("no running controller has process id {pid}"))?;
         let mut child = self.controllers.remove(index);
-        child.kill()?;
-        child.wait()?;
+        let killed = child.kill();
+        let waited = child.wait();
         cleanup::forget_process(pid);
+        killed?;
+        waited?;
         Ok(())
     }
 
@@ -431,6 +433,12 @@ impl<'a> Scenario<'a> {
             self.kubectl_output(&["apply", "-f", "-"], Some(manifest))?,
             "kubectl apply",
         )?;
+        Ok(())
+    }
+
+    /// `kubectl patch KIND NAME --type=merge -p PATCH` in the scenario's namespace.
+    pub fn merge_patch(&self, kind: &str, name: &str, patch: &str) -> Result<()> {
+        self.kubectl(&["patch", kind, name, "--type=merge", "-p", patch])?;
         Ok(())
     }
 

@@ -131,32 +131,11 @@ async fn the_finished_controller_needs_exactly_the_role_it_ships(mut s: Scenario
         crate::step04::settled_answer(&s, "thirteen", 13).await?,
         "13 was not found"
     );
-    s.kubectl(&[
-        "patch",
-        "tuple",
-        "thirteen-4-and-9",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"numbers":[1,2]}}"#,
-    ])?;
-    s.kubectl(&[
-        "patch",
-        "number",
-        "thirteen-2-and-11-0",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"value":7}}"#,
-    ])?;
+    s.merge_patch("tuple", "thirteen-4-and-9", r#"{"spec":{"numbers":[1,2]}}"#)?;
+    s.merge_patch("number", "thirteen-2-and-11-0", r#"{"spec":{"value":7}}"#)?;
     s.kubectl(&["delete", "number", "thirteen-1-and-12-1"])?;
     ensure!(crate::step04::settled_answer(&s, "thirteen", 13).await?, "13 was lost");
-    s.kubectl(&[
-        "patch",
-        "fermat",
-        "thirteen",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"number":5}}"#,
-    ])?;
+    s.merge_patch("fermat", "thirteen", r#"{"spec":{"number":5}}"#)?;
     ensure!(
         crate::step04::settled_answer(&s, "thirteen", 5).await?,
         "5 was not found"
@@ -166,14 +145,7 @@ async fn the_finished_controller_needs_exactly_the_role_it_ships(mut s: Scenario
     )?;
     s.expect_status_field("Tuple", "shrinking", "allSquares", serde_json::json!(true))
         .await?;
-    s.kubectl(&[
-        "patch",
-        "tuple",
-        "shrinking",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"numbers":[2]}}"#,
-    ])?;
+    s.merge_patch("tuple", "shrinking", r#"{"spec":{"numbers":[2]}}"#)?;
     let numbers = s.api("Number");
     s.eventually("shrinking's unwanted Numbers to be deleted", || {
         let numbers = numbers.clone();

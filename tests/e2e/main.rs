@@ -19,6 +19,7 @@
 mod cluster;
 mod deploy;
 mod guides;
+mod robustness;
 mod step01;
 mod step02;
 mod step03;
@@ -69,6 +70,7 @@ fn main() -> ExitCode {
         step03::cases(),
         step04::cases(),
         deploy::cases(),
+        robustness::cases(),
     ]
     .concat();
     let selected = |name: &str| match &args.filter {

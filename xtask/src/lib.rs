@@ -13,6 +13,7 @@
 //! - [`doctor`]: what `cargo xtask doctor` checks on a machine.
 //! - [`slides`]: renders the slides with Marp and the system's Chromium.
 //! - [`guides`]: writes the code blocks of the guides (`steps/`) from the code.
+//! - [`robustness`]: the table of bad inputs and faults, ROBUSTNESS.md.
 
 pub mod assets;
 pub mod check;
@@ -21,6 +22,7 @@ pub mod control_plane;
 pub mod doctor;
 pub mod guides;
 pub mod pki;
+pub mod robustness;
 pub mod slides;
 
 use std::path::{Path, PathBuf};

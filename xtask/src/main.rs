@@ -14,6 +14,8 @@
 //! cargo xtask build    build (once) or find the control-plane binaries and print their folder;
 //!                      `--cross` also builds them for macOS (darwin/arm64, darwin/amd64)
 //! cargo xtask test     run every test: unit tests, then end-to-end scenarios on real control planes
+//! cargo xtask robustness
+//!                      run the end-to-end scenarios and write ROBUSTNESS.md from the rows they record
 //! ```
 //!
 //! `cargo xtask test -- FILTER` passes FILTER on to `cargo test` (for example a stage name).
@@ -26,6 +28,7 @@ use anyhow::{Context, Result, bail};
 use xtask::assets::{self, Assets};
 use xtask::check;
 use xtask::control_plane::{self, ControlPlane, Lifetime};
+use xtask::robustness;
 use xtask::{files_below, repository_root};
 
 fn main() -> ExitCode {
@@ -41,8 +44,9 @@ fn main() -> ExitCode {
         Some("slides") => slides(),
         Some("build") => build(&args[1..]),
         Some("test") => test(&args[1..]),
+        Some("robustness") => robustness(),
         _ => Err(anyhow::anyhow!(
-            "usage: cargo xtask up | down | reset | check [STAGE] [--watch] | doctor [STAGE] | prepare | slides | guides | build [--cross] | test [-- FILTER]"
+            "usage: cargo xtask up | down | reset | check [STAGE] [--watch] | doctor [STAGE] | prepare | slides | guides | build [--cross] | test [-- FILTER] | robustness"
         )),
     };
     match result {
@@ -604,9 +608,11 @@ fn test(extra: &[String]) -> Result<ExitCode> {
     // exactly as attendees run them. Building the examples too proves that
     // every workbench compiles as it is handed out.
     run_cargo(&["build", "--bins", "--examples"])?;
+    let report = fresh_report_file()?;
     let mut tested = cargo()
         .args(["test", "--workspace"])
         .args(extra)
+        .env(robustness::REPORT_ENV, &report)
         .stdout(Stdio::piped())
         .spawn()
         .context("cannot run cargo")?;
@@ -623,7 +629,11 @@ fn test(extra: &[String]) -> Result<ExitCode> {
         }
     }
     let status = tested.wait()?;
-    let own_checks = [exercises_are_unsolved()?, slides_render()?];
+    let own_checks = [
+        exercises_are_unsolved()?,
+        slides_render()?,
+        robustness_document_is_current(&report, !extra.is_empty())?,
+    ];
     for tally in &own_checks {
         for (total, count) in totals.iter_mut().zip(tally.counts) {
             *total += count;
@@ -638,6 +648,73 @@ fn test(extra: &[String]) -> Result<ExitCode> {
             ExitCode::FAILURE
         },
     )
+}
+
+/// An empty file for the rows that the scenarios record, in the target folder.
+fn fresh_report_file() -> Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repository_root().join("target"));
+    let dir = target.join("robustness");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let report = dir.join("report.jsonl");
+    std::fs::write(&report, "").with_context(|| format!("cannot write {}", report.display()))?;
+    Ok(report)
+}
+
+/// ROBUSTNESS.md shows the rows that this run's scenarios recorded (times
+/// aside). The run's own rendering is left beside the report for a look.
+fn robustness_document_is_current(report: &std::path::Path, filtered: bool) -> Result<Tally> {
+    let mut tally = Tally::new("check of ROBUSTNESS.md against this run", 1);
+    let name = "robustness::the_document_shows_the_rows_of_this_run";
+    let rows = robustness::read(report)?;
+    if filtered {
+        tally.ignored(name, "a filtered run does not record every row");
+    } else if rows.is_empty() {
+        tally.failed(name, "the scenarios recorded no row");
+    } else {
+        let rendered = robustness::render(&rows, &assets::kubernetes_version());
+        let beside = report.with_file_name(robustness::DOCUMENT);
+        std::fs::write(&beside, &rendered)?;
+        let committed = std::fs::read_to_string(repository_root().join(robustness::DOCUMENT)).unwrap_or_default();
+        if robustness::stable_part(&committed) == robustness::stable_part(&rendered) {
+            tally.passed(name, &format!("{} rows", rows.len()));
+        } else {
+            tally.failed(
+                name,
+                &format!(
+                    "{} is stale: this run recorded other rows (see {}); run `cargo xtask robustness`",
+                    robustness::DOCUMENT,
+                    beside.display()
+                ),
+            );
+        }
+    }
+    tally.summary();
+    Ok(tally)
+}
+
+/// `cargo xtask robustness`: runs the end-to-end scenarios and writes
+/// ROBUSTNESS.md from the rows they record, with this run's times.
+fn robustness() -> Result<ExitCode> {
+    assets::locate_or_build()?;
+    run_cargo(&["build", "--bins", "--examples"])?;
+    let report = fresh_report_file()?;
+    let status = cargo()
+        .args(["test", "--test", "e2e"])
+        .env(robustness::REPORT_ENV, &report)
+        .current_dir(repository_root())
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("some scenarios failed (see above): ROBUSTNESS.md is left as it was");
+    }
+    let rows = robustness::read(&report)?;
+    let document = repository_root().join(robustness::DOCUMENT);
+    std::fs::write(&document, robustness::render(&rows, &assets::kubernetes_version()))
+        .with_context(|| format!("cannot write {}", document.display()))?;
+    println!("wrote {} ({} rows)", document.display(), rows.len());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Every workbench, as handed out, fails its own unit tests: none is solved

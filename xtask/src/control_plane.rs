@@ -180,6 +180,15 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Writes a kubeconfig for another identity (a client certificate with
+    /// common name `user`, in `groups`) and returns its path.
+    pub fn kubeconfig_for(&self, user: &str, groups: &[&str]) -> Result<PathBuf> {
+        let path = self.dir.join(format!("{user}.kubeconfig"));
+        let identity = self.pki.client(user, groups)?;
+        write_private(&path, &kubeconfig_yaml(&self.server, &self.pki.ca_pem, &identity))?;
+        Ok(path)
+    }
+
     /// The process ids, for `cargo xtask down`.
     pub fn pids(&self) -> Vec<u32> {
         self.processes().iter().map(|process| process.child.id()).collect()
@@ -314,14 +323,17 @@ impl Drop for ControlPlane {
 }
 
 /// Record every request of a ServiceAccount (the controllers under their own
-/// Role), and writes to custom resources (any group but the built-in ones)
-/// by anyone; nothing else.
+/// Role) and of the benchmark's controller (user `math-controller-bench`),
+/// and writes to custom resources (any group but the built-in ones) by
+/// anyone; nothing else.
 const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
 rules:
 - level: Metadata
   userGroups: [system:serviceaccounts]
+- level: Metadata
+  users: [math-controller-bench]
 - level: None
   resources:
   - group: \"\"

@@ -1,5 +1,6 @@
 //! The workshop's tooling, shared by `cargo xtask` and the end-to-end tests.
 //!
+//! - [`bench`]: the benchmark of the finished controller against the API server's floor.
 //! - [`assets`]: finds or builds the control-plane binaries (etcd,
 //!   kube-apiserver, kube-controller-manager, kubectl) and caches them outside
 //!   the repository, so a machine builds them once.
@@ -16,6 +17,7 @@
 //! - [`robustness`]: the table of bad inputs and faults, ROBUSTNESS.md.
 
 pub mod assets;
+pub mod bench;
 pub mod check;
 pub mod cleanup;
 pub mod control_plane;

@@ -16,6 +16,8 @@
 //! cargo xtask test     run every test: unit tests, then end-to-end scenarios on real control planes
 //! cargo xtask robustness
 //!                      run the end-to-end scenarios and write ROBUSTNESS.md from the rows they record
+//! cargo xtask bench [--smoke]
+//!                      measure the finished controller against the API server's floor (BENCHMARKS.md)
 //! ```
 //!
 //! `cargo xtask test -- FILTER` passes FILTER on to `cargo test` (for example a stage name).
@@ -45,8 +47,9 @@ fn main() -> ExitCode {
         Some("build") => build(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("robustness") => robustness(),
+        Some("bench") => bench(&args[1..]),
         _ => Err(anyhow::anyhow!(
-            "usage: cargo xtask up | down | reset | check [STAGE] [--watch] | doctor [STAGE] | prepare | slides | guides | build [--cross] | test [-- FILTER] | robustness"
+            "usage: cargo xtask up | down | reset | check [STAGE] [--watch] | doctor [STAGE] | prepare | slides | guides | build [--cross] | test [-- FILTER] | robustness | bench [--smoke]"
         )),
     };
     match result {
@@ -715,6 +718,107 @@ fn robustness() -> Result<ExitCode> {
         .with_context(|| format!("cannot write {}", document.display()))?;
     println!("wrote {} ({} rows)", document.display(), rows.len());
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cargo xtask bench [--smoke]`: the benchmark on a control plane of its
+/// own. `--smoke`: one Fermat, one run, the debug build (CI runs it so that
+/// the benchmark cannot rot); otherwise the full plan, which also rewrites
+/// the figures in BENCHMARKS.md and the plot.
+fn bench(args: &[String]) -> Result<ExitCode> {
+    let smoke = args.iter().any(|arg| arg == "--smoke");
+    let assets = assets::locate_or_build()?;
+    run_cargo(&["build", "--bins"])?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repository_root().join("target"));
+    let mut builds = vec![("debug".to_string(), target.join("debug").join("step04_fermat"))];
+    if !smoke {
+        run_cargo(&["build", "--release", "--bin", "step04_fermat"])?;
+        builds.push(("release".to_string(), target.join("release").join("step04_fermat")));
+    }
+    let plan = if smoke {
+        xtask::bench::Plan {
+            sizes: vec![1],
+            repetitions: 1,
+            builds,
+            idle: std::time::Duration::from_secs(20),
+            floor_concurrency: vec![16],
+        }
+    } else {
+        xtask::bench::Plan {
+            sizes: vec![1, 10, 30],
+            repetitions: 3,
+            builds,
+            idle: std::time::Duration::from_secs(60),
+            floor_concurrency: vec![4, 16, 64],
+        }
+    };
+    let dir = tempfile::Builder::new().prefix("math-controller-bench-").tempdir()?;
+    xtask::cleanup::register_folder(dir.path().to_path_buf());
+    let mut plane = ControlPlane::start(&assets, dir.path().join("plane"), Lifetime::Attached)?;
+    let crds = Command::new(target.join("debug").join("step04_fermat"))
+        .arg("crd")
+        .output()?;
+    plane.install_crds(&String::from_utf8(crds.stdout)?)?;
+    plane.start_controller_manager()?;
+    eprintln!("benchmarking on a control plane of its own…");
+    let runtime = tokio::runtime::Runtime::new()?;
+    let results = runtime.block_on(xtask::bench::run(&plane, &plan))?;
+    let command = if smoke {
+        "cargo xtask bench --smoke"
+    } else {
+        "cargo xtask bench"
+    };
+    let report = xtask::bench::report(&results, &machine(), command);
+    println!("\n{report}");
+    let out = target.join("bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(
+        out.join("bench.json"),
+        serde_json::to_string_pretty(&xtask::bench::to_json(&results))?,
+    )?;
+    std::fs::write(out.join("settle.svg"), xtask::bench::plot(&results))?;
+    if !smoke {
+        let document = repository_root().join("BENCHMARKS.md");
+        let text = std::fs::read_to_string(&document).with_context(|| format!("cannot read {}", document.display()))?;
+        let (start, end) = (
+            "<!-- figures: written by cargo xtask bench -->",
+            "<!-- end of figures -->",
+        );
+        let (before, rest) = text.split_once(start).context("BENCHMARKS.md has no figures marker")?;
+        let (_, after) = rest
+            .split_once(end)
+            .context("BENCHMARKS.md has no end-of-figures marker")?;
+        std::fs::write(&document, format!("{before}{start}\n{report}{end}{after}"))?;
+        std::fs::write(
+            repository_root().join("benchmarks").join("settle.svg"),
+            xtask::bench::plot(&results),
+        )?;
+        println!("wrote {} and benchmarks/settle.svg", document.display());
+    }
+    drop(plane);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// This machine, in a few words: CPU model, cores, memory.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("model name"))
+        .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "an unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory_gib = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+    format!(
+        "{model}, {cores} cores, {memory_gib:.0} GiB, Kubernetes {}",
+        assets::kubernetes_version()
+    )
 }
 
 /// Every workbench, as handed out, fails its own unit tests: none is solved

@@ -1,0 +1,925 @@
+//! `cargo xtask bench`: how fast and how cheaply the finished controller
+//! (stage 4) closes the gap, on a local control plane of its own, set against
+//! what the same API server can absorb from a plain client (the floor).
+//!
+//! Workloads, each on the same plane:
+//! - settle: K Fermats of n = 100 created at once, until every Tuple and
+//!   Number exists, every object has a status for its current generation and
+//!   every Fermat its answer;
+//! - change: n 100 → 99 on all K, until the new subtrees have settled and the
+//!   old Tuples are gone (their Numbers go with the garbage collector, at its
+//!   own pace);
+//! - restart: the controller stopped and started again with everything
+//!   settled, and its requests in the next 30 s;
+//! - idle: its requests per minute with everything settled.
+//!
+//! The controller runs as its own user (`math-controller-bench`), whose every
+//! request the plane's audit log records: the request counts come from there.
+//! An observer follows the three kinds with watches, so that measuring adds
+//! no polling load.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, Config};
+use tokio::sync::Notify;
+
+use crate::control_plane::ControlPlane;
+
+/// The user the benchmarked controller runs as; the audit policy records all of its requests.
+pub const BENCH_USER: &str = "math-controller-bench";
+
+const GROUP: &str = "math.workshop.example";
+const KINDS: [&str; 3] = ["Fermat", "Tuple", "Number"];
+
+/// How long a workload may take before the benchmark gives up on it.
+const GIVE_UP: Duration = Duration::from_secs(600);
+
+/// Whether n is a sum of two positive squares (the answer a Fermat should give).
+pub fn two_squares(n: i64) -> bool {
+    (1..=n / 2).any(|i| is_square(i) && is_square(n - i))
+}
+
+fn is_square(value: i64) -> bool {
+    let root = (value as f64).sqrt() as i64;
+    (root - 1..=root + 1).any(|r| r >= 0 && r * r == value)
+}
+
+/// The fewest writes a correct controller makes for a workload: every child
+/// created once, every status written once, every unwanted Tuple deleted
+/// once (its Numbers go with the garbage collector).
+pub fn minimum_writes(fermats: usize, from: Option<i64>, to: i64) -> usize {
+    let tuples = (to / 2) as usize;
+    let created = fermats * tuples * 3;
+    let statuses = fermats * (1 + tuples * 3);
+    let deleted = from.map_or(0, |from| fermats * (from / 2) as usize);
+    created + statuses + deleted
+}
+
+/// One object as the observer last saw it.
+#[derive(Clone, Debug)]
+struct Seen {
+    spec: serde_json::Value,
+    status: serde_json::Value,
+    generation: Option<i64>,
+}
+
+impl Seen {
+    fn current(&self) -> bool {
+        self.status["observedGeneration"].as_i64().is_some()
+            && self.status["observedGeneration"].as_i64() == self.generation
+    }
+}
+
+/// What the watches have shown, by kind and name.
+#[derive(Default)]
+struct World {
+    objects: HashMap<&'static str, HashMap<String, Seen>>,
+}
+
+/// Follows one kind in `namespace` with list + watch, forever.
+async fn follow(api: Api<DynamicObject>, kind: &'static str, world: Arc<Mutex<World>>, changed: Arc<Notify>) {
+    let seen = |object: DynamicObject| {
+        let name = object.metadata.name.clone().unwrap_or_default();
+        let value = Seen {
+            spec: object.data["spec"].clone(),
+            status: object.data["status"].clone(),
+            generation: object.metadata.generation,
+        };
+        (name, value)
+    };
+    loop {
+        let list = match api.list(&ListParams::default()).await {
+            Ok(list) => list,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let version = list.metadata.resource_version.clone().unwrap_or_default();
+        {
+            let mut world = world.lock().unwrap_or_else(|p| p.into_inner());
+            world.objects.insert(kind, list.items.into_iter().map(seen).collect());
+        }
+        changed.notify_one();
+        let Ok(stream) = api.watch(&WatchParams::default().timeout(290), &version).await else {
+            continue;
+        };
+        let mut stream = stream.boxed();
+        while let Some(event) = stream.next().await {
+            let mut world = world.lock().unwrap_or_else(|p| p.into_inner());
+            let objects = world.objects.entry(kind).or_default();
+            match event {
+                Ok(WatchEvent::Added(object) | WatchEvent::Modified(object)) => {
+                    let (name, value) = seen(object);
+                    objects.insert(name, value);
+                }
+                Ok(WatchEvent::Deleted(object)) => {
+                    objects.remove(&object.metadata.name.unwrap_or_default());
+                }
+                Ok(WatchEvent::Bookmark(_)) => {}
+                Ok(WatchEvent::Error(_)) | Err(_) => break,
+            }
+            drop(world);
+            changed.notify_one();
+        }
+    }
+}
+
+/// Whether the namespace holds the settled tree of `fermats`, each with n:
+/// every wanted object, current, and no other Tuple. Numbers of Tuples that
+/// are gone may remain: the garbage collector removes them at its own pace
+/// (kube-controller-manager sends at most 20 requests a second by default),
+/// which measures the cluster, not the controller.
+fn settled(world: &World, fermats: &[String], n: i64) -> bool {
+    let empty = HashMap::new();
+    let kind = |name: &str| world.objects.get(name).unwrap_or(&empty);
+    let (fermat_objects, tuples, numbers) = (kind("Fermat"), kind("Tuple"), kind("Number"));
+    let per_fermat = (n / 2) as usize;
+    if tuples.len() != fermats.len() * per_fermat || numbers.len() < fermats.len() * per_fermat * 2 {
+        return false;
+    }
+    let answer = two_squares(n);
+    fermats.iter().all(|name| {
+        let Some(fermat) = fermat_objects.get(name) else {
+            return false;
+        };
+        fermat.spec["number"].as_i64() == Some(n)
+            && fermat.current()
+            && fermat.status["twoSquaresFound"].as_bool() == Some(answer)
+            && (1..=n / 2).all(|i| {
+                let tuple_name = format!("{name}-{i}-and-{}", n - i);
+                let tuple_ok = tuples
+                    .get(&tuple_name)
+                    .is_some_and(|tuple| tuple.current() && tuple.spec["numbers"] == serde_json::json!([i, n - i]));
+                tuple_ok
+                    && [i, n - i].iter().enumerate().all(|(index, value)| {
+                        numbers
+                            .get(&format!("{tuple_name}-{index}"))
+                            .is_some_and(|number| number.current() && number.spec["value"].as_i64() == Some(*value))
+                    })
+            })
+    })
+}
+
+/// The observer: watches of the three kinds in one namespace.
+struct Observer {
+    world: Arc<Mutex<World>>,
+    changed: Arc<Notify>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Observer {
+    fn start(client: &Client, namespace: &str) -> Observer {
+        let world = Arc::new(Mutex::new(World::default()));
+        let changed = Arc::new(Notify::new());
+        let tasks = KINDS
+            .into_iter()
+            .map(|kind| {
+                let api = api(client, namespace, kind);
+                tokio::spawn(follow(api, kind, world.clone(), changed.clone()))
+            })
+            .collect();
+        Observer { world, changed, tasks }
+    }
+
+    /// Waits until `done` holds for what the watches show.
+    async fn wait_for(&self, what: &str, done: impl Fn(&World) -> bool) -> Result<Duration> {
+        let started = Instant::now();
+        loop {
+            let notified = self.changed.notified();
+            if done(&self.world.lock().unwrap_or_else(|p| p.into_inner())) {
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > GIVE_UP {
+                bail!("gave up after {} s waiting for {what}", GIVE_UP.as_secs());
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(500), notified).await;
+        }
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn api(client: &Client, namespace: &str, kind: &str) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(GROUP, "v1beta1", kind));
+    Api::namespaced_with(client.clone(), namespace, &resource)
+}
+
+fn fermat(name: &str, n: i64) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": format!("{GROUP}/v1beta1"), "kind": "Fermat",
+        "metadata": {"name": name}, "spec": {"number": n},
+    })
+}
+
+/// The controller under test, as a process of its own.
+struct Controller {
+    child: Child,
+}
+
+impl Controller {
+    fn start(program: &Path, kubeconfig: &Path, log: &Path) -> Result<Controller> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let child = Command::new(program)
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start {}", program.display()))?;
+        crate::cleanup::register_process(child.id());
+        Ok(Controller { child })
+    }
+
+    /// CPU seconds used so far, and the peak resident memory in MiB (Linux).
+    fn usage(&self) -> (f64, f64) {
+        let pid = self.child.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        // After the command name: state is field 3, utime 14 and stime 15 (1-based).
+        let ticks: f64 = [11, 12]
+            .iter()
+            .filter_map(|&index| fields.get(index).and_then(|v| v.parse::<f64>().ok()))
+            .sum();
+        // SAFETY: sysconf has no memory effects.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let peak_kib: f64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0.0);
+        (ticks / per_second.max(1.0), peak_kib / 1024.0)
+    }
+
+    /// Stops it as Ctrl-C does, so that it clears its Lease; kills it if it lingers.
+    fn stop(mut self) {
+        // SAFETY: kill(2) has no memory effects.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                crate::cleanup::forget_process(self.child.id());
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        crate::cleanup::forget_process(self.child.id());
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The requests of the benchmarked controller that the audit log recorded
+/// after byte `from`, counted by "verb resource[/subresource]".
+fn requests_since(audit_log: &Path, from: u64) -> Result<BTreeMap<String, usize>> {
+    let mut file = std::fs::File::open(audit_log).with_context(|| format!("cannot read {}", audit_log.display()))?;
+    file.seek(SeekFrom::Start(from))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    let mut counts = BTreeMap::new();
+    for line in text.lines() {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if event["user"]["username"] != BENCH_USER {
+            continue;
+        }
+        let counted = match event["verb"].as_str() {
+            Some("watch") => event["stage"] == "ResponseStarted",
+            _ => event["stage"] == "ResponseComplete",
+        };
+        if !counted {
+            continue;
+        }
+        let object = &event["objectRef"];
+        let mut resource = object["resource"].as_str().unwrap_or("(other)").to_string();
+        if let Some(subresource) = object["subresource"].as_str() {
+            resource = format!("{resource}/{subresource}");
+        }
+        *counts
+            .entry(format!("{} {resource}", event["verb"].as_str().unwrap_or("?")))
+            .or_insert(0) += 1;
+    }
+    Ok(counts)
+}
+
+fn audit_size(audit_log: &Path) -> u64 {
+    std::fs::metadata(audit_log).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Writes to the workshop's kinds among `counts` (creates, patches, deletes).
+fn writes(counts: &BTreeMap<String, usize>) -> usize {
+    counts
+        .iter()
+        .filter(|(key, _)| {
+            let (verb, resource) = key.split_once(' ').unwrap_or(("", ""));
+            ["create", "update", "patch", "delete"].contains(&verb) && !resource.starts_with("leases")
+        })
+        .map(|(_, count)| count)
+        .sum()
+}
+
+/// One measured run of a workload.
+#[derive(Clone, Debug)]
+pub struct Measure {
+    pub build: String,
+    pub workload: String,
+    pub fermats: usize,
+    pub seconds: f64,
+    pub writes: usize,
+    pub minimum_writes: usize,
+    pub requests: BTreeMap<String, usize>,
+    pub cpu_seconds: f64,
+    pub peak_mib: f64,
+}
+
+/// The floor: the same creates and status writes from a plain client with
+/// `concurrency` requests in flight, for `fermats` Fermats of n (created
+/// beforehand, not timed), in `namespace`.
+async fn floor(client: &Client, namespace: &str, fermats: usize, n: i64, concurrency: usize) -> Result<f64> {
+    let (fermat_api, tuple_api, number_api) = (
+        api(client, namespace, "Fermat"),
+        api(client, namespace, "Tuple"),
+        api(client, namespace, "Number"),
+    );
+    let names: Vec<String> = (0..fermats)
+        .map(|index| format!("floor-{concurrency}-{index}"))
+        .collect();
+    for name in &names {
+        let object: DynamicObject = serde_json::from_value(fermat(name, n))?;
+        fermat_api.create(&PostParams::default(), &object).await?;
+    }
+    let apply = PatchParams::apply("math-controller-floor").force();
+    let mut units: Vec<(Api<DynamicObject>, String, serde_json::Value, Option<serde_json::Value>)> = Vec::new();
+    for name in &names {
+        for i in 1..=n / 2 {
+            let tuple = format!("{name}-{i}-and-{}", n - i);
+            units.push((
+                tuple_api.clone(),
+                tuple.clone(),
+                serde_json::json!({"apiVersion": format!("{GROUP}/v1beta1"), "kind": "Tuple",
+                    "metadata": {"name": tuple}, "spec": {"numbers": [i, n - i]}}),
+                Some(serde_json::json!({"allSquares": is_square(i) && is_square(n - i), "observedGeneration": 1})),
+            ));
+            for (index, value) in [i, n - i].into_iter().enumerate() {
+                let number = format!("{tuple}-{index}");
+                units.push((
+                    number_api.clone(),
+                    number.clone(),
+                    serde_json::json!({"apiVersion": format!("{GROUP}/v1beta1"), "kind": "Number",
+                        "metadata": {"name": number}, "spec": {"value": value}}),
+                    Some(serde_json::json!({"fizzBuzz": value.to_string(), "isSquare": is_square(value), "observedGeneration": 1})),
+                ));
+            }
+        }
+        units.push((
+            fermat_api.clone(),
+            name.clone(),
+            serde_json::Value::Null,
+            Some(serde_json::json!({"twoSquaresFound": two_squares(n), "observedGeneration": 1})),
+        ));
+    }
+    let started = Instant::now();
+    let results: Vec<Result<()>> = futures::stream::iter(units)
+        .map(|(api, name, object, status)| {
+            let apply = apply.clone();
+            async move {
+                if !object.is_null() {
+                    let object: DynamicObject = serde_json::from_value(object)?;
+                    api.create(&PostParams::default(), &object).await?;
+                }
+                if let Some(status) = status {
+                    let kind = api.resource_url().rsplit('/').next().unwrap_or_default().to_string();
+                    let patch = serde_json::json!({"apiVersion": format!("{GROUP}/v1beta1"),
+                        "kind": kind_of(&kind), "status": status});
+                    api.patch_status(&name, &apply, &Patch::Apply(&patch)).await?;
+                }
+                Ok(())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    for result in results {
+        result?;
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+fn kind_of(resource: &str) -> &'static str {
+    match resource {
+        "fermats" => "Fermat",
+        "tuples" => "Tuple",
+        _ => "Number",
+    }
+}
+
+/// What to run.
+pub struct Plan {
+    /// Numbers of Fermats of 100 to settle at once.
+    pub sizes: Vec<usize>,
+    pub repetitions: usize,
+    /// Programs to measure, by build name ("debug", "release").
+    pub builds: Vec<(String, PathBuf)>,
+    /// How long the idle workload lasts.
+    pub idle: Duration,
+    /// Concurrencies to try for the floor.
+    pub floor_concurrency: Vec<usize>,
+}
+
+/// Everything a run measured.
+pub struct Results {
+    pub measures: Vec<Measure>,
+    /// (fermats, best floor seconds, its concurrency), per size.
+    pub floors: Vec<(usize, f64, usize)>,
+}
+
+/// Runs `plan` on `plane` (which has stage 4's CRDs and kube-controller-manager).
+pub async fn run(plane: &ControlPlane, plan: &Plan) -> Result<Results> {
+    let admin = Client::try_from(
+        Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&plane.kubeconfig)?,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await?,
+    )?;
+    let controller_kubeconfig = plane.kubeconfig_for(BENCH_USER, &["system:masters"])?;
+    let namespace = "default";
+    let observer = Observer::start(&admin, namespace);
+    let fermats_api = api(&admin, namespace, "Fermat");
+    let mut measures = Vec::new();
+
+    for (build, program) in &plan.builds {
+        for &size in &plan.sizes {
+            for repetition in 0..plan.repetitions {
+                let names: Vec<String> = (0..size).map(|index| format!("b{index}")).collect();
+                let log = plane.dir.join("logs").join(format!("bench-{build}.log"));
+                let controller = Controller::start(program, &controller_kubeconfig, &log)?;
+                // The controller leads and has listed everything before the clock starts.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+
+                // Settle.
+                let (cpu_before, _) = controller.usage();
+                let offset = audit_size(&plane.audit_log);
+                let started = Instant::now();
+                for name in &names {
+                    let object: DynamicObject = serde_json::from_value(fermat(name, 100))?;
+                    fermats_api.create(&PostParams::default(), &object).await?;
+                }
+                observer
+                    .wait_for("the Fermats to settle", |world| settled(world, &names, 100))
+                    .await?;
+                let seconds = started.elapsed().as_secs_f64();
+                let (cpu_after, peak) = controller.usage();
+                let requests = requests_since(&plane.audit_log, offset)?;
+                measures.push(Measure {
+                    build: build.clone(),
+                    workload: "settle".into(),
+                    fermats: size,
+                    seconds,
+                    writes: writes(&requests),
+                    minimum_writes: minimum_writes(size, None, 100),
+                    requests,
+                    cpu_seconds: cpu_after - cpu_before,
+                    peak_mib: peak,
+                });
+                eprintln!("  {build} settle {size} × 100 (run {}): {seconds:.1} s", repetition + 1);
+
+                // Change n on all of them.
+                let offset = audit_size(&plane.audit_log);
+                let started = Instant::now();
+                for name in &names {
+                    let patch = serde_json::json!({"spec": {"number": 99}});
+                    fermats_api
+                        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await?;
+                }
+                observer
+                    .wait_for("the changed Fermats to settle", |world| settled(world, &names, 99))
+                    .await?;
+                let seconds = started.elapsed().as_secs_f64();
+                let (cpu_changed, peak) = controller.usage();
+                let requests = requests_since(&plane.audit_log, offset)?;
+                measures.push(Measure {
+                    build: build.clone(),
+                    workload: "change".into(),
+                    fermats: size,
+                    seconds,
+                    writes: writes(&requests),
+                    minimum_writes: minimum_writes(size, Some(100), 99),
+                    requests,
+                    cpu_seconds: cpu_changed - cpu_after,
+                    peak_mib: peak,
+                });
+                eprintln!(
+                    "  {build} change {size} × 100 → 99 (run {}): {seconds:.1} s",
+                    repetition + 1
+                );
+
+                // Restart and idle, once per size, with the last build only
+                // (the requests do not depend on the build).
+                let last_build = plan.builds.last().map(|(name, _)| name) == Some(build);
+                let controller = if repetition == 0 && last_build {
+                    controller.stop();
+                    let offset = audit_size(&plane.audit_log);
+                    let controller = Controller::start(program, &controller_kubeconfig, &log)?;
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    let requests = requests_since(&plane.audit_log, offset)?;
+                    let (cpu, peak) = controller.usage();
+                    measures.push(Measure {
+                        build: build.clone(),
+                        workload: "restart".into(),
+                        fermats: size,
+                        seconds: 30.0,
+                        writes: writes(&requests),
+                        minimum_writes: 0,
+                        requests,
+                        cpu_seconds: cpu,
+                        peak_mib: peak,
+                    });
+                    let offset = audit_size(&plane.audit_log);
+                    let (cpu_before, _) = controller.usage();
+                    tokio::time::sleep(plan.idle).await;
+                    let requests = requests_since(&plane.audit_log, offset)?;
+                    let (cpu_after, peak) = controller.usage();
+                    measures.push(Measure {
+                        build: build.clone(),
+                        workload: "idle".into(),
+                        fermats: size,
+                        seconds: plan.idle.as_secs_f64(),
+                        writes: writes(&requests),
+                        minimum_writes: 0,
+                        requests,
+                        cpu_seconds: cpu_after - cpu_before,
+                        peak_mib: peak,
+                    });
+                    controller
+                } else {
+                    controller
+                };
+                controller.stop();
+
+                // Clean up for the next run (not measured): one request per
+                // kind, instead of thousands from the garbage collector.
+                for kind in KINDS {
+                    api(&admin, namespace, kind)
+                        .delete_collection(&Default::default(), &ListParams::default())
+                        .await?;
+                }
+                observer
+                    .wait_for("the namespace to be empty", |world| {
+                        KINDS
+                            .iter()
+                            .all(|kind| world.objects.get(kind).is_none_or(HashMap::is_empty))
+                    })
+                    .await?;
+            }
+        }
+    }
+    drop(observer);
+
+    // The floor, per size: the best of the concurrencies tried.
+    let mut floors = Vec::new();
+    let floor_namespace = "floor";
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
+    let mut object = k8s_openapi::api::core::v1::Namespace::default();
+    object.metadata.name = Some(floor_namespace.to_string());
+    namespaces.create(&PostParams::default(), &object).await?;
+    for &size in &plan.sizes {
+        let mut best: Option<(f64, usize)> = None;
+        for &concurrency in &plan.floor_concurrency {
+            let seconds = floor(&admin, floor_namespace, size, 100, concurrency).await?;
+            eprintln!("  floor {size} × 100 at concurrency {concurrency}: {seconds:.1} s");
+            if best.is_none_or(|(best, _)| seconds < best) {
+                best = Some((seconds, concurrency));
+            }
+            for kind in KINDS {
+                api(&admin, floor_namespace, kind)
+                    .delete_collection(&Default::default(), &ListParams::default())
+                    .await?;
+            }
+        }
+        if let Some((seconds, concurrency)) = best {
+            floors.push((size, seconds, concurrency));
+        }
+    }
+    Ok(Results { measures, floors })
+}
+
+/// Minimum, median and maximum.
+pub fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => (0.0, 0.0, 0.0),
+        len => (values[0], values[len / 2], values[len - 1]),
+    }
+}
+
+/// The figures as a Markdown section.
+pub fn report(results: &Results, machine: &str, command: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Measured with `{command}` on {machine}.\n");
+    let _ = writeln!(
+        out,
+        "| build | workload | Fermats (objects) | seconds: min / median / max | floor (s) | ratio | writes (minimum) | CPU s | peak MiB |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    let mut keys: Vec<(String, String, usize)> = results
+        .measures
+        .iter()
+        .map(|m| (m.build.clone(), m.workload.clone(), m.fermats))
+        .collect();
+    keys.dedup();
+    let order = |workload: &str| {
+        ["settle", "change", "restart", "idle"]
+            .iter()
+            .position(|w| *w == workload)
+    };
+    keys.sort_by_key(|(build, workload, size)| (build.clone(), *size, order(workload)));
+    keys.dedup();
+    for (build, workload, size) in keys {
+        let runs: Vec<&Measure> = results
+            .measures
+            .iter()
+            .filter(|m| m.build == build && m.workload == workload && m.fermats == size)
+            .collect();
+        let (min, median, max) = spread(runs.iter().map(|m| m.seconds).collect());
+        let floor = results.floors.iter().find(|(s, _, _)| *s == size).map(|(_, f, _)| *f);
+        let (floor_cell, ratio) = match (workload.as_str(), floor) {
+            ("settle", Some(floor)) => (format!("{floor:.2}"), format!("{:.1}×", median / floor)),
+            _ => ("".into(), "".into()),
+        };
+        let writes = runs.iter().map(|m| m.writes).max().unwrap_or(0);
+        let minimum = runs.first().map_or(0, |m| m.minimum_writes);
+        let cpu = spread(runs.iter().map(|m| m.cpu_seconds).collect()).1;
+        let peak = runs.iter().map(|m| m.peak_mib).fold(0.0, f64::max);
+        let seconds = match workload.as_str() {
+            "restart" | "idle" => format!("{median:.0} (window)"),
+            _ => format!("{min:.2} / {median:.2} / {max:.2}"),
+        };
+        let _ = writeln!(
+            out,
+            "| {build} | {workload} | {size} ({}) | {seconds} | {floor_cell} | {ratio} | {writes} ({minimum}) | {cpu:.2} | {peak:.0} |",
+            size * 151
+        );
+    }
+    let _ = writeln!(out, "\nRequests by verb and resource, in the first run of each:\n");
+    let _ = writeln!(out, "| build | workload | Fermats | requests |\n|---|---|---|---|");
+    let mut seen = std::collections::BTreeSet::new();
+    for m in &results.measures {
+        if seen.insert((m.build.clone(), m.workload.clone(), m.fermats)) {
+            let requests: Vec<String> = m
+                .requests
+                .iter()
+                .map(|(key, count)| format!("{key}: {count}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                m.build,
+                m.workload,
+                m.fermats,
+                requests.join(", ")
+            );
+        }
+    }
+    let _ = writeln!(out, "\nFloor: the best of the concurrencies tried, per size:\n");
+    for (size, seconds, concurrency) in &results.floors {
+        let _ = writeln!(
+            out,
+            "- {size} × 100: {seconds:.2} s at {concurrency} requests in flight"
+        );
+    }
+    out
+}
+
+/// The figures as JSON.
+pub fn to_json(results: &Results) -> serde_json::Value {
+    serde_json::json!({
+        "measures": results.measures.iter().map(|m| serde_json::json!({
+            "build": m.build, "workload": m.workload, "fermats": m.fermats, "seconds": m.seconds,
+            "writes": m.writes, "minimum_writes": m.minimum_writes, "requests": m.requests,
+            "cpu_seconds": m.cpu_seconds, "peak_mib": m.peak_mib,
+        })).collect::<Vec<_>>(),
+        "floors": results.floors.iter().map(|(size, seconds, concurrency)| serde_json::json!({
+            "fermats": size, "seconds": seconds, "concurrency": concurrency,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// An SVG plot of the median settle time per size for each build, and the floor.
+pub fn plot(results: &Results) -> String {
+    let (width, height, margin) = (640.0, 400.0, 60.0);
+    let sizes: Vec<usize> = {
+        let mut sizes: Vec<usize> = results.floors.iter().map(|(s, _, _)| *s).collect();
+        sizes.sort();
+        sizes
+    };
+    let objects = |size: usize| (size * 151) as f64;
+    let max_x = sizes.iter().map(|s| objects(*s)).fold(1.0, f64::max);
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    let mut builds: Vec<String> = results.measures.iter().map(|m| m.build.clone()).collect();
+    builds.sort();
+    builds.dedup();
+    for build in builds {
+        let points = sizes
+            .iter()
+            .map(|&size| {
+                let runs: Vec<f64> = results
+                    .measures
+                    .iter()
+                    .filter(|m| m.build == build && m.workload == "settle" && m.fermats == size)
+                    .map(|m| m.seconds)
+                    .collect();
+                (objects(size), spread(runs).1)
+            })
+            .collect();
+        series.push((format!("controller ({build})"), points));
+    }
+    series.push((
+        "floor (plain client)".into(),
+        sizes
+            .iter()
+            .map(|&size| {
+                let floor = results
+                    .floors
+                    .iter()
+                    .find(|(s, _, _)| *s == size)
+                    .map_or(0.0, |(_, f, _)| *f);
+                (objects(size), floor)
+            })
+            .collect(),
+    ));
+    let max_y = series
+        .iter()
+        .flat_map(|(_, points)| points.iter().map(|(_, y)| *y))
+        .fold(1.0, f64::max)
+        * 1.1;
+    let x = |value: f64| margin + value / max_x * (width - 2.0 * margin);
+    let y = |value: f64| height - margin - value / max_y * (height - 2.0 * margin);
+    let colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"13\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">Time to settle K Fermats of 100, against the floor</text>\n\
+         <line x1=\"{margin}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n\
+         <line x1=\"{margin}\" y1=\"{margin}\" x2=\"{margin}\" y2=\"{}\" stroke=\"black\"/>\n\
+         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">objects (K × 151)</text>\n\
+         <text x=\"16\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {})\">seconds</text>\n",
+        width / 2.0,
+        height - margin,
+        width - margin,
+        height - margin,
+        height - margin,
+        width / 2.0,
+        height - 15.0,
+        height / 2.0,
+        height / 2.0
+    );
+    for &size in &sizes {
+        let _ = writeln!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+            x(objects(size)),
+            height - margin + 18.0,
+            size * 151
+        );
+    }
+    for step in 0..=4 {
+        let value = max_y * step as f64 / 4.0;
+        let _ = writeln!(
+            svg,
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{value:.0}</text>",
+            margin - 6.0,
+            y(value) + 4.0
+        );
+    }
+    for (index, (name, points)) in series.iter().enumerate() {
+        let colour = colours[index % colours.len()];
+        let path: Vec<String> = points
+            .iter()
+            .map(|(px, py)| format!("{:.1},{:.1}", x(*px), y(*py)))
+            .collect();
+        let _ = writeln!(
+            svg,
+            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>",
+            path.join(" ")
+        );
+        for (px, py) in points {
+            let _ = writeln!(
+                svg,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{colour}\"/>",
+                x(*px),
+                y(*py)
+            );
+        }
+        let _ = writeln!(
+            svg,
+            "<text x=\"{}\" y=\"{}\" fill=\"{colour}\">{name}</text>",
+            margin + 10.0,
+            margin + 16.0 * index as f64
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answers_follow_fermat() {
+        assert!(two_squares(100) && two_squares(13) && two_squares(2));
+        assert!(!two_squares(99) && !two_squares(7) && !two_squares(3));
+    }
+
+    #[test]
+    fn the_minimum_counts_every_child_and_status_once() {
+        // 50 Tuples and 100 Numbers created, 151 statuses.
+        assert_eq!(minimum_writes(1, None, 100), 150 + 151);
+        // 49 Tuples and 98 Numbers created, 148 statuses, 50 Tuples deleted.
+        assert_eq!(minimum_writes(1, Some(100), 99), 147 + 148 + 50);
+    }
+
+    fn measure(build: &str, fermats: usize, seconds: f64) -> Measure {
+        Measure {
+            build: build.into(),
+            workload: "settle".into(),
+            fermats,
+            seconds,
+            writes: 301 * fermats,
+            minimum_writes: 301 * fermats,
+            requests: BTreeMap::from([("create numbers".to_string(), 100 * fermats)]),
+            cpu_seconds: 0.5,
+            peak_mib: 30.0,
+        }
+    }
+
+    #[test]
+    fn the_plot_has_a_line_per_build_and_the_floor() {
+        let results = Results {
+            measures: vec![
+                measure("debug", 1, 1.0),
+                measure("debug", 10, 9.0),
+                measure("release", 1, 0.8),
+            ],
+            floors: vec![(1, 0.5, 16), (10, 4.0, 64)],
+        };
+        let svg = plot(&results);
+        assert_eq!(svg.matches("<polyline").count(), 3);
+        assert!(svg.contains("controller (debug)") && svg.contains("floor (plain client)"));
+        let report = report(&results, "a machine", "cargo xtask bench");
+        assert!(
+            report.contains("| debug | settle | 10 (1510) | 9.00 / 9.00 / 9.00 | 4.00 | 2.2× |"),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn writes_leave_out_reads_and_the_lease() {
+        let counts = BTreeMap::from([
+            ("create numbers".to_string(), 3),
+            ("patch numbers/status".to_string(), 2),
+            ("patch leases".to_string(), 5),
+            ("list tuples".to_string(), 1),
+            ("delete tuples".to_string(), 1),
+        ]);
+        assert_eq!(writes(&counts), 6);
+    }
+
+    #[test]
+    fn spread_gives_minimum_median_and_maximum() {
+        assert_eq!(spread(vec![3.0, 1.0, 2.0]), (1.0, 2.0, 3.0));
+    }
+}

@@ -272,30 +272,7 @@ impl<'a> Scenario<'a> {
     /// The writes to custom resources in this scenario's namespace that the
     /// API server recorded, oldest first (local control planes only).
     pub fn recorded_writes(&self) -> Result<Vec<RecordedWrite>> {
-        let path = self
-            .cluster
-            .audit_log()
-            .context("only a local control plane keeps an audit log")?;
-        let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let mut writes = Vec::new();
-        for line in text.lines() {
-            let event: serde_json::Value = serde_json::from_str(line)?;
-            let object = &event["objectRef"];
-            if event["stage"] != "ResponseComplete" || object["namespace"] != self.namespace.as_str() {
-                continue;
-            }
-            let text = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_string();
-            writes.push(RecordedWrite {
-                code: event["responseStatus"]["code"].as_u64().unwrap_or(0),
-                verb: text(&event["verb"]),
-                resource: text(&object["resource"]),
-                subresource: text(&object["subresource"]),
-                name: text(&object["name"]),
-                request_uri: text(&event["requestURI"]),
-                user_agent: text(&event["userAgent"]),
-            });
-        }
-        Ok(writes)
+        self.recorded(|event| event["stage"] == "ResponseComplete")
     }
 
     /// The scenario's own temporary folder.
@@ -307,24 +284,31 @@ impl<'a> Scenario<'a> {
     /// the audit log recorded it (the local plane's policy records all of a
     /// ServiceAccount's requests). A watch counts when its answer starts.
     pub fn recorded_requests_by(&self, username: &str) -> Result<Vec<RecordedWrite>> {
+        self.recorded(|event| {
+            let counted = match event["verb"].as_str() {
+                Some("watch") => event["stage"] == "ResponseStarted",
+                _ => event["stage"] == "ResponseComplete",
+            };
+            counted && event["user"]["username"] == username
+        })
+    }
+
+    /// The audit log's events in this scenario's namespace that `keep` selects, oldest first.
+    fn recorded(&self, keep: impl Fn(&serde_json::Value) -> bool) -> Result<Vec<RecordedWrite>> {
         let path = self
             .cluster
             .audit_log()
             .context("only a local control plane keeps an audit log")?;
         let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let mut requests = Vec::new();
+        let mut found = Vec::new();
         for line in text.lines() {
             let event: serde_json::Value = serde_json::from_str(line)?;
             let object = &event["objectRef"];
-            let counted = match event["verb"].as_str() {
-                Some("watch") => event["stage"] == "ResponseStarted",
-                _ => event["stage"] == "ResponseComplete",
-            };
-            if !counted || event["user"]["username"] != username || object["namespace"] != self.namespace.as_str() {
+            if object["namespace"] != self.namespace.as_str() || !keep(&event) {
                 continue;
             }
             let text = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_string();
-            requests.push(RecordedWrite {
+            found.push(RecordedWrite {
                 code: event["responseStatus"]["code"].as_u64().unwrap_or(0),
                 verb: text(&event["verb"]),
                 resource: text(&object["resource"]),
@@ -334,7 +318,7 @@ impl<'a> Scenario<'a> {
                 user_agent: text(&event["userAgent"]),
             });
         }
-        Ok(requests)
+        Ok(found)
     }
 
     /// Stops the running controllers at once (SIGKILL: nothing is cleaned up).

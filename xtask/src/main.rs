@@ -16,8 +16,9 @@
 //! cargo xtask test     run every test: unit tests, then end-to-end scenarios on real control planes
 //! cargo xtask robustness
 //!                      run the end-to-end scenarios and write ROBUSTNESS.md from the rows they record
-//! cargo xtask bench [--smoke]
-//!                      measure the finished controller against the API server's floor (BENCHMARKS.md)
+//! cargo xtask bench [--smoke | --loop]
+//!                      measure the finished controller against the API server's floor (BENCHMARKS.md);
+//!                      `--loop`: the attendee's edit-compile-run loop
 //! ```
 //!
 //! `cargo xtask test -- FILTER` passes FILTER on to `cargo test` (for example a stage name).
@@ -49,7 +50,7 @@ fn main() -> ExitCode {
         Some("robustness") => robustness(),
         Some("bench") => bench(&args[1..]),
         _ => Err(anyhow::anyhow!(
-            "usage: cargo xtask up | down | reset | check [STAGE] [--watch] | doctor [STAGE] | prepare | slides | guides | build [--cross] | test [-- FILTER] | robustness | bench [--smoke]"
+            "usage: cargo xtask up | down | reset | check [STAGE] [--watch] | doctor [STAGE] | prepare | slides | guides | build [--cross] | test [-- FILTER] | robustness | bench [--smoke | --loop]"
         )),
     };
     match result {
@@ -725,6 +726,9 @@ fn robustness() -> Result<ExitCode> {
 /// the benchmark cannot rot); otherwise the full plan, which also rewrites
 /// the figures in BENCHMARKS.md and the plot.
 fn bench(args: &[String]) -> Result<ExitCode> {
+    if args.iter().any(|arg| arg == "--loop") {
+        return attendee_loop();
+    }
     let smoke = args.iter().any(|arg| arg == "--smoke");
     let assets = assets::locate_or_build()?;
     run_cargo(&["build", "--bins"])?;
@@ -797,6 +801,103 @@ fn bench(args: &[String]) -> Result<ExitCode> {
         println!("wrote {} and benchmarks/settle.svg", document.display());
     }
     drop(plane);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cargo xtask bench --loop`: the attendee's edit-compile-run loop, timed.
+/// A copy of the repository with a target folder of its own gets a cold
+/// `cargo build --examples`, then three rebuilds of stage 4 after a one-line
+/// edit in its reconcile; last, `cargo xtask test` with nothing to rebuild,
+/// in this repository. Rewrites the loop section of BENCHMARKS.md.
+fn attendee_loop() -> Result<ExitCode> {
+    let root = repository_root();
+    let copy = tempfile::Builder::new().prefix("math-controller-loop-").tempdir()?;
+    let listed = Command::new("git")
+        .args(["ls-files", "-z"])
+        .current_dir(&root)
+        .output()?;
+    for path in String::from_utf8(listed.stdout)?.split('\0').filter(|p| !p.is_empty()) {
+        let to = copy.path().join(path);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::copy(root.join(path), &to).with_context(|| format!("cannot copy {path}"))?;
+    }
+    let timed = |args: &[&str], dir: &std::path::Path| -> Result<f64> {
+        let started = std::time::Instant::now();
+        let status = cargo()
+            .args(args)
+            .current_dir(dir)
+            .env("CARGO_TARGET_DIR", copy.path().join("target"))
+            .status()?;
+        if !status.success() {
+            bail!("`cargo {}` failed", args.join(" "));
+        }
+        Ok(started.elapsed().as_secs_f64())
+    };
+    eprintln!("cold build of the workbench in a fresh copy…");
+    let cold = timed(&["build", "--examples"], copy.path())?;
+    let source = copy.path().join("exercises/step04_fermat/fermat.rs");
+    let original = std::fs::read_to_string(&source)?;
+    let line = "    let name = fermat.name_any();\n";
+    if !original.contains(line) {
+        bail!("exercises/step04_fermat/fermat.rs no longer has the line this measure edits: {line:?}");
+    }
+    let mut rebuilds = Vec::new();
+    for edit in [
+        "    let name = fermat.name_any().to_string();\n",
+        line,
+        "    let name = fermat.name_any().clone();\n",
+    ] {
+        std::fs::write(&source, original.replacen(line, edit, 1))?;
+        rebuilds.push(timed(&["build", "--example", "step04_fermat"], copy.path())?);
+    }
+    drop(copy);
+    eprintln!("`cargo xtask test` with nothing to rebuild…");
+    run_cargo(&["build", "--bins", "--examples"])?;
+    let log_path = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("bench")
+        .join("loop-test.log");
+    std::fs::create_dir_all(log_path.parent().context("no folder")?)?;
+    let log = std::fs::File::create(&log_path)?;
+    let started = std::time::Instant::now();
+    let status = cargo()
+        .args(["xtask", "test"])
+        .current_dir(&root)
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .status()?;
+    let test = started.elapsed().as_secs_f64();
+    if !status.success() {
+        bail!(
+            "`cargo xtask test` failed (see {}): its time means nothing",
+            log_path.display()
+        );
+    }
+    let (min, median, max) = xtask::bench::spread(rebuilds);
+    let report = format!(
+        "Measured with `cargo xtask bench --loop` on {}.\n\n\
+         | step | seconds |\n|---|---|\n\
+         | cold `cargo build --examples` (all four workbenches, dependencies included) | {cold:.1} |\n\
+         | rebuild of stage 4 after a one-line edit in its reconcile (min / median / max of 3) | {min:.1} / {median:.1} / {max:.1} |\n\
+         | `cargo xtask test` with nothing to rebuild | {test:.1} |\n",
+        machine()
+    );
+    println!("\n{report}");
+    let document = root.join("BENCHMARKS.md");
+    let text = std::fs::read_to_string(&document)?;
+    let (start, end) = (
+        "<!-- loop: written by cargo xtask bench --loop -->",
+        "<!-- end of loop -->",
+    );
+    let (before, rest) = text.split_once(start).context("BENCHMARKS.md has no loop marker")?;
+    let (_, after) = rest
+        .split_once(end)
+        .context("BENCHMARKS.md has no end-of-loop marker")?;
+    std::fs::write(&document, format!("{before}{start}\n{report}{end}{after}"))?;
+    println!("wrote {}", document.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -398,8 +398,21 @@ impl<'a> Scenario<'a> {
 
     /// Runs kubectl with `stdin` as input, and returns the whole output whatever the exit.
     pub fn kubectl_output(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
+        self.kubectl_output_as(&self.kubeconfig, args, stdin)
+    }
+
+    /// Runs kubectl with another kubeconfig (another identity, or a broken
+    /// one) and returns its output, failing on a non-zero exit.
+    pub fn kubectl_as(&self, kubeconfig: &Path, args: &[&str]) -> Result<String> {
+        let output = self.kubectl_output_as(kubeconfig, args, None)?;
+        let output = checked(output, &format!("kubectl {}", args.join(" ")))?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Runs kubectl with another kubeconfig, and returns the whole output whatever the exit.
+    pub fn kubectl_output_as(&self, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Result<Output> {
         let mut child = Command::new(self.cluster.kubectl_program())
-            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

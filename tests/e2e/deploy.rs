@@ -60,19 +60,7 @@ fn service_account_kubeconfig(s: &Scenario<'_>) -> Result<PathBuf> {
     let token = s.kubectl(&["create", "token", SERVICE_ACCOUNT, "--duration=1h"])?;
     let path = s.dir().join("service-account-kubeconfig");
     std::fs::copy(&s.kubeconfig, &path)?;
-    let kubectl = |args: &[&str]| -> Result<()> {
-        let output = std::process::Command::new(s.cluster().kubectl_program())
-            .env("KUBECONFIG", &path)
-            .args(args)
-            .output()?;
-        ensure!(
-            output.status.success(),
-            "kubectl {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Ok(())
-    };
+    let kubectl = |args: &[&str]| s.kubectl_as(&path, args).map(drop);
     kubectl(&[
         "config",
         "set-credentials",
@@ -91,11 +79,7 @@ fn service_account_kubeconfig(s: &Scenario<'_>) -> Result<PathBuf> {
 /// Asks the API server whether the identity of `kubeconfig` may do something
 /// (`kubectl auth can-i`, a SelfSubjectAccessReview).
 fn can_i(s: &Scenario<'_>, kubeconfig: &Path, args: &[&str]) -> Result<bool> {
-    let output = std::process::Command::new(s.cluster().kubectl_program())
-        .env("KUBECONFIG", kubeconfig)
-        .args(["auth", "can-i"])
-        .args(args)
-        .output()?;
+    let output = s.kubectl_output_as(kubeconfig, &[&["auth", "can-i"], args].concat(), None)?;
     match String::from_utf8_lossy(&output.stdout).trim() {
         "yes" => Ok(true),
         "no" => Ok(false),
@@ -221,10 +205,7 @@ async fn the_finished_controller_needs_exactly_the_role_it_ships(mut s: Scenario
         can_i(&s, &kubeconfig, &["create", "numbers.math.workshop.example"])?,
         "the ServiceAccount may not create Numbers in its own namespace"
     );
-    let secrets = std::process::Command::new(s.cluster().kubectl_program())
-        .env("KUBECONFIG", &kubeconfig)
-        .args(["get", "secrets"])
-        .output()?;
+    let secrets = s.kubectl_output_as(&kubeconfig, &["get", "secrets"], None)?;
     let stderr = String::from_utf8_lossy(&secrets.stderr);
     ensure!(
         !secrets.status.success() && stderr.contains("Forbidden"),

@@ -720,18 +720,8 @@ async fn mistakes_on_the_command_line_and_in_the_kubeconfig_get_one_line(s: Scen
 
     // A token the API server does not know.
     std::fs::copy(&s.kubeconfig, dir.join("stranger"))?;
-    let kubectl = |args: &[&str]| -> Result<()> {
-        let output = std::process::Command::new(s.cluster().kubectl_program())
-            .env("KUBECONFIG", dir.join("stranger"))
-            .args(args)
-            .output()?;
-        ensure!(
-            output.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Ok(())
-    };
+    let stranger = dir.join("stranger");
+    let kubectl = |args: &[&str]| s.kubectl_as(&stranger, args).map(drop);
     kubectl(&["config", "set-credentials", "stranger", "--token=not-a-token"])?;
     kubectl(&["config", "set-context", "--current", "--user=stranger"])?;
     let line = one_line(&[], &dir.join("stranger"))?;
@@ -744,11 +734,10 @@ async fn mistakes_on_the_command_line_and_in_the_kubeconfig_get_one_line(s: Scen
 
     // A namespace that does not exist.
     std::fs::copy(&s.kubeconfig, dir.join("nowhere"))?;
-    let output = std::process::Command::new(s.cluster().kubectl_program())
-        .env("KUBECONFIG", dir.join("nowhere"))
-        .args(["config", "set-context", "--current", "--namespace=no-such-namespace"])
-        .output()?;
-    ensure!(output.status.success(), "kubectl config set-context failed");
+    s.kubectl_as(
+        &dir.join("nowhere"),
+        &["config", "set-context", "--current", "--namespace=no-such-namespace"],
+    )?;
     let line = one_line(&[], &dir.join("nowhere"))?;
     expect(&line, "no-such-namespace")?;
     input(

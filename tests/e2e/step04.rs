@@ -698,18 +698,24 @@ async fn a_fermat_being_deleted_gets_no_new_tuples(mut s: Scenario<'_>) -> Resul
 /// kube-runtime's default watch backoff to grow to tens of seconds.
 const OUTAGE: Duration = Duration::from_secs(20);
 
-async fn after_an_api_server_outage_a_new_fermat_settles(mut s: Scenario<'_>) -> Result<()> {
-    s.start_controller(Stage::Step04)?;
-    s.apply(&fermat("before", 13))?;
-    ensure!(settled_answer(&s, "before", 13).await?, "13 was not found");
+/// Kills one process of the scenario's own plane, starts it again after
+/// `OUTAGE`, and returns when it was back.
+async fn outage(s: &Scenario<'_>, process: &str) -> Result<Instant> {
     let plane = s
         .cluster()
         .plane()
         .context("this scenario needs a local control plane")?;
-    ensure!(plane.kill("kube-apiserver"), "no kube-apiserver to kill");
+    ensure!(plane.kill(process), "no {process} to kill");
     tokio::time::sleep(OUTAGE).await;
-    plane.restart("kube-apiserver")?;
-    let back = Instant::now();
+    plane.restart(process)?;
+    Ok(Instant::now())
+}
+
+async fn after_an_api_server_outage_a_new_fermat_settles(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step04)?;
+    s.apply(&fermat("before", 13))?;
+    ensure!(settled_answer(&s, "before", 13).await?, "13 was not found");
+    let back = outage(&s, "kube-apiserver").await?;
     s.apply(&fermat("after", 25))?;
     robustness::fault(
         &s,
@@ -757,14 +763,7 @@ async fn after_an_etcd_outage_nothing_is_lost_and_a_new_fermat_settles(mut s: Sc
     s.apply(&fermat("before", 13))?;
     ensure!(settled_answer(&s, "before", 13).await?, "13 was not found");
     let before = numbers(&s).await.map_err(anyhow::Error::msg)?;
-    let plane = s
-        .cluster()
-        .plane()
-        .context("this scenario needs a local control plane")?;
-    ensure!(plane.kill("etcd"), "no etcd to kill");
-    tokio::time::sleep(OUTAGE).await;
-    plane.restart("etcd")?;
-    let back = Instant::now();
+    let back = outage(&s, "etcd").await?;
     s.apply(&fermat("after", 25))?;
     robustness::fault(
         &s,

@@ -349,6 +349,47 @@ fn writes(counts: &BTreeMap<String, usize>) -> usize {
         .sum()
 }
 
+/// Where a workload starts from: the audit log's length, the controller's
+/// CPU time (0 for one not started yet), the clock.
+struct Window {
+    offset: u64,
+    cpu: f64,
+    started: Instant,
+}
+
+impl Window {
+    fn open(audit_log: &Path, controller: Option<&Controller>) -> Window {
+        Window {
+            offset: audit_size(audit_log),
+            cpu: controller.map_or(0.0, |controller| controller.usage().0),
+            started: Instant::now(),
+        }
+    }
+
+    /// What happened since: a measure of `workload` on `build`, with no minimum of writes.
+    fn close(
+        self,
+        audit_log: &Path,
+        controller: &Controller,
+        (build, workload, fermats): (&str, &str, usize),
+    ) -> Result<Measure> {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let (cpu, peak_mib) = controller.usage();
+        let requests = requests_since(audit_log, self.offset)?;
+        Ok(Measure {
+            build: build.to_string(),
+            workload: workload.to_string(),
+            fermats,
+            seconds,
+            writes: writes(&requests),
+            minimum_writes: 0,
+            requests,
+            cpu_seconds: cpu - self.cpu,
+            peak_mib,
+        })
+    }
+}
+
 /// One measured run of a workload.
 #[derive(Clone, Debug)]
 pub struct Measure {
@@ -489,9 +530,7 @@ pub async fn run(plane: &ControlPlane, plan: &Plan) -> Result<Results> {
                 tokio::time::sleep(Duration::from_secs(2)).await;
 
                 // Settle.
-                let (cpu_before, _) = controller.usage();
-                let offset = audit_size(&plane.audit_log);
-                let started = Instant::now();
+                let window = Window::open(&plane.audit_log, Some(&controller));
                 for name in &names {
                     let object: DynamicObject = serde_json::from_value(fermat(name, 100))?;
                     fermats_api.create(&PostParams::default(), &object).await?;
@@ -499,25 +538,19 @@ pub async fn run(plane: &ControlPlane, plan: &Plan) -> Result<Results> {
                 observer
                     .wait_for("the Fermats to settle", |world| settled(world, &names, 100))
                     .await?;
-                let seconds = started.elapsed().as_secs_f64();
-                let (cpu_after, peak) = controller.usage();
-                let requests = requests_since(&plane.audit_log, offset)?;
+                let measure = window.close(&plane.audit_log, &controller, (build, "settle", size))?;
+                eprintln!(
+                    "  {build} settle {size} × 100 (run {}): {:.1} s",
+                    repetition + 1,
+                    measure.seconds
+                );
                 measures.push(Measure {
-                    build: build.clone(),
-                    workload: "settle".into(),
-                    fermats: size,
-                    seconds,
-                    writes: writes(&requests),
                     minimum_writes: minimum_writes(size, None, 100),
-                    requests,
-                    cpu_seconds: cpu_after - cpu_before,
-                    peak_mib: peak,
+                    ..measure
                 });
-                eprintln!("  {build} settle {size} × 100 (run {}): {seconds:.1} s", repetition + 1);
 
                 // Change n on all of them.
-                let offset = audit_size(&plane.audit_log);
-                let started = Instant::now();
+                let window = Window::open(&plane.audit_log, Some(&controller));
                 for name in &names {
                     let patch = serde_json::json!({"spec": {"number": 99}});
                     fermats_api
@@ -527,62 +560,29 @@ pub async fn run(plane: &ControlPlane, plan: &Plan) -> Result<Results> {
                 observer
                     .wait_for("the changed Fermats to settle", |world| settled(world, &names, 99))
                     .await?;
-                let seconds = started.elapsed().as_secs_f64();
-                let (cpu_changed, peak) = controller.usage();
-                let requests = requests_since(&plane.audit_log, offset)?;
-                measures.push(Measure {
-                    build: build.clone(),
-                    workload: "change".into(),
-                    fermats: size,
-                    seconds,
-                    writes: writes(&requests),
-                    minimum_writes: minimum_writes(size, Some(100), 99),
-                    requests,
-                    cpu_seconds: cpu_changed - cpu_after,
-                    peak_mib: peak,
-                });
+                let measure = window.close(&plane.audit_log, &controller, (build, "change", size))?;
                 eprintln!(
-                    "  {build} change {size} × 100 → 99 (run {}): {seconds:.1} s",
-                    repetition + 1
+                    "  {build} change {size} × 100 → 99 (run {}): {:.1} s",
+                    repetition + 1,
+                    measure.seconds
                 );
+                measures.push(Measure {
+                    minimum_writes: minimum_writes(size, Some(100), 99),
+                    ..measure
+                });
 
                 // Restart and idle, once per size, with the last build only
                 // (the requests do not depend on the build).
                 let last_build = plan.builds.last().map(|(name, _)| name) == Some(build);
                 let controller = if repetition == 0 && last_build {
                     controller.stop();
-                    let offset = audit_size(&plane.audit_log);
+                    let window = Window::open(&plane.audit_log, None);
                     let controller = Controller::start(program, &controller_kubeconfig, &log)?;
                     tokio::time::sleep(Duration::from_secs(30)).await;
-                    let requests = requests_since(&plane.audit_log, offset)?;
-                    let (cpu, peak) = controller.usage();
-                    measures.push(Measure {
-                        build: build.clone(),
-                        workload: "restart".into(),
-                        fermats: size,
-                        seconds: 30.0,
-                        writes: writes(&requests),
-                        minimum_writes: 0,
-                        requests,
-                        cpu_seconds: cpu,
-                        peak_mib: peak,
-                    });
-                    let offset = audit_size(&plane.audit_log);
-                    let (cpu_before, _) = controller.usage();
+                    measures.push(window.close(&plane.audit_log, &controller, (build, "restart", size))?);
+                    let window = Window::open(&plane.audit_log, Some(&controller));
                     tokio::time::sleep(plan.idle).await;
-                    let requests = requests_since(&plane.audit_log, offset)?;
-                    let (cpu_after, peak) = controller.usage();
-                    measures.push(Measure {
-                        build: build.clone(),
-                        workload: "idle".into(),
-                        fermats: size,
-                        seconds: plan.idle.as_secs_f64(),
-                        writes: writes(&requests),
-                        minimum_writes: 0,
-                        requests,
-                        cpu_seconds: cpu_after - cpu_before,
-                        peak_mib: peak,
-                    });
+                    measures.push(window.close(&plane.audit_log, &controller, (build, "idle", size))?);
                     controller
                 } else {
                     controller
@@ -659,7 +659,6 @@ pub fn report(results: &Results, machine: &str, command: &str) -> String {
         .iter()
         .map(|m| (m.build.clone(), m.workload.clone(), m.fermats))
         .collect();
-    keys.dedup();
     let order = |workload: &str| {
         ["settle", "change", "restart", "idle"]
             .iter()

@@ -656,10 +656,7 @@ fn test(extra: &[String]) -> Result<ExitCode> {
 
 /// An empty file for the rows that the scenarios record, in the target folder.
 fn fresh_report_file() -> Result<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repository_root().join("target"));
-    let dir = target.join("robustness");
+    let dir = target_dir().join("robustness");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let report = dir.join("report.jsonl");
     std::fs::write(&report, "").with_context(|| format!("cannot write {}", report.display()))?;
@@ -732,9 +729,7 @@ fn bench(args: &[String]) -> Result<ExitCode> {
     let smoke = args.iter().any(|arg| arg == "--smoke");
     let assets = assets::locate_or_build()?;
     run_cargo(&["build", "--bins"])?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repository_root().join("target"));
+    let target = target_dir();
     let mut builds = vec![("debug".to_string(), target.join("debug").join("step04_fermat"))];
     if !smoke {
         run_cargo(&["build", "--release", "--bin", "step04_fermat"])?;
@@ -855,11 +850,7 @@ fn attendee_loop() -> Result<ExitCode> {
     drop(copy);
     eprintln!("`cargo xtask test` with nothing to rebuild…");
     run_cargo(&["build", "--bins", "--examples"])?;
-    let log_path = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("bench")
-        .join("loop-test.log");
+    let log_path = target_dir().join("bench").join("loop-test.log");
     std::fs::create_dir_all(log_path.parent().context("no folder")?)?;
     let log = std::fs::File::create(&log_path)?;
     let started = std::time::Instant::now();

@@ -16,7 +16,7 @@
 //! cargo xtask test     run every test: unit tests, then end-to-end scenarios on real control planes
 //! cargo xtask robustness
 //!                      run the end-to-end scenarios and write ROBUSTNESS.md from the rows they record
-//! cargo xtask bench [--smoke | --loop]
+//! cargo xtask bench [--smoke | --loop | --size K --runs N --release]
 //!                      measure the finished controller against the API server's floor (BENCHMARKS.md);
 //!                      `--loop`: the attendee's edit-compile-run loop
 //! ```
@@ -726,14 +726,44 @@ fn bench(args: &[String]) -> Result<ExitCode> {
     if args.iter().any(|arg| arg == "--loop") {
         return attendee_loop();
     }
-    let smoke = args.iter().any(|arg| arg == "--smoke");
+    // `--size K` (repeatable), `--runs N` and `--release` narrow the full plan, to measure one option quickly.
+    let (mut smoke, mut release_only, mut sizes, mut runs) = (false, false, Vec::new(), None);
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        match word.as_str() {
+            "--smoke" => smoke = true,
+            "--release" => release_only = true,
+            "--size" | "--runs" => {
+                let Some(value) = words
+                    .next()
+                    .and_then(|value| value.parse::<usize>().ok())
+                    .filter(|&v| v > 0)
+                else {
+                    bail!("{word} takes a whole number above 0, as in `cargo xtask bench --size 30 --runs 1`");
+                };
+                if word == "--size" {
+                    sizes.push(value);
+                } else {
+                    runs = Some(value);
+                }
+            }
+            other => bail!(
+                "`cargo xtask bench` does not know `{other}`: it takes --smoke, --loop, or --size K, --runs N and --release"
+            ),
+        }
+    }
     let assets = assets::locate_or_build()?;
     run_cargo(&["build", "--bins"])?;
     let target = target_dir();
     let mut builds = vec![("debug".to_string(), target.join("debug").join("step04_fermat"))];
-    if !smoke {
+    if !smoke || release_only {
         run_cargo(&["build", "--release", "--bin", "step04_fermat"])?;
         builds.push(("release".to_string(), target.join("release").join("step04_fermat")));
+    }
+    // A narrowed run measures an option: its figures stay out of BENCHMARKS.md.
+    let narrowed = !sizes.is_empty() || runs.is_some() || release_only;
+    if release_only {
+        builds.retain(|(build, _)| build == "release");
     }
     let plan = if smoke {
         xtask::bench::Plan {
@@ -745,8 +775,12 @@ fn bench(args: &[String]) -> Result<ExitCode> {
         }
     } else {
         xtask::bench::Plan {
-            sizes: vec![1, 10, 30],
-            repetitions: 3,
+            sizes: if sizes.is_empty() {
+                vec![1, 10, 30]
+            } else {
+                sizes.clone()
+            },
+            repetitions: runs.unwrap_or(3),
             builds,
             idle: std::time::Duration::from_secs(60),
             floor_concurrency: vec![4, 16, 64],
@@ -763,11 +797,8 @@ fn bench(args: &[String]) -> Result<ExitCode> {
     eprintln!("benchmarking on a control plane of its own…");
     let runtime = tokio::runtime::Runtime::new()?;
     let results = runtime.block_on(xtask::bench::run(&plane, &plan))?;
-    let command = if smoke {
-        "cargo xtask bench --smoke"
-    } else {
-        "cargo xtask bench"
-    };
+    let command = format!("cargo xtask bench {}", args.join(" "));
+    let command = command.trim_end();
     let report = xtask::bench::report(&results, &machine(), command);
     println!("\n{report}");
     let out = target.join("bench");
@@ -777,7 +808,7 @@ fn bench(args: &[String]) -> Result<ExitCode> {
         serde_json::to_string_pretty(&xtask::bench::to_json(&results))?,
     )?;
     std::fs::write(out.join("settle.svg"), xtask::bench::plot(&results))?;
-    if !smoke {
+    if !smoke && !narrowed {
         let document = repository_root().join("BENCHMARKS.md");
         let text = std::fs::read_to_string(&document).with_context(|| format!("cannot read {}", document.display()))?;
         let (start, end) = (

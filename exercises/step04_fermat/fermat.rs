@@ -13,6 +13,7 @@ use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, CustomResource, KubeSchema, Resource, ResourceExt};
@@ -20,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, error, info, warn};
 
 use crate::backoff::{RetryBackoff, WatchBackoff};
-use crate::children::{self, InFlight, is_controlled_by};
+use crate::children::{self, InFlight, StatusWrites, is_controlled_by};
 use crate::tuple::{Tuple, TupleSpec};
 use crate::{FIELD_MANAGER, Shutdown};
 
@@ -119,6 +120,10 @@ struct Context {
     tuples_listed: Shared<BoxFuture<'static, bool>>,
     /// Creates and deletes of Tuples that the cache does not show yet.
     in_flight: InFlight,
+    /// Statuses written that the cache of Fermats may not show yet.
+    status_writes: StatusWrites<FermatStatus>,
+    /// Writes the events that tell what the controller did.
+    recorder: Recorder,
     backoff: RetryBackoff,
 }
 
@@ -147,7 +152,7 @@ fn fermats_to_wake(tuple: Tuple) -> Vec<ObjectRef<Fermat>> {
 /// Runs the Fermat controller until `shutdown` resolves.
 pub async fn run(client: Client, shutdown: Shutdown) {
     let fermats = Api::<Fermat>::default_namespaced(client.clone());
-    let tuples = Api::<Tuple>::default_namespaced(client);
+    let tuples = Api::<Tuple>::default_namespaced(client.clone());
     let (tuple_cache, cache_writer) = reflector::store();
     let tuple_events = watcher(tuples.clone(), watcher::Config::default())
         .reflect(cache_writer)
@@ -160,6 +165,8 @@ pub async fn run(client: Client, shutdown: Shutdown) {
         tuple_cache,
         tuples_listed,
         in_flight: InFlight::default(),
+        status_writes: StatusWrites::default(),
+        recorder: Recorder::new(client, children::REPORTER.into()),
         backoff: RetryBackoff::default(),
     });
     Controller::new(fermats, watcher::Config::default())
@@ -201,7 +208,7 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
             observed_generation: fermat.metadata.generation,
             ..FermatStatus::default()
         };
-        write_status(&ctx.fermats, &fermat, &status).await?;
+        write_status(&ctx, &fermat, status).await?;
         // Only a new spec can change this.
         return Ok(Action::await_change());
     }
@@ -210,7 +217,9 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
     if !ctx.tuples_listed.clone().await {
         return Err(Error::CacheNotReady);
     }
-    let existing = ctx.tuple_cache.state();
+    let existing = children::concerning(&ctx.tuple_cache, &owner.uid, |child| {
+        parent_name(child) == Some(name.as_str())
+    });
     let in_flight = ctx.in_flight.unseen(&name, &existing);
 
     // 2. Compute the desired children and compare them with what exists.
@@ -231,7 +240,14 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
         );
     }
     // An empty plan sends no request.
-    let applied = children::apply(&ctx.tuples, &plan, &name, &ctx.in_flight).await;
+    let applied = children::apply(
+        &ctx.tuples,
+        &plan,
+        &fermat.object_ref(&()),
+        &ctx.in_flight,
+        &ctx.recorder,
+    )
+    .await;
 
     // 4. Report status, and write it only if it changed.
     let status = FermatStatus {
@@ -241,7 +257,7 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
         observed_generation: fermat.metadata.generation,
         problem: None,
     };
-    if !write_status(&ctx.fermats, &fermat, &status).await? {
+    if !write_status(&ctx, &fermat, status).await? {
         return Ok(Action::await_change());
     }
 
@@ -258,8 +274,8 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
 }
 
 /// Writes `status` unless the Fermat already shows it; `false` when the Fermat is gone.
-async fn write_status(fermats: &Api<Fermat>, fermat: &Fermat, status: &FermatStatus) -> Result<bool, Error> {
-    if fermat.status.as_ref() == Some(status) {
+async fn write_status(ctx: &Context, fermat: &Fermat, status: FermatStatus) -> Result<bool, Error> {
+    if !ctx.status_writes.needed(fermat, fermat.status.as_ref(), &status) {
         return Ok(true);
     }
     let name = fermat.name_any();
@@ -268,12 +284,16 @@ async fn write_status(fermats: &Api<Fermat>, fermat: &Fermat, status: &FermatSta
         "kind": Fermat::kind(&()),
         "status": status,
     });
-    match fermats
+    match ctx
+        .fermats
         .patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await
     {
         Ok(_) => {
             info!(name, two_squares_found = status.two_squares_found, "wrote status");
+            let before = fermat.status.as_ref().map_or(&[][..], |old| &old.name_clashes);
+            children::tell_clashes::<Tuple>(&ctx.recorder, &fermat.object_ref(&()), before, &status.name_clashes).await;
+            ctx.status_writes.sent(fermat, status);
             Ok(true)
         }
         Err(kube::Error::Api(status)) if status.is_not_found() => Ok(false),

@@ -6,6 +6,7 @@ use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, CustomResource, KubeSchema, Resource, ResourceExt};
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, error, info, warn};
 
 use crate::backoff::{RetryBackoff, WatchBackoff};
-use crate::children::{self, InFlight, is_controlled_by};
+use crate::children::{self, InFlight, StatusWrites, is_controlled_by};
 use crate::number::{Number, NumberSpec};
 use crate::{FIELD_MANAGER, Shutdown};
 
@@ -112,6 +113,10 @@ struct Context {
     numbers_listed: Shared<BoxFuture<'static, bool>>,
     /// Creates and deletes of Numbers that the cache does not show yet.
     in_flight: InFlight,
+    /// Statuses written that the cache of Tuples may not show yet.
+    status_writes: StatusWrites<TupleStatus>,
+    /// Writes the events that tell what the controller did.
+    recorder: Recorder,
     backoff: RetryBackoff,
 }
 
@@ -141,7 +146,7 @@ fn tuples_to_wake(number: Number) -> Vec<ObjectRef<Tuple>> {
 /// Runs the Tuple controller until `shutdown` resolves.
 pub async fn run(client: Client, shutdown: Shutdown) {
     let tuples = Api::<Tuple>::default_namespaced(client.clone());
-    let numbers = Api::<Number>::default_namespaced(client);
+    let numbers = Api::<Number>::default_namespaced(client.clone());
     // One watch of Numbers does two jobs: it fills `number_cache`, which
     // reconcile reads instead of asking the API server, and it wakes the
     // Tuples concerned whenever a Number changes or disappears.
@@ -160,6 +165,8 @@ pub async fn run(client: Client, shutdown: Shutdown) {
         number_cache,
         numbers_listed,
         in_flight: InFlight::default(),
+        status_writes: StatusWrites::default(),
+        recorder: Recorder::new(client, children::REPORTER.into()),
         backoff: RetryBackoff::default(),
     });
     Controller::new(tuples, watcher::Config::default())
@@ -201,7 +208,9 @@ async fn reconcile(tuple: Arc<Tuple>, ctx: Arc<Context>) -> Result<Action, Error
     if !ctx.numbers_listed.clone().await {
         return Err(Error::CacheNotReady);
     }
-    let existing = ctx.number_cache.state();
+    let existing = children::concerning(&ctx.number_cache, &owner.uid, |child| {
+        parent_name(child) == Some(name.as_str())
+    });
     // Children an earlier reconcile created or deleted, that the cache does
     // not show yet: `plan` leaves them alone instead of writing them again.
     let in_flight = ctx.in_flight.unseen(&name, &existing);
@@ -225,7 +234,8 @@ async fn reconcile(tuple: Arc<Tuple>, ctx: Arc<Context>) -> Result<Action, Error
         );
     }
     // An empty plan sends no request.
-    let applied = children::apply(&ctx.numbers, &plan, &name, &ctx.in_flight).await;
+    let reference = tuple.object_ref(&());
+    let applied = children::apply(&ctx.numbers, &plan, &reference, &ctx.in_flight, &ctx.recorder).await;
 
     // 4. Report status, and write it only if it changed.
     let status = TupleStatus {
@@ -233,7 +243,7 @@ async fn reconcile(tuple: Arc<Tuple>, ctx: Arc<Context>) -> Result<Action, Error
         name_clashes: plan.clashes.clone(),
         observed_generation: tuple.metadata.generation,
     };
-    if tuple.status.as_ref() != Some(&status) {
+    if ctx.status_writes.needed(tuple.as_ref(), tuple.status.as_ref(), &status) {
         let patch = serde_json::json!({
             "apiVersion": Tuple::api_version(&()),
             "kind": Tuple::kind(&()),
@@ -244,7 +254,12 @@ async fn reconcile(tuple: Arc<Tuple>, ctx: Arc<Context>) -> Result<Action, Error
             .patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
             .await
         {
-            Ok(_) => info!(name, all_squares = status.all_squares, "wrote status"),
+            Ok(_) => {
+                info!(name, all_squares = status.all_squares, "wrote status");
+                let before = tuple.status.as_ref().map_or(&[][..], |old| &old.name_clashes);
+                children::tell_clashes::<Number>(&ctx.recorder, &reference, before, &status.name_clashes).await;
+                ctx.status_writes.sent(tuple.as_ref(), status);
+            }
             Err(kube::Error::Api(status)) if status.is_not_found() => return Ok(Action::await_change()),
             Err(source) => return Err(Error::WriteStatus { name, source }),
         }

@@ -12,19 +12,25 @@
 //!
 //! The children are read from a watch-backed cache, which lags a little behind
 //! the API server. `InFlight` remembers the writes the cache has not shown
-//! yet, so that a reconcile that runs in that gap does not send them again.
+//! yet, so that a reconcile that runs in that gap does not send them again;
+//! `StatusWrites` does the same for the parent's own status.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::{StreamExt, stream};
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::object::HasSpec;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::warn;
 
 use crate::FIELD_MANAGER;
 
@@ -86,6 +92,21 @@ where
         parents.push(in_namespace(name));
     }
     parents
+}
+
+/// The objects in `cache` that concern the parent `owner_uid`: those it
+/// controls, and those with a name it could want (`named_for_it`), which may
+/// clash. Reconcile compares its wanted children with these few, not with
+/// every object in the namespace.
+pub fn concerning<K>(cache: &Store<K>, owner_uid: &str, named_for_it: impl Fn(&str) -> bool) -> Vec<Arc<K>>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    let concerns = |object: &Arc<K>| {
+        is_controlled_by(object.as_ref(), owner_uid) || object.meta().name.as_deref().is_some_and(&named_for_it)
+    };
+    cache.state().into_iter().filter(concerns).collect()
 }
 
 /// Compares the wanted children of the parent `owner_uid` with the `existing`
@@ -225,71 +246,262 @@ pub enum Error {
     },
 }
 
+/// How many writes to children one reconcile sends at once. One after another,
+/// a Fermat of 100 would wait for 50 round trips before its last Tuple exists;
+/// all at once, a large plan would flood the API server.
+pub const WRITES_AT_ONCE: usize = 16;
+
+/// One write that a plan asks for.
+enum Write<'a, K> {
+    Create(&'a K),
+    Update(&'a K),
+    Delete(&'a Arc<K>),
+}
+
 /// Carries out `plan` for `parent` in the namespace of `api`, and records in
-/// `in_flight` each create and delete that the API server took.
-pub async fn apply<K>(api: &Api<K>, plan: &Plan<K>, parent: &str, in_flight: &InFlight) -> Result<(), Error>
+/// `in_flight` each create and delete that the API server took. Every write is
+/// sent, `WRITES_AT_ONCE` at a time; the first one refused is the error. Each
+/// write taken is told in an event on the parent.
+pub async fn apply<K>(
+    api: &Api<K>,
+    plan: &Plan<K>,
+    parent: &ObjectReference,
+    in_flight: &InFlight,
+    recorder: &Recorder,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
+{
+    let writes: Vec<_> = (plan.create.iter().map(Write::Create))
+        .chain(plan.update.iter().map(Write::Update))
+        .chain(plan.delete.iter().map(Write::Delete))
+        .map(|write| send(api, write, parent, in_flight, recorder))
+        .collect();
+    let results: Vec<Result<(), Error>> = stream::iter(writes).buffer_unordered(WRITES_AT_ONCE).collect().await;
+    results.into_iter().collect()
+}
+
+/// Sends one write, records it in `in_flight` if it creates or deletes, and tells it.
+async fn send<K>(
+    api: &Api<K>,
+    write: Write<'_, K>,
+    parent: &ObjectReference,
+    in_flight: &InFlight,
+    recorder: &Recorder,
+) -> Result<(), Error>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
 {
     let kind = K::kind(&()).to_string();
-    for child in &plan.create {
-        let name = child.name_any();
-        // `create`, not apply: it fails if the name was taken since our cache
-        // last looked, so a foreign object can never be taken over.
-        let params = PostParams {
-            field_manager: Some(FIELD_MANAGER.to_string()),
-            ..PostParams::default()
-        };
-        match api.create(&params, child).await {
-            Ok(_) => in_flight.sent(parent, name, None),
-            // The cache is behind: the object exists. Whether it is ours or a
-            // clash, the next reconcile tells, once the cache shows it.
-            Err(kube::Error::Api(status)) if status.is_already_exists() => in_flight.sent(parent, name, None),
-            Err(source) => {
-                return Err(Error::Create {
-                    kind: kind.clone(),
-                    name,
-                    source,
-                });
+    let parent_name = parent.name.as_deref().unwrap_or_default();
+    match write {
+        Write::Create(child) => {
+            let name = child.name_any();
+            // `create`, not apply: it fails if the name was taken since our cache
+            // last looked, so a foreign object can never be taken over.
+            let params = PostParams {
+                field_manager: Some(FIELD_MANAGER.to_string()),
+                ..PostParams::default()
+            };
+            match api.create(&params, child).await {
+                Ok(created) => {
+                    in_flight.sent(parent_name, name.clone(), None);
+                    let note = format!("created {kind} {name}");
+                    tell(
+                        recorder,
+                        parent,
+                        EventType::Normal,
+                        "Created",
+                        note,
+                        Some(created.object_ref(&())),
+                    )
+                    .await;
+                }
+                // The cache is behind: the object exists. Whether it is ours or a
+                // clash, the next reconcile tells, once the cache shows it.
+                Err(kube::Error::Api(status)) if status.is_already_exists() => in_flight.sent(parent_name, name, None),
+                Err(source) => return Err(Error::Create { kind, name, source }),
             }
         }
-    }
-    for child in &plan.update {
-        let name = child.name_any();
-        // Server-side apply: `force` takes back the fields that someone else edited.
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        api.patch(&name, &params, &Patch::Apply(child))
-            .await
-            .map_err(|source| Error::Update {
-                kind: kind.clone(),
-                name,
-                source,
-            })?;
-    }
-    for child in &plan.delete {
-        let name = child.name_any();
-        // The uid precondition deletes this very object, never a newer one of the same name.
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: child.uid(),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        match api.delete(&name, &params).await {
-            Ok(_) => in_flight.sent(parent, name, child.uid()),
-            // Already gone: the goal is reached.
-            Err(kube::Error::Api(status)) if status.is_not_found() => {}
-            Err(source) => {
-                return Err(Error::Delete {
-                    kind: kind.clone(),
-                    name,
-                    source,
-                });
+        Write::Update(child) => {
+            let name = child.name_any();
+            // Server-side apply: `force` takes back the fields that someone else edited.
+            let params = PatchParams::apply(FIELD_MANAGER).force();
+            if let Err(source) = api.patch(&name, &params, &Patch::Apply(child)).await {
+                return Err(Error::Update { kind, name, source });
+            }
+            let note = format!("put back the spec of {kind} {name}, which had been edited");
+            tell(
+                recorder,
+                parent,
+                EventType::Normal,
+                "PutBack",
+                note,
+                Some(child.object_ref(&())),
+            )
+            .await;
+        }
+        Write::Delete(child) => {
+            let name = child.name_any();
+            // The uid precondition deletes this very object, never a newer one of the same name.
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: child.uid(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match api.delete(&name, &params).await {
+                Ok(_) => {
+                    in_flight.sent(parent_name, name.clone(), child.uid());
+                    let note = format!("deleted {kind} {name}, no longer wanted");
+                    tell(
+                        recorder,
+                        parent,
+                        EventType::Normal,
+                        "Deleted",
+                        note,
+                        Some(child.object_ref(&())),
+                    )
+                    .await;
+                }
+                // Already gone: the goal is reached.
+                Err(kube::Error::Api(status)) if status.is_not_found() => {}
+                Err(source) => return Err(Error::Delete { kind, name, source }),
             }
         }
     }
     Ok(())
+}
+
+/// Who the events say they come from (`kubectl describe` shows it under From).
+pub const REPORTER: &str = "math-controller";
+
+/// Tells what happened in an event about `parent`, concerning `child`:
+/// `kubectl describe` on the parent and `kubectl get events` show it. An event
+/// that cannot be written is only logged: it is the story for people, while
+/// the objects themselves hold the state.
+async fn tell(
+    recorder: &Recorder,
+    parent: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+    child: Option<ObjectReference>,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: reason.to_string(),
+        secondary: child,
+    };
+    if let Err(err) = recorder.publish(&event, parent).await {
+        warn!(%err, reason, "cannot write an event");
+    }
+}
+
+/// Tells in events which name clashes appeared in `now`, and which of those
+/// in `before` (the status last written) have cleared.
+pub async fn tell_clashes<K: Resource<DynamicType = ()>>(
+    recorder: &Recorder,
+    parent: &ObjectReference,
+    before: &[String],
+    now: &[String],
+) {
+    let kind = K::kind(&());
+    let named = |name: &String| ObjectReference {
+        api_version: Some(K::api_version(&()).to_string()),
+        kind: Some(kind.to_string()),
+        name: Some(name.clone()),
+        namespace: parent.namespace.clone(),
+        ..ObjectReference::default()
+    };
+    for name in now.iter().filter(|name| !before.contains(name)) {
+        let note = format!(
+            "the name {name} is taken by a {kind} that is not ours: it is left alone, and listed in status.nameClashes"
+        );
+        tell(
+            recorder,
+            parent,
+            EventType::Warning,
+            "NameClash",
+            note,
+            Some(named(name)),
+        )
+        .await;
+    }
+    for name in before.iter().filter(|name| !now.contains(name)) {
+        let note = format!("the name {name} is no longer taken by a {kind} that is not ours");
+        tell(
+            recorder,
+            parent,
+            EventType::Normal,
+            "NameClashCleared",
+            note,
+            Some(named(name)),
+        )
+        .await;
+    }
+}
+
+/// The statuses this controller wrote that its cache of parents may not show yet.
+///
+/// The same lag as for children, one level up: a child's event can wake its
+/// parent right after we wrote the parent's status, before the watch of parents
+/// has delivered that write. That reconcile still sees the old status and would
+/// send the same new one again. Keeping what we wrote, with the version of the
+/// parent we wrote it over, tells this case apart from a status that someone
+/// else changed since, which must be written again.
+pub struct StatusWrites<S> {
+    sent: Mutex<HashMap<String, SentStatus<S>>>,
+}
+
+/// One status write, and the version of the parent it was written over.
+struct SentStatus<S> {
+    over: Option<String>,
+    status: S,
+    sent_at: Instant,
+}
+
+impl<S> Default for StatusWrites<S> {
+    fn default() -> Self {
+        StatusWrites {
+            sent: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<S: PartialEq> StatusWrites<S> {
+    /// Whether `status` must be written to `parent`, as the cache shows it.
+    pub fn needed<P: Resource>(&self, parent: &P, current: Option<&S>, status: &S) -> bool {
+        let name = parent.name_any();
+        let version = parent.resource_version();
+        let mut sent = self.sent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // The cache has moved past the version we wrote over: it shows our
+        // write, or something newer, and `current` is the truth again.
+        if sent.get(&name).is_some_and(|write| write.over != version) {
+            sent.remove(&name);
+        }
+        if current == Some(status) {
+            return false;
+        }
+        !sent.get(&name).is_some_and(|write| write.status == *status)
+    }
+
+    /// Records that `status` was written over `parent` as the cache showed it.
+    /// Forgets writes older than `IN_FLIGHT_LIMIT`, such as those to parents
+    /// deleted since.
+    pub fn sent<P: Resource>(&self, parent: &P, status: S) {
+        let mut sent = self.sent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        sent.retain(|_, write| write.sent_at.elapsed() < IN_FLIGHT_LIMIT);
+        let write = SentStatus {
+            over: parent.resource_version(),
+            status,
+            sent_at: Instant::now(),
+        };
+        sent.insert(parent.name_any(), write);
+    }
 }
 
 #[cfg(test)]
@@ -422,6 +634,41 @@ mod tests {
         let mut new = (*old).clone();
         new.metadata.uid = Some("another-uid".to_string());
         assert!(in_flight.unseen("p", &[Arc::new(new)]).is_empty());
+    }
+
+    /// A parent as the cache shows it, at a resource version.
+    fn parent_at(version: &str) -> Number {
+        let mut parent = Number::new("p", NumberSpec { value: 1 });
+        parent.metadata.resource_version = Some(version.to_string());
+        parent
+    }
+
+    #[test]
+    fn a_status_the_parent_shows_is_not_written() {
+        let writes = StatusWrites::default();
+        assert!(!writes.needed(&parent_at("1"), Some(&"done"), &"done"));
+        assert!(writes.needed(&parent_at("1"), Some(&"old"), &"done"));
+        assert!(writes.needed(&parent_at("1"), None, &"done"));
+    }
+
+    #[test]
+    fn a_status_just_written_is_not_sent_again_while_the_cache_lags() {
+        let writes = StatusWrites::default();
+        writes.sent(&parent_at("1"), "done");
+        // Still the version we wrote over: the same status would be a repeat.
+        assert!(!writes.needed(&parent_at("1"), Some(&"old"), &"done"));
+        // A different status is news and goes out.
+        assert!(writes.needed(&parent_at("1"), Some(&"old"), &"other"));
+    }
+
+    #[test]
+    fn a_status_someone_changed_after_our_write_is_written_again() {
+        let writes = StatusWrites::default();
+        writes.sent(&parent_at("1"), "done");
+        // The cache moved on (our write, then someone else's): it is the truth.
+        assert!(writes.needed(&parent_at("3"), Some(&"edited"), &"done"));
+        // And the record is gone, even back at the old version.
+        assert!(writes.needed(&parent_at("1"), Some(&"old"), &"done"));
     }
 
     fn tuple_owner(name: &str) -> OwnerReference {

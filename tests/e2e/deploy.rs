@@ -119,6 +119,9 @@ async fn the_finished_controller_needs_exactly_the_role_it_ships(mut s: Scenario
     s.merge_patch("number", "thirteen-2-and-11-0", r#"{"spec":{"value":7}}"#)?;
     s.kubectl(&["delete", "number", "thirteen-1-and-12-1"])?;
     ensure!(crate::step04::settled_answer(&s, "thirteen", 13).await?, "13 was lost");
+    // The same child put back again: its event becomes a series (a patch).
+    s.merge_patch("number", "thirteen-2-and-11-0", r#"{"spec":{"value":7}}"#)?;
+    ensure!(crate::step04::settled_answer(&s, "thirteen", 13).await?, "13 was lost");
     s.merge_patch("fermat", "thirteen", r#"{"spec":{"number":5}}"#)?;
     ensure!(
         crate::step04::settled_answer(&s, "thirteen", 5).await?,

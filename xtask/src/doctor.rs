@@ -110,6 +110,9 @@ pub fn permissions(stage: &str) -> Vec<(&'static str, &'static str)> {
             ("list", "tuples"),
             ("watch", "tuples"),
             ("patch", "tuples/status"),
+            // Events that tell what the controllers did to children.
+            ("create", "events.events.k8s.io"),
+            ("patch", "events.events.k8s.io"),
         ]);
     }
     if number >= 4 {

@@ -18,7 +18,7 @@ pub fn cases() -> Vec<Case> {
             Stage::Step03,
             growing_and_shrinking_the_list_creates_and_deletes_children
         ),
-        case!(Stage::Step03, a_deleted_child_comes_back),
+        case!(Stage::Step03, a_deleted_child_comes_back_and_an_event_tells_it),
         case!(Stage::Step03, an_edited_child_is_put_back),
         case!(Stage::Step03, all_squares_follows_the_children),
         case!(Stage::Step03, deleting_the_tuple_garbage_collects_its_children),
@@ -131,19 +131,47 @@ async fn growing_and_shrinking_the_list_creates_and_deletes_children(mut s: Scen
     Ok(())
 }
 
-async fn a_deleted_child_comes_back(mut s: Scenario<'_>) -> Result<()> {
+async fn a_deleted_child_comes_back_and_an_event_tells_it(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step03)?;
     s.apply(&tuple("heal", &[4, 5]))?;
     let before = expect_numbers(&s, &[("heal-0", 4), ("heal-1", 5)]).await?;
     s.kubectl(&["delete", "number", "heal-1"])?;
-    s.eventually("heal-1 to come back as a new object", || async {
-        let found = numbers(&s).await?;
-        match found.iter().find(|(name, _, _)| name == "heal-1") {
-            Some((_, 5, uid)) if *uid != before[1].2 => Ok(()),
-            other => Err(format!("{other:?}")),
+    let returned = s
+        .eventually("heal-1 to come back as a new object", || async {
+            let found = numbers(&s).await?;
+            match found.iter().find(|(name, _, _)| name == "heal-1") {
+                Some((_, 5, uid)) if *uid != before[1].2 => Ok(uid.clone()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await?;
+    // An Event on the Tuple tells of it, naming the new Number by its uid.
+    s.eventually("an Event on heal about the new heal-1", || async {
+        let listed = s
+            .kubectl(&["get", "events.events.k8s.io", "-o", "json"])
+            .map_err(|err| format!("{err:#}"))?;
+        let events: serde_json::Value = serde_json::from_str(&listed).map_err(|err| err.to_string())?;
+        let told = events["items"].as_array().into_iter().flatten().any(|event| {
+            event["regarding"]["kind"] == "Tuple"
+                && event["regarding"]["name"] == "heal"
+                && event["reason"] == "Created"
+                && event["note"] == "created Number heal-1"
+                && event["related"]["uid"] == returned.as_str()
+        });
+        if told {
+            Ok(())
+        } else {
+            Err(format!("the Events are {listed}"))
         }
     })
-    .await
+    .await?;
+    // `kubectl describe` tells the same story: heal-1 created, then created again.
+    let described = s.kubectl(&["describe", "tuple", "heal"])?;
+    ensure!(
+        described.matches("created Number heal-1").count() == 2,
+        "kubectl describe tuple heal shows:\n{described}"
+    );
+    Ok(())
 }
 
 async fn an_edited_child_is_put_back(mut s: Scenario<'_>) -> Result<()> {
@@ -336,5 +364,7 @@ async fn the_guide_shows_what_a_real_run_prints(mut s: Scenario<'_>) -> Result<(
     s.apply(SAMPLES)?;
     guides::expect_table(&s, "step03-tuples", &["get", "tuples"]).await?;
     guides::expect_table(&s, "step03-numbers", &["get", "numbers"]).await?;
+    let tree = xtask::tree_live::snapshot(&s.client, &s.namespace, true, std::time::Duration::from_secs(60)).await?;
+    guides::expect_text(&s, "step03-tree", &tree)?;
     guides::expect_logged(&s, "step03", &s.controller_log())
 }

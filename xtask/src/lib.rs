@@ -26,6 +26,8 @@ pub mod guides;
 pub mod pki;
 pub mod robustness;
 pub mod slides;
+pub mod tree;
+pub mod tree_live;
 
 use std::path::{Path, PathBuf};
 

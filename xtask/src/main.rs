@@ -16,6 +16,8 @@
 //! cargo xtask test     run every test: unit tests, then end-to-end scenarios on real control planes
 //! cargo xtask robustness
 //!                      run the end-to-end scenarios and write ROBUSTNESS.md from the rows they record
+//! cargo xtask tree [--namespace NS] [--once [--wait-settled] [--timeout SECONDS]]
+//!                      the Fermat → Tuple → Number tree of a namespace, live; `--once` prints it as text
 //! cargo xtask bench [--smoke | --loop | --size K --runs N --release]
 //!                      measure the finished controller against the API server's floor (BENCHMARKS.md);
 //!                      `--loop`: the attendee's edit-compile-run loop
@@ -49,8 +51,9 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("robustness") => robustness(),
         Some("bench") => bench(&args[1..]),
+        Some("tree") => tree(&args[1..]),
         _ => Err(anyhow::anyhow!(
-            "usage: cargo xtask up | down | reset | check [STAGE] [--watch] | doctor [STAGE] | prepare | slides | guides | build [--cross] | test [-- FILTER] | robustness | bench [--smoke | --loop]"
+            "usage: cargo xtask up | down | reset | check [STAGE] [--watch] | doctor [STAGE] | prepare | slides | guides | build [--cross] | test [-- FILTER] | robustness | bench [--smoke | --loop] | tree [--namespace NS] [--once [--wait-settled]]"
         )),
     };
     match result {
@@ -60,6 +63,45 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `cargo xtask tree`: the ownership tree of a namespace, live in the
+/// terminal, or once as text with `--once`.
+fn tree(args: &[String]) -> Result<ExitCode> {
+    let mut options = xtask::tree_live::Options {
+        namespace: None,
+        once: false,
+        wait_settled: false,
+        timeout: std::time::Duration::from_secs(60),
+    };
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        match word.as_str() {
+            "--once" => options.once = true,
+            "--wait-settled" => options.wait_settled = true,
+            "--namespace" | "-n" => {
+                let namespace = words
+                    .next()
+                    .context("--namespace takes a name, as in `--namespace default`")?;
+                options.namespace = Some(namespace.clone());
+            }
+            "--timeout" => {
+                let seconds = (words.next())
+                    .and_then(|value| value.parse::<u64>().ok())
+                    .context("--timeout takes a number of seconds, as in `--timeout 120`")?;
+                options.timeout = std::time::Duration::from_secs(seconds);
+            }
+            other => bail!(
+                "`cargo xtask tree` does not know `{other}`: it takes --namespace NS, --once, --wait-settled and --timeout SECONDS"
+            ),
+        }
+    }
+    if options.wait_settled && !options.once {
+        bail!("--wait-settled goes with --once: the live tree shows settling as it happens");
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(xtask::tree_live::run(options))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Where `up` keeps the running control plane's files.

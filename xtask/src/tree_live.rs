@@ -49,9 +49,15 @@ struct State {
 impl State {
     fn mark(&mut self, uid: &str, mark: Mark, kind: Kind) {
         // Objects that were there when the tree started are not news.
-        if self.listed.contains(&kind) {
-            self.marks.insert(uid.to_string(), (mark, Instant::now()));
+        if !self.listed.contains(&kind) {
+            return;
         }
+        // A new object getting its status is still news as a new object.
+        let mark = match self.marks.get(uid) {
+            Some((Mark::Created, _)) if mark == Mark::Changed => Mark::Created,
+            _ => mark,
+        };
+        self.marks.insert(uid.to_string(), (mark, Instant::now()));
     }
 
     fn upsert(&mut self, object: Object) {
@@ -66,11 +72,11 @@ impl State {
     }
 
     fn remove(&mut self, uid: &str) {
-        if let Some(object) = self.objects.remove(uid) {
-            if self.listed.contains(&object.kind) {
-                self.marks.insert(uid.to_string(), (Mark::Deleted, Instant::now()));
-                self.ghosts.insert(uid.to_string(), object);
-            }
+        if let Some(object) = self.objects.remove(uid)
+            && self.listed.contains(&object.kind)
+        {
+            self.marks.insert(uid.to_string(), (Mark::Deleted, Instant::now()));
+            self.ghosts.insert(uid.to_string(), object);
         }
     }
 
@@ -115,12 +121,13 @@ impl State {
         self.marks.len() != before
     }
 
-    fn shown(&self) -> Vec<Object> {
-        self.objects.values().chain(self.ghosts.values()).cloned().collect()
+    /// The objects there, and those deleted a moment ago.
+    fn shown(&self) -> Vec<&Object> {
+        self.objects.values().chain(self.ghosts.values()).collect()
     }
 
-    fn live(&self) -> Vec<Object> {
-        self.objects.values().cloned().collect()
+    fn live(&self) -> Vec<&Object> {
+        self.objects.values().collect()
     }
 }
 
@@ -294,7 +301,8 @@ async fn view(
     let mut dirty = true;
     let mut last_draw = Instant::now() - Duration::from_secs(1);
     loop {
-        if dirty && last_draw.elapsed() >= Duration::from_millis(100) {
+        // At most five frames a second while objects pour in; keys draw at once.
+        if dirty && last_draw.elapsed() >= Duration::from_millis(200) {
             draw(terminal, namespace, installed, state, &mut cursor)?;
             last_draw = Instant::now();
             dirty = false;
@@ -330,7 +338,7 @@ async fn view(
 
 /// Moves the cursor or folds the tree for one key.
 fn steer(code: KeyCode, state: &State, cursor: &mut Cursor, height: u16) {
-    let rows = tree::rows(&state.shown(), &HashMap::new(), &cursor.collapsed);
+    let rows = tree::rows_in(&state.shown(), &|_| None, &cursor.collapsed, 0..0);
     if rows.is_empty() {
         return;
     }
@@ -388,28 +396,32 @@ fn draw(
     cursor: &mut Cursor,
 ) -> Result<()> {
     let shown = state.shown();
-    let marks: HashMap<String, Mark> = state
-        .marks
-        .iter()
-        .map(|(uid, (mark, _))| (uid.clone(), *mark))
-        .collect();
-    let rows = tree::rows(&shown, &marks, &cursor.collapsed);
+    let marks = |uid: &str| state.marks.get(uid).map(|(mark, _)| *mark);
     let header = tree::header(namespace, &state.live(), installed);
+    let height = usize::from(terminal.size()?.height.saturating_sub(2)).max(1);
+    // Text only for the rows on screen; a second pass when the selected row
+    // has moved off it.
+    let mut rows = tree::rows_in(&shown, &marks, &cursor.collapsed, cursor.top..cursor.top + height);
+    let at = (cursor.selected.as_ref())
+        .and_then(|uid| rows.iter().position(|row| row.uid == *uid))
+        .unwrap_or(0);
+    let top = if at < cursor.top {
+        at
+    } else if at >= cursor.top + height {
+        at + 1 - height
+    } else {
+        cursor.top
+    }
+    .min(rows.len().saturating_sub(height));
+    if top != cursor.top {
+        cursor.top = top;
+        rows = tree::rows_in(&shown, &marks, &cursor.collapsed, top..top + height);
+    }
     terminal
         .draw(|frame| {
             let [top, body, bottom] = Layout::vertical([Constraint::Length(1), Constraint::Min(1), Constraint::Length(1)])
                 .areas(frame.area());
             let height = usize::from(body.height);
-            let at = (cursor.selected.as_ref())
-                .and_then(|uid| rows.iter().position(|row| row.uid == *uid))
-                .unwrap_or(0);
-            // Keep the selected row on screen.
-            if at < cursor.top {
-                cursor.top = at;
-            } else if at >= cursor.top + height {
-                cursor.top = at + 1 - height;
-            }
-            cursor.top = cursor.top.min(rows.len().saturating_sub(height));
             let lines: Vec<Line> = (rows.iter().enumerate().skip(cursor.top).take(height))
                 .map(|(index, row)| {
                     let spans: Vec<Span> = (row.spans.iter())

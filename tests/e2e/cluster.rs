@@ -499,8 +499,19 @@ impl<'a> Scenario<'a> {
                 Err(seen) => seen,
             };
             if started.elapsed() > DEADLINE {
+                // The scenario's folder goes when it ends: keep the whole log.
+                let kept = (std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from))
+                    .unwrap_or_else(|| xtask::repository_root().join("target"))
+                    .join("e2e-logs")
+                    .join(format!("{}.log", self.namespace));
+                let kept = match fs::create_dir_all(kept.parent().unwrap_or(&kept))
+                    .and_then(|()| fs::write(&kept, self.controller_log()))
+                {
+                    Ok(()) => format!("the whole log: {}", kept.display()),
+                    Err(err) => format!("the whole log could not be kept: {err}"),
+                };
                 return Err(anyhow!(
-                    "waited {} s for {what}, but saw: {seen}\n--- controller log (last lines) ---\n{}",
+                    "waited {} s for {what}, but saw: {seen}\n--- controller log (last lines; {kept}) ---\n{}",
                     DEADLINE.as_secs(),
                     last_lines(&self.controller_log(), 30)
                 ));

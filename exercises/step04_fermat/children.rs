@@ -381,6 +381,10 @@ pub const REPORTER: &str = "math-controller";
 /// `kubectl describe` on the parent and `kubectl get events` show it. An event
 /// that cannot be written is only logged: it is the story for people, while
 /// the objects themselves hold the state.
+///
+/// The recorder gathers repeats (same reason, same parent, same child) into
+/// one event with a count. The child's reference carries its uid, so a child
+/// deleted and created again gets an event of its own.
 async fn tell(
     recorder: &Recorder,
     parent: &ObjectReference,

@@ -137,13 +137,20 @@ fn resource(kind: Kind) -> ApiResource {
     ApiResource::from_gvk_with_plural(&gvk, kind.plural())
 }
 
-/// Connects with the current kubeconfig context.
+/// Connects with the current kubeconfig context (or, inside a Pod, its account).
 async fn connect() -> Result<Client> {
-    Client::try_default().await.map_err(|err| {
-        anyhow::anyhow!(
-            "cannot use the current kubeconfig context ({err}): start the local cluster with `cargo xtask up` and export the KUBECONFIG it prints"
-        )
-    })
+    let config = match kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions::default()).await {
+        Ok(config) => config,
+        Err(kubeconfig) => kube::Config::incluster().map_err(|_| {
+            // The YAML parser quotes the file over several lines: one line is enough.
+            let why: Vec<String> = kubeconfig.to_string().lines().map(|line| line.trim().to_string()).collect();
+            anyhow::anyhow!(
+                "cannot read the kubeconfig ({}): start the local cluster with `cargo xtask up` and export the KUBECONFIG it prints",
+                why.join(" ")
+            )
+        })?,
+    };
+    Client::try_from(config).map_err(|err| anyhow::anyhow!("cannot use the kubeconfig's cluster: {err}"))
 }
 
 /// Which of the workshop's kinds the cluster serves.

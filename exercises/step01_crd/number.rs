@@ -3,13 +3,13 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use futures::StreamExt;
+use kit::Shutdown;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, Client, CustomResource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::info;
 
 // `#[derive(CustomResource)]` generates the `Number` type (apiVersion, kind,
 // metadata and this spec) and `Number::crd()`, the CustomResourceDefinition.
@@ -36,23 +36,15 @@ pub struct NumberSpec {
     // with a `///` line that `kubectl explain number.spec` will show.
 }
 
-/// Runs the Number controller until the process is interrupted.
+/// Runs the Number controller until `shutdown` resolves.
 ///
 /// A `Controller` watches Numbers and calls `reconcile` for each one that
 /// changes. The watch is a long-lived request: the API server pushes every
 /// change to us, and we never poll.
-pub async fn run(client: Client) {
+pub async fn run(client: Client, shutdown: Shutdown) {
     let numbers = Api::<Number>::default_namespaced(client);
-    Controller::new(numbers, watcher::Config::default())
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, Arc::new(()))
-        .for_each(|result| async move {
-            // Reconciles cannot fail here: an error comes from the watch itself.
-            if let Err(err) = result {
-                warn!(%err, "controller error");
-            }
-        })
-        .await;
+    let controller = Controller::new(numbers, watcher::Config::default());
+    kit::controller::run(controller, reconcile, error_policy, Arc::new(()), shutdown).await;
 }
 
 /// Called with the current state of one Number. This stage only looks.

@@ -3,17 +3,13 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
-use kube::api::{Patch, PatchParams};
-use kube::runtime::controller::{self, Action, Controller};
+use kit::{RetryBackoff, Shutdown, StatusWriter};
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
-use kube::{Api, Client, CustomResource, Resource, ResourceExt};
+use kube::{Api, Client, CustomResource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
-
-use crate::FIELD_MANAGER;
-use crate::backoff::{RetryBackoff, WatchBackoff};
 
 // `#[derive(CustomResource)]` generates the `Number` type (apiVersion, kind,
 // metadata and this spec) and `Number::crd()`, the CustomResourceDefinition.
@@ -83,7 +79,9 @@ pub fn desired_status(spec: &NumberSpec, generation: Option<i64>) -> NumberStatu
 
 /// Everything `reconcile` needs besides the Number itself.
 struct Context {
-    numbers: Api<Number>,
+    /// Writes the status of Numbers (see kit/src/status.rs).
+    status: StatusWriter<Number>,
+    /// Counts each Number's failures, to wait longer after each one.
     backoff: RetryBackoff,
 }
 
@@ -97,29 +95,19 @@ pub enum Error {
     },
 }
 
-/// Runs the Number controller until the process is interrupted.
+/// Runs the Number controller until `shutdown` resolves.
 ///
 /// A `Controller` watches Numbers and calls `reconcile` for each one that
 /// changes. The watch is a long-lived request: the API server pushes every
 /// change to us, and we never poll.
-pub async fn run(client: Client) {
+pub async fn run(client: Client, shutdown: Shutdown) {
     let numbers = Api::<Number>::default_namespaced(client);
     let context = Arc::new(Context {
-        numbers: numbers.clone(),
+        status: StatusWriter::new(numbers.clone()),
         backoff: RetryBackoff::default(),
     });
-    Controller::new(numbers, watcher::Config::default())
-        .trigger_backoff(WatchBackoff::default())
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            match result {
-                // error_policy has logged it already.
-                Ok(_) | Err(controller::Error::ReconcilerFailed(..)) => {}
-                Err(err) => warn!(%err, "controller error"),
-            }
-        })
-        .await;
+    let controller = Controller::new(numbers, watcher::Config::default());
+    kit::controller::run(controller, reconcile, error_policy, context, shutdown).await;
 }
 
 /// Brings one Number's status in line with its spec.
@@ -136,12 +124,10 @@ async fn reconcile(number: Arc<Number>, ctx: Arc<Context>) -> Result<Action, Err
         "saw Number"
     );
     // 1. Read: the Number we were handed is the watch's latest copy.
-    // TODO 2.4: compute the status the spec asks for, compare it with the
-    // one the Number has, and write it only if it differs: with server-side
-    // apply, through the status subresource, as FIELD_MANAGER, forced.
-    // A Number deleted meanwhile (NotFound) is not an error. After a write,
-    // log "wrote status" with the name, fizz_buzz and is_square. On success,
-    // tell `ctx.backoff` (a later failure then starts over at 1 s).
+    // TODO 2.4: 2. compute the status the spec asks for; 3. if it differs
+    // from the one the Number has, write it with `ctx.status.write(&number,
+    // &desired)` (an error becomes `Error::WriteStatus`). Then tell
+    // `ctx.backoff` that this Number succeeded, and wait for its next change.
     todo!("2.4: compute, compare and write the status, see steps/en/02-status.md#24")
 }
 

@@ -9,21 +9,16 @@
 
 use std::sync::Arc;
 
-use futures::future::{BoxFuture, Shared};
-use futures::{FutureExt, StreamExt};
-use kube::api::{Patch, PatchParams};
-use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::Recorder;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kit::{Children, RetryBackoff, Shutdown, StatusWriter, is_controlled_by};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
 use kube::{Api, Client, CustomResource, KubeSchema, Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
-use tracing::{debug, error, info, warn};
+use tracing::{error, warn};
 
-use crate::backoff::{RetryBackoff, WatchBackoff};
-use crate::children::{self, InFlight, StatusWrites, is_controlled_by};
+use crate::plan::plan;
 use crate::tuple::{Tuple, TupleSpec};
-use crate::{FIELD_MANAGER, Shutdown};
 
 /// The largest n a Fermat accepts (the CRD schema enforces it). A Fermat
 /// creates n/2 Tuples and n Numbers: 100 keeps that light on a laptop cluster.
@@ -112,18 +107,11 @@ pub fn blocked_children(owner_uid: &str, wanted: &[Tuple], existing: &[Arc<Tuple
 
 /// Everything `reconcile` needs besides the Fermat itself.
 struct Context {
-    fermats: Api<Fermat>,
-    tuples: Api<Tuple>,
-    /// Every Tuple in the namespace, kept current by a watch.
-    tuple_cache: Store<Tuple>,
-    /// Resolves once that watch has listed every Tuple (false if it never will).
-    tuples_listed: Shared<BoxFuture<'static, bool>>,
-    /// Creates and deletes of Tuples that the cache does not show yet.
-    in_flight: InFlight,
-    /// Statuses written that the cache of Fermats may not show yet.
-    status_writes: StatusWrites<FermatStatus>,
-    /// Writes the events that tell what the controller did.
-    recorder: Recorder,
+    /// Writes the status of Fermats (see kit/src/status.rs).
+    status: StatusWriter<Fermat>,
+    /// The Tuples, from a watch cache, and the writes to them (see kit/src/children.rs).
+    tuples: Children<Tuple>,
+    /// Counts each Fermat's failures, to wait longer after each one.
     backoff: RetryBackoff,
 }
 
@@ -131,10 +119,8 @@ struct Context {
 pub enum Error {
     #[error("Fermat {name} has no uid: it did not come from the API server")]
     MissingUid { name: String },
-    #[error("the watch of Tuples stopped before it listed them")]
-    CacheNotReady,
     #[error(transparent)]
-    Children(#[from] children::Error),
+    Children(#[from] kit::children::Error),
     #[error("cannot write the status of Fermat {name}: {source}")]
     WriteStatus {
         name: String,
@@ -146,43 +132,21 @@ pub enum Error {
 /// The Fermats to wake when a Tuple changes: the one that controls it, and
 /// the one whose child name it has.
 fn fermats_to_wake(tuple: Tuple) -> Vec<ObjectRef<Fermat>> {
-    children::parents_to_wake(&tuple, parent_name(&tuple.name_any()))
+    kit::children::parents_to_wake(&tuple, parent_name(&tuple.name_any()))
 }
 
 /// Runs the Fermat controller until `shutdown` resolves.
 pub async fn run(client: Client, shutdown: Shutdown) {
     let fermats = Api::<Fermat>::default_namespaced(client.clone());
-    let tuples = Api::<Tuple>::default_namespaced(client.clone());
-    let (tuple_cache, cache_writer) = reflector::store();
-    let tuple_events = watcher(tuples.clone(), watcher::Config::default())
-        .reflect(cache_writer)
-        .touched_objects();
-    let listed = tuple_cache.clone();
-    let tuples_listed = async move { listed.wait_until_ready().await.is_ok() }.boxed().shared();
+    let (tuples, tuple_changes) = Children::watch(&client);
     let context = Arc::new(Context {
-        fermats: fermats.clone(),
+        status: StatusWriter::new(fermats.clone()),
         tuples,
-        tuple_cache,
-        tuples_listed,
-        in_flight: InFlight::default(),
-        status_writes: StatusWrites::default(),
-        recorder: Recorder::new(client, children::REPORTER.into()),
         backoff: RetryBackoff::default(),
     });
-    Controller::new(fermats, watcher::Config::default())
-        .watches_stream(tuple_events, fermats_to_wake)
-        .trigger_backoff(WatchBackoff::default())
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            match result {
-                // error_policy has logged it already.
-                Ok(_) | Err(controller::Error::ReconcilerFailed(..)) => {}
-                Err(controller::Error::ObjectNotFound(object)) => debug!(%object, "no such Fermat"),
-                Err(err) => warn!(%err, "controller error"),
-            }
-        })
-        .await;
+    let controller =
+        Controller::new(fermats, watcher::Config::default()).watches_stream(tuple_changes, fermats_to_wake);
+    kit::controller::run(controller, reconcile, error_policy, context, shutdown).await;
 }
 
 /// Brings one Fermat's Tuples and status in line with its spec.
@@ -194,111 +158,55 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
     if fermat.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    // The schema refuses such an n, but an object made under an older, looser
-    // schema keeps it: never try to create n/2 Tuples for it; say why instead.
-    if fermat.spec.number > MAX_NUMBER {
-        let problem = format!(
-            "n = {} is above {MAX_NUMBER}, the most this controller handles: nothing is created; \
-             lower spec.number, or delete this Fermat",
-            fermat.spec.number
-        );
-        warn!(name, problem, "Fermat left alone");
-        let status = FermatStatus {
-            problem: Some(problem),
-            observed_generation: fermat.metadata.generation,
-            ..FermatStatus::default()
-        };
-        write_status(&ctx, &fermat, status).await?;
-        // Only a new spec can change this.
-        return Ok(Action::await_change());
-    }
 
-    // 1. Read the Tuples that exist, from the watch cache.
-    if !ctx.tuples_listed.clone().await {
-        return Err(Error::CacheNotReady);
-    }
-    let existing = children::concerning(&ctx.tuple_cache, &owner.uid, |child| {
-        parent_name(child) == Some(name.as_str())
-    });
-    let in_flight = ctx.in_flight.unseen(&name, &existing);
+    // 1. Read the Tuples that concern this Fermat, from the watch cache.
+    let existing = ctx
+        .tuples
+        .existing(fermat.as_ref(), |child| parent_name(child) == Some(&name))
+        .await?;
 
-    // 2. Compute the desired children and compare them with what exists.
-    // TODO 4.5: as in tuple.rs: the wanted children, each with the
+    // 2. Compute the desired children and compare them with what exists. The
+    //    schema refuses an n above the bound, but an object made under an
+    //    older, looser schema keeps it: it wants no Tuples, and its status says why.
+    let problem = (fermat.spec.number > MAX_NUMBER).then(|| too_large(fermat.spec.number));
+    let n = if problem.is_none() { fermat.spec.number } else { 0 };
+    // TODO 4.5: as in tuple.rs: the wanted children for `n`, each with the
     // ownerReference `owner`, and the plan that compares them with `existing`.
-    let (wanted, plan): (Vec<Tuple>, children::Plan<Tuple>) =
+    let (wanted, plan): (Vec<Tuple>, kit::Plan<Tuple>) =
         todo!("4.5: the wanted Tuples and the plan, see steps/en/04-fermat.md#45");
 
     // 3. Create or update what differs, delete what is not wanted.
-    if !plan.is_empty() {
-        info!(
-            name,
-            namespace = fermat.namespace().unwrap_or_default(),
-            create = plan.create.len(),
-            update = plan.update.len(),
-            delete = plan.delete.len(),
-            "converging children"
-        );
-    }
-    // An empty plan sends no request.
-    let applied = children::apply(
-        &ctx.tuples,
-        &plan,
-        &fermat.object_ref(&()),
-        &ctx.in_flight,
-        &ctx.recorder,
-    )
-    .await;
+    let applied = ctx.tuples.apply(fermat.as_ref(), &plan).await;
 
     // 4. Report status, and write it only if it changed.
     let status = FermatStatus {
-        two_squares_found: two_squares_found(&owner.uid, &wanted, &existing),
-        name_clashes: plan.clashes.clone(),
-        blocked_tuples: blocked_children(&owner.uid, &wanted, &existing),
+        two_squares_found: two_squares_found(&owner.uid, &wanted, &existing.objects),
+        name_clashes: plan.clashes,
+        blocked_tuples: blocked_children(&owner.uid, &wanted, &existing.objects),
         observed_generation: fermat.metadata.generation,
-        problem: None,
+        problem,
     };
-    if !write_status(&ctx, &fermat, status).await? {
-        return Ok(Action::await_change());
+    if fermat.status.as_ref() != Some(&status) {
+        ctx.status
+            .write(&fermat, &status)
+            .await
+            .map_err(|source| Error::WriteStatus {
+                name: name.clone(),
+                source,
+            })?;
     }
 
     // A failed write to a child is retried with a growing delay (error_policy).
-    applied?;
+    let action = applied?;
     ctx.backoff.succeeded(&name);
-    if !plan.clashes.is_empty() {
-        warn!(name, clashes = ?plan.clashes, "wanted names are taken; reported in status");
-    }
-    if !in_flight.is_empty() || !plan.create.is_empty() || !plan.delete.is_empty() {
-        return Ok(Action::requeue(children::IN_FLIGHT_LIMIT));
-    }
-    Ok(Action::await_change())
+    Ok(action)
 }
 
-/// Writes `status` unless the Fermat already shows it; `false` when the Fermat is gone.
-async fn write_status(ctx: &Context, fermat: &Fermat, status: FermatStatus) -> Result<bool, Error> {
-    if !ctx.status_writes.needed(fermat, fermat.status.as_ref(), &status) {
-        return Ok(true);
-    }
-    let name = fermat.name_any();
-    let patch = serde_json::json!({
-        "apiVersion": Fermat::api_version(&()),
-        "kind": Fermat::kind(&()),
-        "status": status,
-    });
-    match ctx
-        .fermats
-        .patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-    {
-        Ok(_) => {
-            info!(name, two_squares_found = status.two_squares_found, "wrote status");
-            let before = fermat.status.as_ref().map_or(&[][..], |old| &old.name_clashes);
-            children::tell_clashes::<Tuple>(&ctx.recorder, &fermat.object_ref(&()), before, &status.name_clashes).await;
-            ctx.status_writes.sent(fermat, status);
-            Ok(true)
-        }
-        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(false),
-        Err(source) => Err(Error::WriteStatus { name, source }),
-    }
+/// Why nothing is created for a Fermat whose `n` is above the bound.
+fn too_large(n: i64) -> String {
+    format!(
+        "n = {n} is above {MAX_NUMBER}, the most this controller handles: nothing is created; lower spec.number, or delete this Fermat"
+    )
 }
 
 /// What to do when `reconcile` fails: log it and retry later, waiting longer
@@ -309,7 +217,7 @@ fn error_policy(fermat: Arc<Fermat>, error: &Error, ctx: Arc<Context>) -> Action
         // The API server refused a write or did not answer: it may work later.
         Error::Children(_) | Error::WriteStatus { .. } => warn!(%error, retry_in = ?delay, "will retry"),
         // Should not happen with objects from the API server.
-        Error::MissingUid { .. } | Error::CacheNotReady => error!(%error, retry_in = ?delay, "will retry"),
+        Error::MissingUid { .. } => error!(%error, retry_in = ?delay, "will retry"),
     }
     Action::requeue(delay)
 }

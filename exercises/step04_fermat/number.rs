@@ -3,17 +3,13 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
-use kube::api::{Patch, PatchParams};
-use kube::runtime::controller::{self, Action, Controller};
+use kit::{RetryBackoff, Shutdown, StatusWriter};
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
-use kube::{Api, Client, CustomResource, Resource, ResourceExt};
+use kube::{Api, Client, CustomResource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
-
-use crate::backoff::{RetryBackoff, WatchBackoff};
-use crate::{FIELD_MANAGER, Shutdown};
 
 // `#[derive(CustomResource)]` generates the `Number` type (apiVersion, kind,
 // metadata and this spec) and `Number::crd()`, the CustomResourceDefinition.
@@ -93,7 +89,9 @@ pub fn desired_status(spec: &NumberSpec, generation: Option<i64>) -> NumberStatu
 
 /// Everything `reconcile` needs besides the Number itself.
 struct Context {
-    numbers: Api<Number>,
+    /// Writes the status of Numbers (see kit/src/status.rs).
+    status: StatusWriter<Number>,
+    /// Counts each Number's failures, to wait longer after each one.
     backoff: RetryBackoff,
 }
 
@@ -115,21 +113,11 @@ pub enum Error {
 pub async fn run(client: Client, shutdown: Shutdown) {
     let numbers = Api::<Number>::default_namespaced(client);
     let context = Arc::new(Context {
-        numbers: numbers.clone(),
+        status: StatusWriter::new(numbers.clone()),
         backoff: RetryBackoff::default(),
     });
-    Controller::new(numbers, watcher::Config::default())
-        .trigger_backoff(WatchBackoff::default())
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            match result {
-                // error_policy has logged it already.
-                Ok(_) | Err(controller::Error::ReconcilerFailed(..)) => {}
-                Err(err) => warn!(%err, "controller error"),
-            }
-        })
-        .await;
+    let controller = Controller::new(numbers, watcher::Config::default());
+    kit::controller::run(controller, reconcile, error_policy, context, shutdown).await;
 }
 
 /// Brings one Number's status in line with its spec.
@@ -149,35 +137,17 @@ async fn reconcile(number: Arc<Number>, ctx: Arc<Context>) -> Result<Action, Err
     // 2. Compute the status the spec asks for.
     let desired = desired_status(&number.spec, number.metadata.generation);
     // 3. Report status, and write it only when it would change: an equal
-    //    status needs no request at all.
-    if number.status.as_ref() == Some(&desired) {
-        ctx.backoff.succeeded(&name);
-        return Ok(Action::await_change());
+    //    status needs no request at all. The write goes through the status
+    //    subresource, with server-side apply (see kit/src/status.rs).
+    if number.status.as_ref() != Some(&desired) {
+        ctx.status
+            .write(&number, &desired)
+            .await
+            .map_err(|source| Error::WriteStatus {
+                name: name.clone(),
+                source,
+            })?;
     }
-    // The write goes through the status subresource with server-side apply:
-    // we send the fields we own and the API server merges them. `force`
-    // claims them even if another manager wrote them: the status is ours.
-    let patch = serde_json::json!({
-        "apiVersion": Number::api_version(&()),
-        "kind": Number::kind(&()),
-        "status": desired,
-    });
-    match ctx
-        .numbers
-        .patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-    {
-        Ok(_) => {}
-        // Deleted since the watch saw it: nothing left to do.
-        Err(kube::Error::Api(status)) if status.is_not_found() => {}
-        Err(source) => return Err(Error::WriteStatus { name, source }),
-    }
-    info!(
-        name,
-        fizz_buzz = desired.fizz_buzz,
-        is_square = desired.is_square,
-        "wrote status"
-    );
     ctx.backoff.succeeded(&name);
     Ok(Action::await_change())
 }

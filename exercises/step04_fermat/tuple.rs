@@ -2,21 +2,16 @@
 
 use std::sync::Arc;
 
-use futures::future::{BoxFuture, Shared};
-use futures::{FutureExt, StreamExt};
-use kube::api::{Patch, PatchParams};
-use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::Recorder;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kit::{Children, RetryBackoff, Shutdown, StatusWriter, is_controlled_by};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
 use kube::{Api, Client, CustomResource, KubeSchema, Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
-use tracing::{debug, error, info, warn};
+use tracing::{error, warn};
 
-use crate::backoff::{RetryBackoff, WatchBackoff};
-use crate::children::{self, InFlight, StatusWrites, is_controlled_by};
 use crate::number::{Number, NumberSpec};
-use crate::{FIELD_MANAGER, Shutdown};
+use crate::plan::plan;
 
 /// The most numbers a Tuple may hold (the CRD schema enforces it).
 pub const MAX_NUMBERS: usize = 100;
@@ -105,18 +100,11 @@ pub fn all_squares(owner_uid: &str, wanted: &[Number], existing: &[Arc<Number>])
 
 /// Everything `reconcile` needs besides the Tuple itself.
 struct Context {
-    tuples: Api<Tuple>,
-    numbers: Api<Number>,
-    /// Every Number in the namespace, kept current by a watch.
-    number_cache: Store<Number>,
-    /// Resolves once that watch has listed every Number (false if it never will).
-    numbers_listed: Shared<BoxFuture<'static, bool>>,
-    /// Creates and deletes of Numbers that the cache does not show yet.
-    in_flight: InFlight,
-    /// Statuses written that the cache of Tuples may not show yet.
-    status_writes: StatusWrites<TupleStatus>,
-    /// Writes the events that tell what the controller did.
-    recorder: Recorder,
+    /// Writes the status of Tuples (see kit/src/status.rs).
+    status: StatusWriter<Tuple>,
+    /// The Numbers, from a watch cache, and the writes to them (see kit/src/children.rs).
+    numbers: Children<Number>,
+    /// Counts each Tuple's failures, to wait longer after each one.
     backoff: RetryBackoff,
 }
 
@@ -124,10 +112,8 @@ struct Context {
 pub enum Error {
     #[error("Tuple {name} has no uid: it did not come from the API server")]
     MissingUid { name: String },
-    #[error("the watch of Numbers stopped before it listed them")]
-    CacheNotReady,
     #[error(transparent)]
-    Children(#[from] children::Error),
+    Children(#[from] kit::children::Error),
     #[error("cannot write the status of Tuple {name}: {source}")]
     WriteStatus {
         name: String,
@@ -140,51 +126,23 @@ pub enum Error {
 /// the one whose child name it has (a clash appears or clears, or a child
 /// stops being ours).
 fn tuples_to_wake(number: Number) -> Vec<ObjectRef<Tuple>> {
-    children::parents_to_wake(&number, parent_name(&number.name_any()))
+    kit::children::parents_to_wake(&number, parent_name(&number.name_any()))
 }
 
 /// Runs the Tuple controller until `shutdown` resolves.
 pub async fn run(client: Client, shutdown: Shutdown) {
     let tuples = Api::<Tuple>::default_namespaced(client.clone());
-    let numbers = Api::<Number>::default_namespaced(client.clone());
-    // One watch of Numbers does two jobs: it fills `number_cache`, which
-    // reconcile reads instead of asking the API server, and it wakes the
-    // Tuples concerned whenever a Number changes or disappears.
-    let (number_cache, cache_writer) = reflector::store();
-    let number_events = watcher(numbers.clone(), watcher::Config::default())
-        .reflect(cache_writer)
-        .touched_objects();
-    // Many reconciles wait for the first list at once. `Shared` wakes them
-    // all: kube-runtime 5.0's `wait_until_ready` wakes only the last one to
-    // ask (see tests/upstream/README.md).
-    let listed = number_cache.clone();
-    let numbers_listed = async move { listed.wait_until_ready().await.is_ok() }.boxed().shared();
+    // One watch of Numbers does two jobs: it fills the cache that reconcile
+    // reads instead of asking the API server, and it wakes the Tuples
+    // concerned whenever a Number changes or disappears.
+    let (numbers, number_changes) = Children::watch(&client);
     let context = Arc::new(Context {
-        tuples: tuples.clone(),
+        status: StatusWriter::new(tuples.clone()),
         numbers,
-        number_cache,
-        numbers_listed,
-        in_flight: InFlight::default(),
-        status_writes: StatusWrites::default(),
-        recorder: Recorder::new(client, children::REPORTER.into()),
         backoff: RetryBackoff::default(),
     });
-    Controller::new(tuples, watcher::Config::default())
-        .watches_stream(number_events, tuples_to_wake)
-        .trigger_backoff(WatchBackoff::default())
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            match result {
-                // error_policy has logged it already.
-                Ok(_) | Err(controller::Error::ReconcilerFailed(..)) => {}
-                // A Number woke a Tuple that does not exist (deleted, or never
-                // created): nothing to do.
-                Err(controller::Error::ObjectNotFound(object)) => debug!(%object, "no such Tuple"),
-                Err(err) => warn!(%err, "controller error"),
-            }
-        })
-        .await;
+    let controller = Controller::new(tuples, watcher::Config::default()).watches_stream(number_changes, tuples_to_wake);
+    kit::controller::run(controller, reconcile, error_policy, context, shutdown).await;
 }
 
 /// Brings one Tuple's children and status in line with its spec.
@@ -202,83 +160,44 @@ async fn reconcile(tuple: Arc<Tuple>, ctx: Arc<Context>) -> Result<Action, Error
         return Ok(Action::await_change());
     }
 
-    // 1. Read the Numbers that exist, from the watch cache. Until its first
-    //    list has arrived the cache is empty, and an empty cache would look
-    //    like "every child is missing": wait for it.
-    if !ctx.numbers_listed.clone().await {
-        return Err(Error::CacheNotReady);
-    }
-    let existing = children::concerning(&ctx.number_cache, &owner.uid, |child| {
-        parent_name(child) == Some(name.as_str())
-    });
-    // Children an earlier reconcile created or deleted, that the cache does
-    // not show yet: `plan` leaves them alone instead of writing them again.
-    let in_flight = ctx.in_flight.unseen(&name, &existing);
+    // 1. Read the Numbers that concern this Tuple from the watch cache: those
+    //    it controls, and those with a name it wants.
+    let existing = ctx
+        .numbers
+        .existing(tuple.as_ref(), |child| parent_name(child) == Some(&name))
+        .await?;
 
     // 2. Compute the desired children and compare them with what exists.
     let mut wanted = desired_children(&name, &tuple.spec.numbers);
     for child in &mut wanted {
         child.metadata.owner_references = Some(vec![owner.clone()]);
     }
-    let plan = children::plan(&owner.uid, wanted.clone(), &existing, &in_flight);
+    let plan = plan(&owner.uid, wanted.clone(), &existing.objects, &existing.in_flight);
 
-    // 3. Create or update what differs, delete what is not wanted.
-    if !plan.is_empty() {
-        info!(
-            name,
-            namespace = tuple.namespace().unwrap_or_default(),
-            create = plan.create.len(),
-            update = plan.update.len(),
-            delete = plan.delete.len(),
-            "converging children"
-        );
-    }
-    // An empty plan sends no request.
-    let reference = tuple.object_ref(&());
-    let applied = children::apply(&ctx.numbers, &plan, &reference, &ctx.in_flight, &ctx.recorder).await;
+    // 3. Create or update what differs, delete what is not wanted. An empty
+    //    plan sends no request.
+    let applied = ctx.numbers.apply(tuple.as_ref(), &plan).await;
 
     // 4. Report status, and write it only if it changed.
     let status = TupleStatus {
-        all_squares: all_squares(&owner.uid, &wanted, &existing),
-        name_clashes: plan.clashes.clone(),
+        all_squares: all_squares(&owner.uid, &wanted, &existing.objects),
+        name_clashes: plan.clashes,
         observed_generation: tuple.metadata.generation,
     };
-    if ctx.status_writes.needed(tuple.as_ref(), tuple.status.as_ref(), &status) {
-        let patch = serde_json::json!({
-            "apiVersion": Tuple::api_version(&()),
-            "kind": Tuple::kind(&()),
-            "status": status,
-        });
-        match ctx
-            .tuples
-            .patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+    if tuple.status.as_ref() != Some(&status) {
+        ctx.status
+            .write(&tuple, &status)
             .await
-        {
-            Ok(_) => {
-                info!(name, all_squares = status.all_squares, "wrote status");
-                let before = tuple.status.as_ref().map_or(&[][..], |old| &old.name_clashes);
-                children::tell_clashes::<Number>(&ctx.recorder, &reference, before, &status.name_clashes).await;
-                ctx.status_writes.sent(tuple.as_ref(), status);
-            }
-            Err(kube::Error::Api(status)) if status.is_not_found() => return Ok(Action::await_change()),
-            Err(source) => return Err(Error::WriteStatus { name, source }),
-        }
+            .map_err(|source| Error::WriteStatus {
+                name: name.clone(),
+                source,
+            })?;
     }
 
     // A failed write to a child is retried with a growing delay (error_policy).
-    applied?;
+    let action = applied?;
     ctx.backoff.succeeded(&name);
-    if !plan.clashes.is_empty() {
-        // Not ours to resolve: whoever holds the name must free it. Its
-        // deletion wakes us (see `tuples_to_wake`).
-        warn!(name, clashes = ?plan.clashes, "wanted names are taken; reported in status");
-    }
-    if !in_flight.is_empty() || !plan.create.is_empty() || !plan.delete.is_empty() {
-        // The cache showing our writes wakes us. Should it never show one,
-        // look again once we stop waiting for it.
-        return Ok(Action::requeue(children::IN_FLIGHT_LIMIT));
-    }
-    Ok(Action::await_change())
+    Ok(action)
 }
 
 /// What to do when `reconcile` fails: log it and retry later, waiting longer
@@ -289,7 +208,7 @@ fn error_policy(tuple: Arc<Tuple>, error: &Error, ctx: Arc<Context>) -> Action {
         // The API server refused a write or did not answer: it may work later.
         Error::Children(_) | Error::WriteStatus { .. } => warn!(%error, retry_in = ?delay, "will retry"),
         // Should not happen with objects from the API server.
-        Error::MissingUid { .. } | Error::CacheNotReady => error!(%error, retry_in = ?delay, "will retry"),
+        Error::MissingUid { .. } => error!(%error, retry_in = ?delay, "will retry"),
     }
     Action::requeue(delay)
 }

@@ -1,4 +1,4 @@
-//! Leader election: when several copies of this program run in one namespace,
+//! Leader election: when several copies of a program run in one namespace,
 //! only one runs the controllers.
 //!
 //! Two copies would both see every change and both write: every create
@@ -8,9 +8,13 @@
 //! `spec.renewTime` every few seconds; the others wait. When the leader stops,
 //! it clears the Lease and the next copy takes over; when it dies without a
 //! word, the Lease runs out after `LEASE_SECONDS` and the next copy takes over
-//! then. The `kube-lease-manager` crate does the bookkeeping.
+//! then.
 //!
-//! This part is given: nothing in it is left for you to write.
+//! In Go, controller-runtime's manager does this when it is started with
+//! `LeaderElection: true` (client-go's `leaderelection` package underneath).
+//! kube-runtime has no leader election; the `kube-lease-manager` crate does
+//! the bookkeeping of the Lease, and this module only decides what the
+//! program does as leadership comes and goes.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -18,10 +22,12 @@ use anyhow::anyhow;
 use kube::Client;
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{error, info};
 
-/// The Lease that the copies of this program share, in the namespace they watch.
-pub const LEASE_NAME: &str = "math-controller";
+use crate::CONTROLLER_NAME;
+
+/// The Lease that the copies of a program share, in the namespace they watch.
+pub const LEASE_NAME: &str = CONTROLLER_NAME;
 
 /// How long a leader that stopped renewing still counts as the leader.
 const LEASE_SECONDS: u64 = 10;
@@ -76,7 +82,8 @@ pub async fn join(client: Client) -> anyhow::Result<Leadership> {
 
 impl Leadership {
     /// Waits until this copy leads. The first answer takes a moment: the
-    /// Lease is read, then taken if free.
+    /// Lease is read, then taken if free. If the election itself has ended
+    /// (it only does on an error), this copy never leads again.
     pub async fn leading(&mut self) {
         let first_answer = std::time::Duration::from_secs(2);
         if tokio::time::timeout(first_answer, self.leading.wait_for(|leading| *leading))
@@ -85,13 +92,16 @@ impl Leadership {
         {
             info!("waiting to lead: another copy holds the Lease {LEASE_NAME}");
         }
-        // An error means the election task ended, which only `step_down` does.
-        let _ = self.leading.wait_for(|leading| *leading).await;
+        if self.leading.wait_for(|leading| *leading).await.is_err() {
+            error!("the leader election stopped: this copy will not run the controllers; restart it");
+            return futures::future::pending().await;
+        }
         info!("leading: this copy holds the Lease {LEASE_NAME}");
     }
 
     /// Resolves when this copy no longer leads (another copy took the Lease,
-    /// for example after this one could not renew it during an outage).
+    /// for example after this one could not renew it during an outage), or
+    /// when the election has ended.
     pub async fn lost(&mut self) {
         let _ = self.leading.wait_for(|leading| !*leading).await;
     }

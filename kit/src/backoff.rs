@@ -3,11 +3,20 @@
 //! A failure that repeats (a permission the controller lacks, an API server
 //! that is down) must not turn into a tight loop of requests: each consecutive
 //! failure of the same object doubles the wait, up to a ceiling, and a success
-//! starts over.
+//! starts over. In Go, controller-runtime's work queue does this by itself
+//! (its default rate limiter: 5 ms doubling up to 1000 s per object); in
+//! kube-runtime, `error_policy` returns the delay, so the delay must be
+//! counted somewhere: [`RetryBackoff`] counts it.
+//!
+//! Broken watches are retried by kube-runtime itself, with the backoff the
+//! controller is given: [`watch_backoff`] is kube-runtime's own
+//! `ExponentialBackoff`, with shorter waits than its default.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
+
+use kube::runtime::watcher::ExponentialBackoff;
 
 /// The longest wait between two retries of one object.
 const MAX_DELAY: Duration = Duration::from_secs(300);
@@ -19,8 +28,11 @@ pub fn retry_delay(failures: u32) -> Duration {
     Duration::from_secs(1 << doublings).min(MAX_DELAY)
 }
 
-/// Counts consecutive failures per object name. An object deleted while
-/// failing leaves its count behind, until the controller restarts.
+/// Counts consecutive failures per object. An object deleted while failing
+/// leaves its count behind, until the controller restarts.
+///
+/// kube-runtime has no such count: its `ExponentialBackoff` is one sequence
+/// of delays, not one per object, so this is written here.
 ///
 /// A std `Mutex` rather than a tokio one: it is never held across an `.await`.
 #[derive(Default)]
@@ -58,33 +70,15 @@ const WATCH_FIRST_DELAY: Duration = Duration::from_millis(250);
 const WATCH_MAX_DELAY: Duration = Duration::from_secs(1);
 
 /// The waits between attempts to reopen a controller's watches: 0.25 s,
-/// doubling up to `WATCH_MAX_DELAY`; an event that arrives starts over.
-pub struct WatchBackoff {
-    next: Duration,
-}
-
-impl Default for WatchBackoff {
-    fn default() -> Self {
-        WatchBackoff {
-            next: WATCH_FIRST_DELAY,
-        }
-    }
-}
-
-impl Iterator for WatchBackoff {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        let delay = self.next;
-        self.next = (delay * 2).min(WATCH_MAX_DELAY);
-        Some(delay)
-    }
-}
-
-impl kube::runtime::utils::Backoff for WatchBackoff {
-    fn reset(&mut self) {
-        self.next = WATCH_FIRST_DELAY;
-    }
+/// doubling up to `WATCH_MAX_DELAY`, without jitter; an event that arrives
+/// starts over.
+pub fn watch_backoff() -> ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(WATCH_FIRST_DELAY)
+        .with_max_delay(WATCH_MAX_DELAY)
+        .with_factor(2.0)
+        .without_max_times()
+        .into()
 }
 
 #[cfg(test)]
@@ -117,7 +111,7 @@ mod tests {
 
     #[test]
     fn a_broken_watch_is_retried_within_a_second_and_an_event_starts_over() {
-        let mut backoff = WatchBackoff::default();
+        let mut backoff = watch_backoff();
         let delays: Vec<Duration> = backoff.by_ref().take(5).collect();
         assert_eq!(delays[..3], [250, 500, 1000].map(Duration::from_millis));
         assert_eq!(delays[4], Duration::from_secs(1));

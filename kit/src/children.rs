@@ -1,0 +1,582 @@
+//! A parent's children: reading them from a watch cache, and carrying out the
+//! stage's plan for them.
+//!
+//! A stage decides *what* to do with a parent's children: its `plan` compares
+//! the children it wants with the objects that exist, and returns a
+//! [`Plan`]. [`Children`] does the rest, which is the same for every parent:
+//!
+//! - **the watch cache.** One watch of the child kind fills a cache that
+//!   reconciles read instead of asking the API server, and wakes the parents
+//!   concerned when a child changes ([`parents_to_wake`]). In Go, the
+//!   manager's informer cache and `Owns(&Number{})` do this.
+//! - **writes in flight.** The cache shows a write a moment after it was
+//!   made, and events about a parent's children keep arriving while it is
+//!   reconciled (each child it creates is one). The next reconcile often
+//!   starts before the watch has delivered the last writes: without a record
+//!   of them it would create the same children again, and be refused, once
+//!   for every such event. [`Children`] remembers the creates and deletes that
+//!   the cache does not show yet; Kubernetes' own ReplicaSet controller keeps
+//!   the same record and calls it "expectations".
+//! - **bounded writes.** A plan's writes are sent [`WRITES_AT_ONCE`] at a time.
+//! - **Events.** Each child created, put back or deleted, and each name clash
+//!   found or cleared, is told in an Event on the parent, which `kubectl
+//!   describe` shows. In Go: `record.EventRecorder`.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, Stream, StreamExt, stream};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::core::NamespaceResourceScope;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{info, warn};
+
+use crate::CONTROLLER_NAME;
+
+/// What to do with the children of one parent. A stage's `plan` makes it;
+/// [`Children::apply`] carries it out.
+#[derive(Debug)]
+pub struct Plan<K> {
+    /// Wanted children that do not exist.
+    pub create: Vec<K>,
+    /// Wanted children that we control but whose spec differs from the wanted one.
+    pub update: Vec<K>,
+    /// Children that we control but no longer want.
+    pub delete: Vec<Arc<K>>,
+    /// Wanted names taken by objects that we do not control.
+    pub clashes: Vec<String>,
+}
+
+impl<K> Plan<K> {
+    /// A plan that sends nothing and reports nothing.
+    pub fn empty() -> Self {
+        Plan {
+            create: Vec::new(),
+            update: Vec::new(),
+            delete: Vec::new(),
+            clashes: Vec::new(),
+        }
+    }
+
+    /// Whether carrying out the plan would send no request at all.
+    pub fn is_empty(&self) -> bool {
+        self.create.is_empty() && self.update.is_empty() && self.delete.is_empty()
+    }
+}
+
+/// Whether `child` names the object with uid `owner_uid` as its controller.
+pub fn is_controlled_by<K: Resource>(child: &K, owner_uid: &str) -> bool {
+    child
+        .owner_references()
+        .iter()
+        .any(|owner| owner.controller == Some(true) && owner.uid == owner_uid)
+}
+
+/// The parents to wake when `child` changes, appears or disappears: the one
+/// that controls it, and the one whose wanted name it has (`parent_by_name`).
+///
+/// The second one matters when the child is not, or no longer, ours: a foreign
+/// object that takes a wanted name, frees it, or a child whose ownerReference
+/// was removed. Their events name no owner, yet the parent must look again.
+pub fn parents_to_wake<P, C>(child: &C, parent_by_name: Option<&str>) -> Vec<ObjectRef<P>>
+where
+    P: Resource<DynamicType = ()>,
+    C: Resource,
+{
+    let namespace = child.meta().namespace.as_deref();
+    let in_namespace = |name: &str| match namespace {
+        Some(namespace) => ObjectRef::new(name).within(namespace),
+        None => ObjectRef::new(name),
+    };
+    let mut parents: Vec<ObjectRef<P>> = child
+        .owner_references()
+        .iter()
+        .filter(|owner| {
+            owner.controller == Some(true) && owner.kind == P::kind(&()) && owner.api_version == P::api_version(&())
+        })
+        .map(|owner| in_namespace(&owner.name))
+        .collect();
+    if let Some(name) = parent_by_name
+        && !parents.iter().any(|parent| parent.name == name)
+    {
+        parents.push(in_namespace(name));
+    }
+    parents
+}
+
+/// How many writes to children one reconcile sends at once. One after another,
+/// a Fermat of 100 would wait for 50 round trips before its last Tuple exists;
+/// all at once, a large plan would flood the API server.
+pub const WRITES_AT_ONCE: usize = 16;
+
+/// How long a write may stay unseen by the cache before we stop waiting for
+/// it. The watch shows every write within moments; this only covers the rare
+/// case where it never shows one (an object created and deleted again before
+/// the watch looked), so that the parent does not wait forever.
+pub const IN_FLIGHT_LIMIT: Duration = Duration::from_secs(10);
+
+/// The objects that concern one parent, as the cache shows them.
+pub struct Existing<K> {
+    /// The objects the parent controls, and those with a name it could want.
+    pub objects: Vec<Arc<K>>,
+    /// Names of children with a create or delete sent that the cache does not
+    /// show yet: a plan leaves them alone until it does.
+    pub in_flight: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the watch of {kind}s stopped before it listed them")]
+    CacheNotReady { kind: String },
+    #[error("cannot create {kind} {name}: {source}")]
+    Create {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("cannot update {kind} {name}: {source}")]
+    Update {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("cannot delete {kind} {name}: {source}")]
+    Delete {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// The children of kind `K` in one namespace, as parent controllers see them.
+pub struct Children<K: Resource<DynamicType = ()> + 'static> {
+    api: Api<K>,
+    /// Every `K` in the namespace, kept current by a watch.
+    cache: Store<K>,
+    /// Resolves once that watch has listed every object (false if it never will).
+    listed: Shared<BoxFuture<'static, bool>>,
+    /// Creates and deletes sent that the cache does not show yet, per parent uid.
+    in_flight: Mutex<HashMap<String, Vec<SentWrite>>>,
+    /// The name clashes last told in Events, per parent uid.
+    clashes_told: Mutex<HashMap<String, Vec<String>>>,
+    recorder: Recorder,
+}
+
+/// One write to a child, and what the cache must show for it to count as seen.
+struct SentWrite {
+    child: String,
+    /// `None` for a create: seen once the child is in the cache. The uid of the
+    /// child for a delete: seen once that object has left the cache.
+    deleted_uid: Option<String>,
+    sent_at: Instant,
+}
+
+impl<K> Children<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    /// Watches the `K`s of the client's namespace. Returns the children, for
+    /// a reconcile's context, and the stream of changed objects, for
+    /// `Controller::watches_stream`: one watch does both jobs.
+    pub fn watch(client: &Client) -> (Self, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static) {
+        let api = Api::<K>::default_namespaced(client.clone());
+        let (cache, writer) = reflector::store();
+        let changes = watcher(api.clone(), watcher::Config::default())
+            .reflect(writer)
+            .touched_objects();
+        // Many reconciles wait for the first list at once. `Shared` wakes them
+        // all: kube-runtime 5.0's `wait_until_ready` wakes only the last one to
+        // ask (see tests/upstream/README.md).
+        let listing = cache.clone();
+        let listed = async move { listing.wait_until_ready().await.is_ok() }.boxed().shared();
+        let children = Children {
+            api,
+            cache,
+            listed,
+            in_flight: Mutex::default(),
+            clashes_told: Mutex::default(),
+            recorder: Recorder::new(client.clone(), CONTROLLER_NAME.into()),
+        };
+        (children, changes)
+    }
+
+    /// The objects that concern `parent`: those it controls, and those with a
+    /// name it could want (`named_for_it`), which may clash; read from the
+    /// cache, once the watch has listed them all (until then an empty cache
+    /// would look like "every child is missing").
+    pub async fn existing<P: Resource>(
+        &self,
+        parent: &P,
+        named_for_it: impl Fn(&str) -> bool,
+    ) -> Result<Existing<K>, Error> {
+        if !self.listed.clone().await {
+            let kind = K::kind(&()).to_string();
+            return Err(Error::CacheNotReady { kind });
+        }
+        let owner_uid = parent.uid().unwrap_or_default();
+        let concerns = |object: &Arc<K>| {
+            is_controlled_by(object.as_ref(), &owner_uid) || object.meta().name.as_deref().is_some_and(&named_for_it)
+        };
+        let objects: Vec<Arc<K>> = self.cache.state().into_iter().filter(concerns).collect();
+        let in_flight = self.unseen(&owner_uid, &objects);
+        Ok(Existing { objects, in_flight })
+    }
+
+    /// Carries out `plan` for `parent`: every write is sent, `WRITES_AT_ONCE`
+    /// at a time, and the first one refused is the error. Each write taken,
+    /// and each name clash that appears or clears, is told in an Event.
+    ///
+    /// The action to return from reconcile if nothing else failed: look
+    /// again after `IN_FLIGHT_LIMIT` while writes are in flight (the cache
+    /// showing them wakes the parent sooner), else wait for a change.
+    pub async fn apply<P>(&self, parent: &P, plan: &Plan<K>) -> Result<Action, Error>
+    where
+        P: Resource<DynamicType = ()>,
+    {
+        let reference = parent.object_ref(&());
+        let owner_uid = parent.uid().unwrap_or_default();
+        if !plan.is_empty() {
+            info!(
+                name = parent.name_any(),
+                namespace = parent.namespace().unwrap_or_default(),
+                create = plan.create.len(),
+                update = plan.update.len(),
+                delete = plan.delete.len(),
+                "converging children"
+            );
+        }
+        self.tell_clashes(&reference, &owner_uid, &plan.clashes).await;
+        let writes: Vec<_> = (plan.create.iter().map(Write::Create))
+            .chain(plan.update.iter().map(Write::Update))
+            .chain(plan.delete.iter().map(Write::Delete))
+            .map(|write| self.send(write, &reference, &owner_uid))
+            .collect();
+        let results: Vec<Result<(), Error>> = stream::iter(writes).buffer_unordered(WRITES_AT_ONCE).collect().await;
+        results.into_iter().collect::<Result<(), Error>>()?;
+        let waiting = self.lock_in_flight().contains_key(&owner_uid);
+        Ok(match waiting {
+            true => Action::requeue(IN_FLIGHT_LIMIT),
+            false => Action::await_change(),
+        })
+    }
+
+    /// Sends one write, records it if it creates or deletes, and tells it.
+    async fn send(&self, write: Write<'_, K>, parent: &ObjectReference, owner_uid: &str) -> Result<(), Error> {
+        let kind = K::kind(&()).to_string();
+        match write {
+            Write::Create(child) => {
+                let name = child.name_any();
+                // `create`, not apply: it fails if the name was taken since our cache
+                // last looked, so a foreign object can never be taken over.
+                let params = PostParams {
+                    field_manager: Some(CONTROLLER_NAME.to_string()),
+                    ..PostParams::default()
+                };
+                match self.api.create(&params, child).await {
+                    Ok(created) => {
+                        self.sent(owner_uid, name.clone(), None);
+                        let note = format!("created {kind} {name}");
+                        self.tell(parent, EventType::Normal, "Created", note, created.object_ref(&()))
+                            .await;
+                    }
+                    // The cache is behind: the object exists. Whether it is ours or a
+                    // clash, the next reconcile tells, once the cache shows it.
+                    Err(kube::Error::Api(status)) if status.is_already_exists() => self.sent(owner_uid, name, None),
+                    Err(source) => return Err(Error::Create { kind, name, source }),
+                }
+            }
+            Write::Update(child) => {
+                let name = child.name_any();
+                // Server-side apply: `force` takes back the fields that someone else edited.
+                let params = PatchParams::apply(CONTROLLER_NAME).force();
+                if let Err(source) = self.api.patch(&name, &params, &Patch::Apply(child)).await {
+                    return Err(Error::Update { kind, name, source });
+                }
+                let note = format!("put back the spec of {kind} {name}, which had been edited");
+                self.tell(parent, EventType::Normal, "PutBack", note, child.object_ref(&()))
+                    .await;
+            }
+            Write::Delete(child) => {
+                let name = child.name_any();
+                // The uid precondition deletes this very object, never a newer one of the same name.
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: child.uid(),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::default()
+                };
+                match self.api.delete(&name, &params).await {
+                    Ok(_) => {
+                        self.sent(owner_uid, name.clone(), child.uid());
+                        let note = format!("deleted {kind} {name}, no longer wanted");
+                        self.tell(parent, EventType::Normal, "Deleted", note, child.object_ref(&()))
+                            .await;
+                    }
+                    // Already gone: the goal is reached.
+                    Err(kube::Error::Api(status)) if status.is_not_found() => {}
+                    Err(source) => return Err(Error::Delete { kind, name, source }),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<SentWrite>>> {
+        // A std `Mutex` rather than a tokio one: it is never held across an `.await`.
+        self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records that a create (`deleted_uid: None`) or a delete of `child` was sent for the parent `owner_uid`.
+    fn sent(&self, owner_uid: &str, child: String, deleted_uid: Option<String>) {
+        let write = SentWrite {
+            child,
+            deleted_uid,
+            sent_at: Instant::now(),
+        };
+        self.lock_in_flight()
+            .entry(owner_uid.to_string())
+            .or_default()
+            .push(write);
+    }
+
+    /// The children of the parent `owner_uid` with a write that `existing`
+    /// (the cache) does not show yet. Forgets the writes it shows, and those
+    /// older than `IN_FLIGHT_LIMIT`.
+    fn unseen(&self, owner_uid: &str, existing: &[Arc<K>]) -> Vec<String> {
+        let mut in_flight = self.lock_in_flight();
+        let Some(sent) = in_flight.get_mut(owner_uid) else {
+            return Vec::new();
+        };
+        sent.retain(|write| {
+            let in_cache = existing.iter().find(|object| object.name_any() == write.child);
+            let seen = match &write.deleted_uid {
+                None => in_cache.is_some(),
+                Some(uid) => in_cache.is_none_or(|object| object.uid().as_ref() != Some(uid)),
+            };
+            !seen && write.sent_at.elapsed() < IN_FLIGHT_LIMIT
+        });
+        let unseen: Vec<String> = sent.iter().map(|write| write.child.clone()).collect();
+        if unseen.is_empty() {
+            in_flight.remove(owner_uid);
+        }
+        unseen
+    }
+
+    /// Tells in Events which of `clashes` are new, and which of those told
+    /// before have cleared. After a restart, the clashes that remain are told once more.
+    async fn tell_clashes(&self, parent: &ObjectReference, owner_uid: &str, clashes: &[String]) {
+        let before = {
+            let mut told = self
+                .clashes_told
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            match clashes.is_empty() {
+                true => told.remove(owner_uid),
+                false => told.insert(owner_uid.to_string(), clashes.to_vec()),
+            }
+            .unwrap_or_default()
+        };
+        let kind = K::kind(&());
+        let named = |name: &String| ObjectReference {
+            api_version: Some(K::api_version(&()).to_string()),
+            kind: Some(kind.to_string()),
+            name: Some(name.clone()),
+            namespace: parent.namespace.clone(),
+            ..ObjectReference::default()
+        };
+        let parent_name = parent.name.as_deref().unwrap_or_default();
+        for name in clashes.iter().filter(|name| !before.contains(name)) {
+            warn!(
+                name = parent_name,
+                clash = name,
+                "a wanted name is taken; reported in status"
+            );
+            let note = format!(
+                "the name {name} is taken by a {kind} that is not ours: it is left alone, and listed in status.nameClashes"
+            );
+            self.tell(parent, EventType::Warning, "NameClash", note, named(name))
+                .await;
+        }
+        for name in before.iter().filter(|name| !clashes.contains(name)) {
+            info!(name = parent_name, clash = name, "a wanted name is free again");
+            let note = format!("the name {name} is no longer taken by a {kind} that is not ours");
+            self.tell(parent, EventType::Normal, "NameClashCleared", note, named(name))
+                .await;
+        }
+    }
+
+    /// Tells what happened in an Event about `parent`, concerning `child`:
+    /// `kubectl describe` on the parent and `kubectl get events` show it. An
+    /// Event that cannot be written is only logged: it is the story for people,
+    /// while the objects themselves hold the state.
+    ///
+    /// The recorder gathers repeats (same reason, same parent, same child) into
+    /// one Event with a count. The child's reference carries its uid, so a child
+    /// deleted and created again gets an Event of its own.
+    async fn tell(
+        &self,
+        parent: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: String,
+        child: ObjectReference,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: reason.to_string(),
+            secondary: Some(child),
+        };
+        if let Err(err) = self.recorder.publish(&event, parent).await {
+            warn!(%err, reason, "cannot write an event");
+        }
+    }
+}
+
+/// One write that a plan asks for.
+enum Write<'a, K> {
+    Create(&'a K),
+    Update(&'a K),
+    Delete(&'a Arc<K>),
+}
+
+/// The cache's objects, for tests: what `existing` returns after the first list.
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use kube::CustomResource;
+    use schemars::JsonSchema;
+    use serde::Deserialize;
+
+    /// A kind for the kit's tests.
+    #[derive(CustomResource, Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+    #[kube(
+        group = "kit.test.example",
+        version = "v1",
+        kind = "Item",
+        namespaced,
+        status = "i64"
+    )]
+    pub struct ItemSpec {
+        pub value: i64,
+    }
+
+    const PARENT: &str = "parent-uid";
+
+    fn owned(name: &str, uid: &str) -> Arc<Item> {
+        let mut item = Item::new(name, ItemSpec { value: 1 });
+        item.metadata.uid = Some(uid.to_string());
+        item.metadata.owner_references = Some(vec![OwnerReference {
+            controller: Some(true),
+            uid: PARENT.to_string(),
+            ..OwnerReference::default()
+        }]);
+        Arc::new(item)
+    }
+
+    fn children() -> Children<Item> {
+        // The client is never used: these tests only look at the bookkeeping.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        Children::watch(&client).0
+    }
+
+    #[tokio::test]
+    async fn a_create_is_in_flight_until_the_cache_shows_the_child() {
+        let children = children();
+        children.sent(PARENT, "t-0".to_string(), None);
+        assert_eq!(children.unseen(PARENT, &[]), ["t-0"]);
+        assert!(children.unseen("another-parent", &[]).is_empty());
+        assert!(children.unseen(PARENT, &[owned("t-0", "a")]).is_empty());
+        // Seen once is enough: the record is gone.
+        assert!(children.unseen(PARENT, &[]).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_delete_is_in_flight_until_that_object_leaves_the_cache() {
+        let children = children();
+        let old = owned("t-0", "old-uid");
+        children.sent(PARENT, "t-0".to_string(), old.uid());
+        assert_eq!(children.unseen(PARENT, std::slice::from_ref(&old)), ["t-0"]);
+        // A new object of the same name is not the one deleted.
+        assert!(children.unseen(PARENT, &[owned("t-0", "new-uid")]).is_empty());
+    }
+
+    #[tokio::test]
+    async fn writes_in_flight_are_kept_per_parent_uid_not_per_name() {
+        let children = children();
+        children.sent("old-uid", "t-0".to_string(), None);
+        // A parent created again under the same name has a new uid: nothing is in flight for it.
+        assert!(children.unseen("new-uid", &[]).is_empty());
+    }
+
+    #[test]
+    fn an_owner_reference_that_is_not_the_controller_does_not_make_a_child_ours() {
+        let mut item = Item::new("t-0", ItemSpec { value: 1 });
+        item.metadata.owner_references = Some(vec![OwnerReference {
+            controller: None,
+            uid: PARENT.to_string(),
+            ..OwnerReference::default()
+        }]);
+        assert!(!is_controlled_by(&item, PARENT));
+        assert!(is_controlled_by(owned("t-1", "a").as_ref(), PARENT));
+    }
+
+    fn item_owner(name: &str) -> OwnerReference {
+        OwnerReference {
+            api_version: "kit.test.example/v1".to_string(),
+            kind: "Item".to_string(),
+            name: name.to_string(),
+            controller: Some(true),
+            uid: PARENT.to_string(),
+            ..OwnerReference::default()
+        }
+    }
+
+    #[test]
+    fn a_change_wakes_the_controlling_parent_and_the_parent_of_the_name() {
+        let mut child = Item::new("t-0", ItemSpec { value: 1 });
+        child.metadata.namespace = Some("ns".to_string());
+        child.metadata.owner_references = Some(vec![item_owner("other")]);
+        let parents: Vec<ObjectRef<Item>> = parents_to_wake(&child, Some("t"));
+        let names: Vec<_> = parents
+            .iter()
+            .map(|parent| (parent.name.as_str(), parent.namespace.as_deref()))
+            .collect();
+        assert_eq!(names, [("other", Some("ns")), ("t", Some("ns"))]);
+    }
+
+    #[test]
+    fn a_child_without_owner_still_wakes_the_parent_of_its_name_once() {
+        let child = Item::new("t-0", ItemSpec { value: 1 });
+        let parents: Vec<ObjectRef<Item>> = parents_to_wake(&child, Some("t"));
+        assert_eq!(parents.len(), 1);
+        let mut ours = child.clone();
+        ours.metadata.owner_references = Some(vec![item_owner("t")]);
+        let parents: Vec<ObjectRef<Item>> = parents_to_wake(&ours, Some("t"));
+        assert_eq!(parents.len(), 1);
+    }
+}

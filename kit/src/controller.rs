@@ -1,0 +1,53 @@
+//! Running one controller until the program stops.
+//!
+//! A stage builds its `Controller` (what it watches, and which changes wake
+//! which object) and writes `reconcile` and `error_policy`; [`run`] sets what
+//! every controller of the workshop sets the same way, and drives it. In Go,
+//! `ctrl.NewControllerManagedBy(mgr).For(&Tuple{}).Owns(&Number{}).Complete(r)`
+//! registers a reconciler and the manager runs it: this is that last step.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use kube::Resource;
+use kube::runtime::controller::{self, Action, Controller};
+use serde::de::DeserializeOwned;
+use tracing::{debug, warn};
+
+use crate::Shutdown;
+use crate::backoff::watch_backoff;
+
+/// Runs `controller` with `reconcile`, `error_policy` and `context` until
+/// `shutdown` resolves: the reconciles under way then finish, and no new one
+/// starts. A broken watch is opened again within a second
+/// ([`watch_backoff`]); a failed reconcile is `error_policy`'s to log.
+pub async fn run<K, Ctx, Fut, E>(
+    controller: Controller<K>,
+    reconcile: impl FnMut(Arc<K>, Arc<Ctx>) -> Fut,
+    error_policy: impl Fn(Arc<K>, &E, Arc<Ctx>) -> Action,
+    context: Arc<Ctx>,
+    shutdown: Shutdown,
+) where
+    K: Clone + Resource + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Debug + Unpin + Eq + Hash + Clone,
+    Fut: Future<Output = Result<Action, E>> + Send + 'static,
+    E: std::error::Error + Send + 'static,
+{
+    controller
+        .trigger_backoff(watch_backoff())
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            match result {
+                // error_policy has logged it already.
+                Ok(_) | Err(controller::Error::ReconcilerFailed(..)) => {}
+                // A child woke a parent that does not exist (deleted, or
+                // never created): nothing to do.
+                Err(controller::Error::ObjectNotFound(object)) => debug!(%object, "no such object"),
+                Err(err) => warn!(%err, "controller error"),
+            }
+        })
+        .await;
+}

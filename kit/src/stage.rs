@@ -1,0 +1,321 @@
+//! Running a stage program: what every stage's `main` needs and none teaches.
+//!
+//! In Go, kubebuilder scaffolds a `main.go` that sets up logging, builds a
+//! controller-runtime manager from the kubeconfig, registers the controllers
+//! with it and starts it with a signal handler; the manager also runs leader
+//! election when asked. [`Stage`] does the same for the programs of this
+//! workshop, and a little more for people at a workshop: with the argument
+//! `crd` it prints the CRDs the stage needs, and every failure at start (no
+//! kubeconfig, no cluster, refused credentials, a missing CRD) is one line
+//! that says what to do, never a panic or a backtrace.
+
+use std::future::Future;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow, bail};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::{Client, Config};
+use tracing::{info, warn};
+use tracing_subscriber::EnvFilter;
+
+use crate::leader;
+
+/// Resolves when the program is asked to stop (Ctrl-C, or SIGTERM where
+/// there is one). Every controller holds a clone.
+///
+/// One signal handler for the whole program, rather than kube-runtime's
+/// `Controller::shutdown_on_signal` in each controller: the controllers stop
+/// together, and the program can then clear its Lease.
+pub type Shutdown = Shared<BoxFuture<'static, ()>>;
+
+/// A stage program: its name, the CRDs it needs, and how its controllers run.
+pub struct Stage {
+    name: &'static str,
+    crds: Vec<CustomResourceDefinition>,
+    leader_election: bool,
+}
+
+impl Stage {
+    /// The stage `name` (as `cargo run --example` names it), which needs `crds`.
+    pub fn new(name: &'static str, crds: Vec<CustomResourceDefinition>) -> Stage {
+        Stage {
+            name,
+            crds,
+            leader_election: false,
+        }
+    }
+
+    /// Of the copies of this program that run in one namespace, only the one
+    /// that holds the Lease runs the controllers (see [`leader`]).
+    pub fn with_leader_election(mut self) -> Stage {
+        self.leader_election = true;
+        self
+    }
+
+    /// Runs the program: prints the CRDs (argument `crd`), or connects and
+    /// runs `controllers` until Ctrl-C. Every error is one line on stderr.
+    pub async fn run<F, Fut>(self, controllers: F) -> ExitCode
+    where
+        F: Fn(Client, Shutdown) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        tracing_subscriber::fmt()
+            .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+            .with_ansi(std::io::stdout().is_terminal())
+            .init();
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        match self.try_run(&args, controllers).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                // One line with the fix, never a backtrace. Some causes span
+                // lines (a YAML error quotes the file): join them.
+                let message = format!("{err:#}");
+                eprintln!("error: {}", message.split_whitespace().collect::<Vec<_>>().join(" "));
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    async fn try_run<F, Fut>(&self, args: &[String], controllers: F) -> anyhow::Result<()>
+    where
+        F: Fn(Client, Shutdown) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        match args {
+            [] => {}
+            [arg] if arg == "crd" => {
+                print!("{}", crds_yaml(&self.crds)?);
+                return Ok(());
+            }
+            _ => bail!(
+                "unexpected arguments {args:?}: run `{run}` to start the controller, or `{run} -- crd` to print the CRDs",
+                run = self.cargo_run()
+            ),
+        }
+        let client = connect().await?;
+        self.require_crds(&client).await?;
+        let shutdown = stop_signal().boxed().shared();
+        if !self.leader_election {
+            info!("controllers running; press Ctrl-C to stop");
+            controllers(client, shutdown).await;
+            return Ok(());
+        }
+        let mut leadership = leader::join(client.clone()).await?;
+        loop {
+            tokio::select! {
+                () = leadership.leading() => {}
+                () = shutdown.clone() => break,
+            }
+            info!("controllers running; press Ctrl-C to stop");
+            tokio::select! {
+                () = controllers(client.clone(), shutdown.clone()) => break,
+                () = leadership.lost() => warn!("this copy no longer holds the Lease: the controllers stop until it leads again"),
+            }
+        }
+        leadership.step_down().await;
+        Ok(())
+    }
+
+    /// The command that runs this program: `cargo run --example …` for your
+    /// workbench (built into `examples/`), `cargo run --bin …` for the finished stage.
+    fn cargo_run(&self) -> String {
+        let exe = std::env::current_exe().unwrap_or_default();
+        let target = if exe.parent().is_some_and(|dir| dir.ends_with("examples")) {
+            "--example"
+        } else {
+            "--bin"
+        };
+        format!("cargo run {target} {}", self.name)
+    }
+
+    /// Checks that this stage's CRDs are installed, so that a missing one is
+    /// reported once, with the fix, instead of as a stream of watch errors.
+    async fn require_crds(&self, client: &Client) -> anyhow::Result<()> {
+        for (group_version, resource) in required_resources(&self.crds) {
+            let found: Vec<String> = match client.list_api_group_resources(&group_version).await {
+                Ok(list) => list.resources.into_iter().map(|resource| resource.name).collect(),
+                // 404: not even one CRD of the group is installed. (Match the code:
+                // this 404's body is not a Status, and `is_not_found()` misses it.)
+                Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
+                Err(err) => {
+                    bail!("cannot ask the API server which resources it serves ({err}); check `kubectl api-resources`")
+                }
+            };
+            if !found.contains(&resource) {
+                bail!(
+                    "the API server does not serve `{resource}` in {group_version}: install this stage's CRDs with \
+                     `{} -- crd | kubectl apply --server-side -f -`",
+                    self.cargo_run()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The resources that `crds` define, as the API server's discovery lists
+/// them, each with its group and version: `numbers`, and `numbers/status`
+/// where the status subresource is on.
+fn required_resources(crds: &[CustomResourceDefinition]) -> Vec<(String, String)> {
+    let mut resources = Vec::new();
+    for crd in crds {
+        let plural = &crd.spec.names.plural;
+        for version in crd.spec.versions.iter().filter(|version| version.served) {
+            let group_version = format!("{}/{}", crd.spec.group, version.name);
+            resources.push((group_version.clone(), plural.clone()));
+            if version.subresources.as_ref().is_some_and(|s| s.status.is_some()) {
+                resources.push((group_version, format!("{plural}/status")));
+            }
+        }
+    }
+    resources
+}
+
+/// The CRDs as YAML documents, ready for `kubectl apply -f -`.
+pub fn crds_yaml(crds: &[CustomResourceDefinition]) -> anyhow::Result<String> {
+    serde_saphyr::to_string_multiple(crds).context("cannot print the CRDs as YAML")
+}
+
+/// Every `description` in the CRDs, with where it is: what `kubectl explain`
+/// shows. A stage's tests read them to check that they speak to the people
+/// who use the cluster.
+pub fn descriptions(crds: &[CustomResourceDefinition]) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for crd in crds {
+        let value = serde_json::to_value(crd).unwrap_or_default();
+        collect_descriptions(&value, crd.metadata.name.as_deref().unwrap_or_default(), &mut found);
+    }
+    found
+}
+
+fn collect_descriptions(value: &serde_json::Value, path: &str, found: &mut Vec<(String, String)>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("description", serde_json::Value::String(text)) => found.push((path.to_string(), text.clone())),
+                    _ => collect_descriptions(value, &format!("{path}.{key}"), found),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|item| collect_descriptions(item, path, found)),
+        _ => {}
+    }
+}
+
+/// Connects to the cluster of the current kubeconfig context, and checks that it answers.
+async fn connect() -> anyhow::Result<Client> {
+    let config = Config::infer().await.map_err(|err| {
+        // Outside a cluster, what went wrong with the kubeconfig is the cause that matters.
+        let cause = std::error::Error::source(&err).map_or_else(|| err.to_string(), ToString::to_string);
+        anyhow!(
+            "no usable kubeconfig ({cause}); start a cluster (kind, minikube, k3d or `cargo xtask up`) \
+             and point KUBECONFIG at its kubeconfig"
+        )
+    })?;
+    let server = config.cluster_url.clone();
+    let client = Client::try_from(config).context("cannot build a client from the kubeconfig")?;
+    client.apiserver_version().await.map_err(|err| match err {
+        kube::Error::Api(status) if status.code == 401 => anyhow!(
+            "the Kubernetes API server at {server} does not accept the kubeconfig's credentials \
+             (401 Unauthorized): log in again, or pick another context with `kubectl config use-context`"
+        ),
+        err => anyhow!(
+            "the Kubernetes API server at {server} does not answer ({err}); \
+             start the cluster, then check it with `kubectl cluster-info`"
+        ),
+    })?;
+    Ok(client)
+}
+
+/// Waits for Ctrl-C (or SIGTERM, which a Pod gets when it is stopped). The
+/// controllers then finish the reconciles under way and stop; a second
+/// Ctrl-C stops the program at once.
+async fn stop_signal() {
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => signal.recv().await,
+            Err(_) => futures::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = futures::future::pending::<Option<()>>();
+    tokio::select! {
+        interrupted = tokio::signal::ctrl_c() => if interrupted.is_err() {
+            // No signal handler could be installed: run until killed.
+            return futures::future::pending().await;
+        },
+        _ = terminate => {}
+    }
+    info!("stopping after the reconciles under way (Ctrl-C again to stop at once)");
+    tokio::spawn(async {
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(130);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+        CustomResourceDefinitionNames, CustomResourceDefinitionSpec, CustomResourceDefinitionVersion,
+        CustomResourceSubresources,
+    };
+
+    fn crd(plural: &str, with_status: bool) -> CustomResourceDefinition {
+        CustomResourceDefinition {
+            spec: CustomResourceDefinitionSpec {
+                group: "math.workshop.example".to_string(),
+                names: CustomResourceDefinitionNames {
+                    plural: plural.to_string(),
+                    ..Default::default()
+                },
+                versions: vec![CustomResourceDefinitionVersion {
+                    name: "v1beta1".to_string(),
+                    served: true,
+                    subresources: with_status.then(|| CustomResourceSubresources {
+                        status: Some(Default::default()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_stage_needs_each_plural_and_the_status_of_those_that_have_one() {
+        let needed = required_resources(&[crd("numbers", false), crd("tuples", true)]);
+        let names: Vec<&str> = needed.iter().map(|(_, resource)| resource.as_str()).collect();
+        assert_eq!(names, ["numbers", "tuples", "tuples/status"]);
+        assert!(
+            needed
+                .iter()
+                .all(|(group_version, _)| group_version == "math.workshop.example/v1beta1")
+        );
+    }
+
+    #[test]
+    fn descriptions_are_found_at_any_depth_with_their_path() {
+        let mut with_text = crd("numbers", false);
+        with_text.metadata.name = Some("numbers.math.workshop.example".to_string());
+        with_text.spec.versions[0].schema = serde_json::from_value(serde_json::json!({
+            "openAPIV3Schema": {"description": "top", "properties": {"spec": {"description": "inner"}}}
+        }))
+        .unwrap();
+        let found = descriptions(&[with_text]);
+        let texts: Vec<&str> = found.iter().map(|(_, text)| text.as_str()).collect();
+        assert_eq!(texts, ["top", "inner"]);
+        assert!(
+            found[1].0.ends_with("openAPIV3Schema.properties.spec"),
+            "{}",
+            found[1].0
+        );
+    }
+}

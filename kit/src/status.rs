@@ -1,0 +1,168 @@
+//! Writing a status: server-side apply through the status subresource, once.
+//!
+//! The write itself is one request. The controller sends the fields it owns
+//! (`apiVersion`, `kind` and `status`) under its field manager name, and the
+//! API server merges them and records who owns which field; `force` takes
+//! the fields back if someone else wrote them, since the status is the
+//! controller's. In Go it is `r.Status().Update(ctx, &obj)` (or `Patch`).
+//!
+//! What [`StatusWriter`] adds is bookkeeping for a lag. A controller reads
+//! its objects from a watch, which shows a write a moment after it was
+//! made. A parent woken by its children right after its status was written
+//! may still be handed the old copy: it would compute the same new status,
+//! see that the copy differs, and send it again. The writer remembers what it
+//! wrote over which version of each object, and does not send the same
+//! status over the same version twice. A status that someone else changed
+//! since is written again: the copy then shows a newer version.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{debug, info};
+
+use crate::CONTROLLER_NAME;
+
+/// How long a write is remembered. The watch shows every write within
+/// moments; this only bounds the memory kept for objects deleted since.
+const REMEMBERED_FOR: Duration = Duration::from_secs(10);
+
+/// Writes the status of objects of kind `K`, each status once.
+pub struct StatusWriter<K> {
+    api: Api<K>,
+    sent: Mutex<HashMap<String, SentStatus>>,
+}
+
+/// One status written (as the JSON sent), and the version of the object it
+/// was written over.
+struct SentStatus {
+    over: Option<String>,
+    status: serde_json::Value,
+    sent_at: Instant,
+}
+
+impl<K> StatusWriter<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
+{
+    /// A writer for the objects that `api` reaches.
+    pub fn new(api: Api<K>) -> Self {
+        StatusWriter {
+            api,
+            sent: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Writes `status` to `object` (as the watch showed it), and logs it. An
+    /// object deleted meanwhile is not an error: there is nothing left to do.
+    pub async fn write(&self, object: &K, status: &impl Serialize) -> Result<(), kube::Error> {
+        let name = object.name_any();
+        let status = serde_json::to_value(status).map_err(kube::Error::SerdeError)?;
+        if self.already_sent(object, &status) {
+            debug!(name, "status already written; the watch does not show it yet");
+            return Ok(());
+        }
+        let patch = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": &status,
+        });
+        let params = PatchParams::apply(CONTROLLER_NAME).force();
+        match self.api.patch_status(&name, &params, &Patch::Apply(&patch)).await {
+            Ok(_) => {
+                info!(name, %status, "wrote status");
+                self.remember(object, status);
+                Ok(())
+            }
+            Err(kube::Error::Api(response)) if response.is_not_found() => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Whether `status` was written over the version of `object` that the watch still shows.
+    fn already_sent(&self, object: &K, status: &serde_json::Value) -> bool {
+        let mut sent = self.sent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key = key(object);
+        // The watch has moved past the version we wrote over: it shows our
+        // write, or something newer, and the object is the truth again.
+        if sent
+            .get(&key)
+            .is_some_and(|write| write.over != object.resource_version())
+        {
+            sent.remove(&key);
+        }
+        sent.get(&key).is_some_and(|write| write.status == *status)
+    }
+
+    fn remember(&self, object: &K, status: serde_json::Value) {
+        let mut sent = self.sent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        sent.retain(|_, write| write.sent_at.elapsed() < REMEMBERED_FOR);
+        let write = SentStatus {
+            over: object.resource_version(),
+            status,
+            sent_at: Instant::now(),
+        };
+        sent.insert(key(object), write);
+    }
+}
+
+/// An object's uid, so that an object deleted and created again under the
+/// same name is a new one; its name if it has none.
+fn key<K: Resource>(object: &K) -> String {
+    object.uid().unwrap_or_else(|| object.name_any())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::children::tests::{Item, ItemSpec};
+
+    /// An object as the watch shows it, at a resource version.
+    fn item_at(version: &str) -> Item {
+        let mut item = Item::new("p", ItemSpec { value: 1 });
+        item.metadata.uid = Some("p-uid".to_string());
+        item.metadata.resource_version = Some(version.to_string());
+        item
+    }
+
+    fn writer() -> StatusWriter<Item> {
+        // The client is never used: these tests only look at the bookkeeping.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        StatusWriter::new(Api::default_namespaced(client))
+    }
+
+    #[tokio::test]
+    async fn a_status_just_written_is_not_sent_again_while_the_watch_lags() {
+        let writer = writer();
+        writer.remember(&item_at("1"), 7.into());
+        // Still the version we wrote over: the same status would be a repeat.
+        assert!(writer.already_sent(&item_at("1"), &7.into()));
+        // A different status is news and goes out.
+        assert!(!writer.already_sent(&item_at("1"), &8.into()));
+    }
+
+    #[tokio::test]
+    async fn a_status_someone_changed_after_our_write_is_written_again() {
+        let writer = writer();
+        writer.remember(&item_at("1"), 7.into());
+        // The watch moved on (our write, then someone else's): it is the truth.
+        assert!(!writer.already_sent(&item_at("3"), &7.into()));
+        // And the record is gone, even back at the old version.
+        assert!(!writer.already_sent(&item_at("1"), &7.into()));
+    }
+
+    #[tokio::test]
+    async fn an_object_created_again_under_the_same_name_is_a_new_one() {
+        let writer = writer();
+        writer.remember(&item_at("1"), 7.into());
+        let mut again = item_at("1");
+        again.metadata.uid = Some("another-uid".to_string());
+        assert!(!writer.already_sent(&again, &7.into()));
+    }
+}

@@ -35,7 +35,13 @@ const REMEMBERED_FOR: Duration = Duration::from_secs(10);
 /// Writes the status of objects of kind `K`, each status once.
 pub struct StatusWriter<K> {
     api: Api<K>,
-    sent: Mutex<HashMap<String, SentStatus>>,
+    sent: Mutex<Sent>,
+}
+
+/// The statuses written lately, per object, and when they were last pruned.
+struct Sent {
+    by_object: HashMap<String, SentStatus>,
+    pruned_at: Instant,
 }
 
 /// One status written (as the JSON sent), and the version of the object it
@@ -52,9 +58,13 @@ where
 {
     /// A writer for the objects that `api` reaches.
     pub fn new(api: Api<K>) -> Self {
+        let sent = Sent {
+            by_object: HashMap::new(),
+            pruned_at: Instant::now(),
+        };
         StatusWriter {
             api,
-            sent: Mutex::new(HashMap::new()),
+            sent: Mutex::new(sent),
         }
     }
 
@@ -70,13 +80,14 @@ where
         let patch = serde_json::json!({
             "apiVersion": K::api_version(&()),
             "kind": K::kind(&()),
-            "status": &status,
+            "status": status,
         });
         let params = PatchParams::apply(CONTROLLER_NAME).force();
         match self.api.patch_status(&name, &params, &Patch::Apply(&patch)).await {
             Ok(_) => {
+                let status = &patch["status"];
                 info!(name, %status, "wrote status");
-                self.remember(object, status);
+                self.remember(object, status.clone());
                 Ok(())
             }
             Err(kube::Error::Api(response)) if response.is_not_found() => Ok(()),
@@ -87,6 +98,7 @@ where
     /// Whether `status` was written over the version of `object` that the watch still shows.
     fn already_sent(&self, object: &K, status: &serde_json::Value) -> bool {
         let mut sent = self.sent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let sent = &mut sent.by_object;
         let key = key(object);
         // The watch has moved past the version we wrote over: it shows our
         // write, or something newer, and the object is the truth again.
@@ -101,13 +113,19 @@ where
 
     fn remember(&self, object: &K, status: serde_json::Value) {
         let mut sent = self.sent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        sent.retain(|_, write| write.sent_at.elapsed() < REMEMBERED_FOR);
+        // Pruned now and then, not at every write: a settle writes thousands
+        // of statuses within seconds, and looking at every one each time
+        // would cost a debug build whole seconds.
+        if sent.pruned_at.elapsed() > REMEMBERED_FOR {
+            sent.by_object.retain(|_, write| write.sent_at.elapsed() < REMEMBERED_FOR);
+            sent.pruned_at = Instant::now();
+        }
         let write = SentStatus {
             over: object.resource_version(),
             status,
             sent_at: Instant::now(),
         };
-        sent.insert(key(object), write);
+        sent.by_object.insert(key(object), write);
     }
 }
 

@@ -195,6 +195,8 @@ async fn reconcile(tuple: Arc<Tuple>, ctx: Arc<Context>) -> Result<Action, Error
     }
 
     // A failed write to a child is retried with a growing delay (error_policy).
+    // Otherwise `action` waits for the next change, or looks again shortly
+    // while writes to children are still on their way.
     let action = applied?;
     ctx.backoff.succeeded(&name);
     Ok(action)

@@ -117,7 +117,8 @@ where
         // of statuses within seconds, and looking at every one each time
         // would cost a debug build whole seconds.
         if sent.pruned_at.elapsed() > REMEMBERED_FOR {
-            sent.by_object.retain(|_, write| write.sent_at.elapsed() < REMEMBERED_FOR);
+            sent.by_object
+                .retain(|_, write| write.sent_at.elapsed() < REMEMBERED_FOR);
             sent.pruned_at = Instant::now();
         }
         let write = SentStatus {

@@ -273,11 +273,11 @@ where
             .collect();
         let results: Vec<Result<(), Error>> = stream::iter(writes).buffer_unordered(WRITES_AT_ONCE).collect().await;
         results.into_iter().collect::<Result<(), Error>>()?;
-        let waiting = self.lock_in_flight().contains_key(&owner_uid);
-        Ok(match waiting {
-            true => Action::requeue(IN_FLIGHT_LIMIT),
-            false => Action::await_change(),
-        })
+        if self.lock_in_flight().contains_key(&owner_uid) {
+            Ok(Action::requeue(IN_FLIGHT_LIMIT))
+        } else {
+            Ok(Action::await_change())
+        }
     }
 
     /// Sends one write, records it if it creates or deletes, and tells it.
@@ -391,11 +391,12 @@ where
                 .clashes_told
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            match clashes.is_empty() {
-                true => told.remove(owner_uid),
-                false => told.insert(owner_uid.to_string(), clashes.to_vec()),
-            }
-            .unwrap_or_default()
+            let before = if clashes.is_empty() {
+                told.remove(owner_uid)
+            } else {
+                told.insert(owner_uid.to_string(), clashes.to_vec())
+            };
+            before.unwrap_or_default()
         };
         let kind = K::kind(&());
         let named = |name: &String| ObjectReference {
@@ -462,7 +463,7 @@ enum Write<'a, K> {
     Delete(&'a Arc<K>),
 }
 
-/// The cache's objects, for tests: what `existing` returns after the first list.
+/// The kit's tests, and the kind they use (the status writer's tests use it too).
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -497,11 +498,14 @@ pub(crate) mod tests {
         Arc::new(item)
     }
 
-    fn children() -> Children<Item> {
-        // The client is never used: these tests only look at the bookkeeping.
+    /// A client for tests that only look at bookkeeping: it never sends a request.
+    pub fn unused_client() -> Client {
         let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
-        let client = Client::try_from(config).unwrap();
-        Children::watch(&client).0
+        Client::try_from(config).unwrap()
+    }
+
+    fn children() -> Children<Item> {
+        Children::watch(&unused_client()).0
     }
 
     #[tokio::test]

@@ -175,7 +175,7 @@ fn required_resources(crds: &[CustomResourceDefinition]) -> Vec<(String, String)
 }
 
 /// The CRDs as YAML documents, ready for `kubectl apply -f -`.
-pub fn crds_yaml(crds: &[CustomResourceDefinition]) -> anyhow::Result<String> {
+fn crds_yaml(crds: &[CustomResourceDefinition]) -> anyhow::Result<String> {
     serde_saphyr::to_string_multiple(crds).context("cannot print the CRDs as YAML")
 }
 

@@ -139,7 +139,7 @@ fn key<K: Resource>(object: &K) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::children::tests::{Item, ItemSpec};
+    use crate::children::tests::{Item, ItemSpec, unused_client};
 
     /// An object as the watch shows it, at a resource version.
     fn item_at(version: &str) -> Item {
@@ -150,10 +150,7 @@ mod tests {
     }
 
     fn writer() -> StatusWriter<Item> {
-        // The client is never used: these tests only look at the bookkeeping.
-        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
-        let client = kube::Client::try_from(config).unwrap();
-        StatusWriter::new(Api::default_namespaced(client))
+        StatusWriter::new(Api::default_namespaced(unused_client()))
     }
 
     #[tokio::test]

@@ -16,9 +16,16 @@ use kube::{Client, Config};
 use xtask::cleanup;
 use xtask::control_plane::{self, ControlPlane, Lifetime};
 
-/// How long a scenario waits for the cluster to reach the state it expects.
+/// How long a scenario waits for the cluster to reach the state it expects:
+/// 60 s, or `E2E_DEADLINE_SECS` (the checker waits less, on a warm plane).
 /// A wait ends as soon as the state is reached; this is only the limit.
-const DEADLINE: Duration = Duration::from_secs(60);
+fn deadline() -> Duration {
+    let seconds = std::env::var("E2E_DEADLINE_SECS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(60);
+    Duration::from_secs(seconds)
+}
 
 /// The API group of the workshop's resources.
 pub const GROUP: &str = "math.workshop.example";
@@ -90,6 +97,14 @@ pub enum Cluster {
     Local { plane: Box<ControlPlane>, kubectl: PathBuf },
     /// The cluster of the current kubeconfig context (`USE_EXISTING_CLUSTER=true`).
     Existing { kubectl: PathBuf, gate: &'static StageGate },
+    /// A local control plane that outlives this run (`E2E_PLANE=<its folder>`,
+    /// the checker's warm plane): the stage's CRDs are installed on it at
+    /// start, and each scenario deletes its namespace when it ends.
+    Warm {
+        kubeconfig: PathBuf,
+        audit_log: PathBuf,
+        kubectl: PathBuf,
+    },
 }
 
 impl Cluster {
@@ -103,6 +118,37 @@ impl Cluster {
         Ok(Cluster::Local {
             plane: Box::new(plane),
             kubectl: assets.kubectl(),
+        })
+    }
+
+    /// The warm plane in `dir`, with `stage`'s CRDs installed as attendees
+    /// do, and the workshop's other CRDs (another stage's) deleted.
+    pub fn warm(stage: Stage, dir: &Path, kubectl: PathBuf) -> Result<Cluster> {
+        let kubeconfig = dir.join("kubeconfig");
+        let crds = stage.crds()?;
+        control_plane::install_crds(&kubectl, Some(&kubeconfig), &crds)?;
+        let installed = Command::new(&kubectl)
+            .env("KUBECONFIG", &kubeconfig)
+            .args(["get", "crd", "-o", "name"])
+            .output()?;
+        let installed = checked(installed, "kubectl get crd")?;
+        for name in String::from_utf8_lossy(&installed.stdout).lines() {
+            let name = name.trim_start_matches("customresourcedefinition.apiextensions.k8s.io/");
+            let plural = name.split('.').next().unwrap_or_default();
+            if name.ends_with(GROUP) && !crds.contains(&format!("name: {name}")) && !plural.is_empty() {
+                checked(
+                    Command::new(&kubectl)
+                        .env("KUBECONFIG", &kubeconfig)
+                        .args(["delete", "crd", name, "--wait=true"])
+                        .output()?,
+                    "kubectl delete crd",
+                )?;
+            }
+        }
+        Ok(Cluster::Warm {
+            kubeconfig,
+            audit_log: dir.join("logs").join("audit.log"),
+            kubectl,
         })
     }
 
@@ -120,14 +166,16 @@ impl Cluster {
     pub fn plane(&self) -> Option<&ControlPlane> {
         match self {
             Cluster::Local { plane, .. } => Some(plane),
-            Cluster::Existing { .. } => None,
+            Cluster::Existing { .. } | Cluster::Warm { .. } => None,
         }
     }
 
     /// The kubectl that scenarios use with this cluster.
     pub fn kubectl_program(&self) -> &Path {
         match self {
-            Cluster::Local { kubectl, .. } | Cluster::Existing { kubectl, .. } => kubectl,
+            Cluster::Local { kubectl, .. } | Cluster::Existing { kubectl, .. } | Cluster::Warm { kubectl, .. } => {
+                kubectl
+            }
         }
     }
 
@@ -135,6 +183,7 @@ impl Cluster {
     pub fn audit_log(&self) -> Option<&Path> {
         match self {
             Cluster::Local { plane, .. } => Some(&plane.audit_log),
+            Cluster::Warm { audit_log, .. } => Some(audit_log),
             Cluster::Existing { .. } => None,
         }
     }
@@ -143,6 +192,7 @@ impl Cluster {
     fn base_kubeconfig(&self) -> Option<&Path> {
         match self {
             Cluster::Local { plane, .. } => Some(&plane.kubeconfig),
+            Cluster::Warm { kubeconfig, .. } => Some(kubeconfig),
             Cluster::Existing { .. } => None,
         }
     }
@@ -199,8 +249,12 @@ pub struct Scenario<'a> {
     pub client: Client,
     cluster: &'a Cluster,
     dir: tempfile::TempDir,
-    /// The running copies of the program under test (usually one).
-    controllers: Vec<Child>,
+    /// The running copies of the program under test (usually one), behind a
+    /// lock so that a wait can see one exit.
+    controllers: Mutex<Vec<Child>>,
+    /// Where this scenario's part of the audit log begins (a warm plane's log
+    /// holds every earlier run too).
+    audit_start: u64,
     /// Held until the namespace is deleted (existing clusters only).
     _turn: Option<Turn<'a>>,
 }
@@ -209,8 +263,12 @@ impl<'a> Scenario<'a> {
     pub async fn new(cluster: &'a Cluster, stage: Stage, label: &str) -> Result<Scenario<'a>> {
         let turn = match cluster {
             Cluster::Existing { gate, kubectl } => Some(gate.enter(stage, kubectl)?),
-            Cluster::Local { .. } => None,
+            Cluster::Local { .. } | Cluster::Warm { .. } => None,
         };
+        let audit_start = cluster
+            .audit_log()
+            .and_then(|path| fs::metadata(path).ok())
+            .map_or(0, |meta| meta.len());
         let dir = tempfile::Builder::new().prefix("math-controller-e2e-").tempdir()?;
         cleanup::register_folder(dir.path().to_path_buf());
         let namespace = namespace_name(label);
@@ -259,7 +317,8 @@ impl<'a> Scenario<'a> {
             client,
             cluster,
             dir,
-            controllers: Vec::new(),
+            controllers: Mutex::new(Vec::new()),
+            audit_start,
             _turn: turn,
         })
     }
@@ -299,10 +358,13 @@ impl<'a> Scenario<'a> {
             .cluster
             .audit_log()
             .context("only a local control plane keeps an audit log")?;
-        let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = read_from(path, self.audit_start).with_context(|| format!("cannot read {}", path.display()))?;
         let mut found = Vec::new();
         for line in text.lines() {
-            let event: serde_json::Value = serde_json::from_str(line)?;
+            // The first or last line may be half written: it belongs to no scenario's writes yet.
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
             let object = &event["objectRef"];
             if object["namespace"] != self.namespace.as_str() || !keep(&event) {
                 continue;
@@ -316,6 +378,7 @@ impl<'a> Scenario<'a> {
                 name: text(&object["name"]),
                 request_uri: text(&event["requestURI"]),
                 user_agent: text(&event["userAgent"]),
+                received: event["requestReceivedTimestamp"].as_str().and_then(seconds_of).unwrap_or(0.0),
             });
         }
         Ok(found)
@@ -323,7 +386,7 @@ impl<'a> Scenario<'a> {
 
     /// Stops the running controllers at once (SIGKILL: nothing is cleaned up).
     pub fn stop_controller(&mut self) {
-        for mut child in self.controllers.drain(..) {
+        for mut child in self.controllers_mut().drain(..) {
             let _ = child.kill();
             let _ = child.wait();
             cleanup::forget_process(child.id());
@@ -332,24 +395,43 @@ impl<'a> Scenario<'a> {
 
     /// Whether every controller started is still running (none has exited).
     pub fn controllers_still_running(&mut self) -> bool {
-        self.controllers
+        self.controllers_mut()
             .iter_mut()
             .all(|child| matches!(child.try_wait(), Ok(None)))
     }
 
+    fn controllers_mut(&mut self) -> &mut Vec<Child> {
+        self.controllers.get_mut().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The process ids of the running controllers, oldest first.
     pub fn controller_pids(&self) -> Vec<u32> {
-        self.controllers.iter().map(Child::id).collect()
+        let controllers = self.controllers.lock().unwrap_or_else(|p| p.into_inner());
+        controllers.iter().map(Child::id).collect()
+    }
+
+    /// Why the program under test can no longer reach what a wait expects:
+    /// it panicked (the panic's message and place, a `todo!` first of all),
+    /// or a copy exited.
+    fn controller_stopped(&self) -> Option<String> {
+        if let Some(panic) = panic_in(&self.controller_log()) {
+            return Some(panic);
+        }
+        let mut controllers = self.controllers.lock().unwrap_or_else(|p| p.into_inner());
+        controllers.iter_mut().find_map(|child| match child.try_wait() {
+            Ok(Some(status)) => Some(format!("the controller exited ({status})")),
+            _ => None,
+        })
     }
 
     /// Kills one running controller (SIGKILL), as a crash would.
     pub fn kill_controller(&mut self, pid: u32) -> Result<()> {
         let index = self
-            .controllers
+            .controllers_mut()
             .iter()
             .position(|child| child.id() == pid)
             .with_context(|| format!("no running controller has process id {pid}"))?;
-        let mut child = self.controllers.remove(index);
+        let mut child = self.controllers_mut().remove(index);
         let killed = child.kill();
         let waited = child.wait();
         cleanup::forget_process(pid);
@@ -380,7 +462,49 @@ impl<'a> Scenario<'a> {
             .stderr(log)
             .spawn()?;
         cleanup::register_process(child.id());
-        self.controllers.push(child);
+        self.controllers_mut().push(child);
+        Ok(())
+    }
+
+    /// Starts `stage`'s program as `cargo run … | tee` runs it in a terminal:
+    /// its output goes through a pipe to another process, both in a process
+    /// group of their own, which [`Scenario::press_ctrl_c`] signals as a
+    /// terminal does. Returns the group's id (the shell's process id).
+    pub fn start_controller_through_a_pipe(&mut self, stage: Stage) -> Result<u32> {
+        use std::os::unix::process::CommandExt;
+        let log = self.dir.path().join("controller.log");
+        let child = Command::new("sh")
+            .args(["-c", r#""$0" 2>&1 | tee -a "$1" >/dev/null"#])
+            .arg(stage.program()?)
+            .arg(&log)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()?;
+        let group = child.id();
+        cleanup::register_process(group);
+        self.controllers_mut().push(child);
+        Ok(group)
+    }
+
+    /// Ctrl-C in a terminal: SIGINT to every process of the group (the
+    /// program and the one reading its pipe alike); waits until the group's
+    /// leader has exited.
+    pub fn press_ctrl_c(&mut self, group: u32) -> Result<()> {
+        checked(
+            Command::new("kill").args(["-INT", "--", &format!("-{group}")]).output()?,
+            "kill -INT",
+        )?;
+        let index = self
+            .controllers_mut()
+            .iter()
+            .position(|child| child.id() == group)
+            .with_context(|| format!("no running controller has process id {group}"))?;
+        let mut child = self.controllers_mut().remove(index);
+        child.wait()?;
+        cleanup::forget_process(group);
         Ok(())
     }
 
@@ -498,34 +622,64 @@ impl<'a> Scenario<'a> {
                 Ok(value) => return Ok(value),
                 Err(seen) => seen,
             };
-            if started.elapsed() > DEADLINE {
-                // The scenario's folder goes when it ends: keep the whole log.
-                let kept = (std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from))
-                    .unwrap_or_else(|| xtask::repository_root().join("target"))
-                    .join("e2e-logs")
-                    .join(format!("{}.log", self.namespace));
-                let kept = match fs::create_dir_all(kept.parent().unwrap_or(&kept))
-                    .and_then(|()| fs::write(&kept, self.controller_log()))
-                {
-                    Ok(()) => format!("the whole log: {}", kept.display()),
-                    Err(err) => format!("the whole log could not be kept: {err}"),
-                };
+            // A stopped program reaches nothing more: say so now, not at the deadline.
+            if let Some(stopped) = self.controller_stopped() {
                 return Err(anyhow!(
-                    "waited {} s for {what}, but saw: {seen}\n--- controller log (last lines; {kept}) ---\n{}",
-                    DEADLINE.as_secs(),
+                    "{stopped}\nwhile waiting for {what}; saw: {seen}\n--- controller log (last lines; {}) ---\n{}",
+                    self.keep_log(),
+                    last_lines(&self.controller_log(), 30)
+                ));
+            }
+            if started.elapsed() > deadline() {
+                return Err(anyhow!(
+                    "waited {} s for {what}, but saw: {seen}\n--- controller log (last lines; {}) ---\n{}",
+                    deadline().as_secs(),
+                    self.keep_log(),
                     last_lines(&self.controller_log(), 30)
                 ));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+
+    /// Keeps the controller's whole log (the scenario's folder goes when it
+    /// ends), and says where.
+    fn keep_log(&self) -> String {
+        let kept = (std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from))
+            .unwrap_or_else(|| xtask::repository_root().join("target"))
+            .join("e2e-logs")
+            .join(format!("{}.log", self.namespace));
+        match fs::create_dir_all(kept.parent().unwrap_or(&kept)).and_then(|()| fs::write(&kept, self.controller_log())) {
+            Ok(()) => format!("the whole log: {}", kept.display()),
+            Err(err) => format!("the whole log could not be kept: {err}"),
+        }
+    }
+}
+
+/// The first panic in a program's output: its message, then where it
+/// happened (`not yet implemented: 2.4: …` for an open part).
+pub fn panic_in(log: &str) -> Option<String> {
+    let mut lines = log.lines();
+    let place = lines.find_map(|line| line.split_once("panicked at ").map(|(_, place)| place.trim_end_matches(':')))?;
+    let message = lines.next().unwrap_or_default().trim();
+    Some(format!("the controller panicked: {message}\n  at {place}"))
+}
+
+/// The text of `path` from byte `start` on.
+fn read_from(path: &Path, start: u64) -> std::io::Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = fs::File::open(path)?;
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 impl Drop for Scenario<'_> {
     fn drop(&mut self) {
         self.stop_controller();
         cleanup::forget_folder(&self.dir.path().to_path_buf());
-        if let Cluster::Existing { kubectl, .. } = self.cluster {
+        if let Cluster::Existing { kubectl, .. } | Cluster::Warm { kubectl, .. } = self.cluster {
             // Leave nothing behind on someone else's cluster.
             let _ = Command::new(kubectl)
                 .env("KUBECONFIG", &self.kubeconfig)
@@ -546,6 +700,23 @@ pub struct RecordedWrite {
     pub name: String,
     pub request_uri: String,
     pub user_agent: String,
+    /// When the API server received it, in seconds since 1970.
+    pub received: f64,
+}
+
+/// An RFC 3339 time in UTC as the audit log writes it
+/// (`2026-12-01T03:16:12.208774Z`), in seconds since 1970.
+pub fn seconds_of(time: &str) -> Option<f64> {
+    let (date, clock) = time.strip_suffix('Z')?.split_once('T')?;
+    let mut date = date.splitn(3, '-').map(str::parse::<i64>);
+    let (year, month, day) = (date.next()?.ok()?, date.next()?.ok()?, date.next()?.ok()?);
+    let mut clock = clock.splitn(3, ':');
+    let (hours, minutes) = (clock.next()?.parse::<f64>().ok()?, clock.next()?.parse::<f64>().ok()?);
+    let seconds = clock.next()?.parse::<f64>().ok()?;
+    // Days since 1970-01-01 of a date in the proleptic Gregorian calendar.
+    let (year, month) = if month <= 2 { (year - 1, month + 12) } else { (year, month) };
+    let days = 365 * year + year / 4 - year / 100 + year / 400 + (153 * (month - 3) + 2) / 5 + day - 719_469;
+    Some(days as f64 * 86_400.0 + hours * 3600.0 + minutes * 60.0 + seconds)
 }
 
 /// A namespace name for a scenario, unique across runs.
@@ -601,13 +772,13 @@ pub fn run_to_exit(program: &Path, args: &[&str], kubeconfig: &Path) -> Result<O
         if let Some(status) = child.try_wait()? {
             break status;
         }
-        if started.elapsed() > DEADLINE {
+        if started.elapsed() > deadline() {
             let _ = child.kill();
             let _ = child.wait();
             bail!(
                 "{} was still running after {} s; it printed:\n{}{}",
                 program.display(),
-                DEADLINE.as_secs(),
+                deadline().as_secs(),
                 read_all(stdout)?,
                 read_all(stderr)?
             );

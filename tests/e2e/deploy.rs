@@ -20,7 +20,8 @@ pub fn cases() -> Vec<Case> {
     vec![case!(
         Stage::Step04,
         the_finished_controller_needs_exactly_the_role_it_ships,
-        needs_audit_log
+        needs_audit_log,
+        beyond_lesson
     )]
 }
 

@@ -13,6 +13,10 @@
 //! E2E_PROGRAM_DIR=some/dir cargo test --test e2e     # other programs named step01_crd, …
 //! ```
 //!
+//! `cargo xtask check` runs one stage's lesson scenarios (`E2E_SCOPE=lesson`:
+//! not the robustness and outage ones) on its warm plane (`E2E_PLANE=<folder>`),
+//! a local control plane kept running between checks.
+//!
 //! On an existing cluster, the stages take turns (each installs its own CRDs,
 //! which replace the previous stage's) and every scenario deletes its namespace.
 
@@ -42,6 +46,9 @@ pub struct Case {
     /// Runs on a local control plane of its own instead of the stage's shared
     /// one, because it breaks the plane or needs it bare. Never on an existing cluster.
     pub own_plane: Option<OwnPlane>,
+    /// Checks what the stage's guide teaches; the others (robustness,
+    /// outages, load) run in CI and with `cargo xtask check STAGE --all`.
+    pub lesson: bool,
     pub run: for<'a> fn(Scenario<'a>) -> futures::future::BoxFuture<'a, anyhow::Result<()>>,
 }
 
@@ -64,6 +71,7 @@ fn main() -> ExitCode {
         std::process::exit(130);
     });
 
+    let lesson_only = std::env::var("E2E_SCOPE").is_ok_and(|scope| scope == "lesson");
     let cases: Vec<Case> = [
         step01::cases(),
         step02::cases(),
@@ -72,7 +80,10 @@ fn main() -> ExitCode {
         deploy::cases(),
         robustness::cases(),
     ]
-    .concat();
+    .concat()
+    .into_iter()
+    .filter(|case| case.lesson || !lesson_only)
+    .collect();
     let selected = |name: &str| match &args.filter {
         Some(filter) if args.exact => name == filter,
         Some(filter) => name.contains(filter.as_str()),
@@ -83,6 +94,7 @@ fn main() -> ExitCode {
     // Start the clusters before any scenario: a control plane lives as long as
     // the thread that started it, and this one outlives them all.
     let existing = std::env::var("USE_EXISTING_CLUSTER").is_ok_and(|value| value == "true");
+    let warm = std::env::var_os("E2E_PLANE").map(std::path::PathBuf::from);
     let root = match tempfile::Builder::new().prefix("math-controller-planes-").tempdir() {
         Ok(root) => root,
         Err(err) => {
@@ -123,6 +135,22 @@ fn main() -> ExitCode {
                         gate,
                     })),
                 ));
+            }
+        } else if let Some(dir) = &warm {
+            // One plane holds one stage's CRDs at a time.
+            if needed.len() > 1 {
+                eprintln!("error: a warm plane (E2E_PLANE) serves one stage at a time: name one, e.g. `-- step02`");
+                return ExitCode::FAILURE;
+            }
+            let kubectl = match xtask::assets::locate() {
+                Some(assets) => assets.kubectl(),
+                None => std::path::PathBuf::from("kubectl"),
+            };
+            for stage in needed {
+                let cluster = Cluster::warm(stage, dir, kubectl.clone())
+                    .map(Arc::new)
+                    .map_err(|err| format!("{err:#}"));
+                clusters.push((stage, cluster));
             }
         } else {
             let assets = match xtask::assets::locate_or_build() {
@@ -188,3 +216,4 @@ fn main() -> ExitCode {
     drop(root);
     conclusion.exit_code()
 }
+

@@ -29,17 +29,20 @@ pub fn cases() -> Vec<Case> {
         case!(
             Stage::Step04,
             a_restarted_controller_rewrites_nothing_that_is_already_right,
-            needs_audit_log
+            needs_audit_log,
+            beyond_lesson
         ),
         case!(Stage::Step04, the_schema_rejects_n_above_the_bound),
         case!(
             Stage::Step04,
-            a_restarted_controller_finishes_the_work_left_while_it_was_stopped
+            a_restarted_controller_finishes_the_work_left_while_it_was_stopped,
+            beyond_lesson
         ),
         case!(
             Stage::Step04,
             ten_fermats_of_100_are_created_with_almost_no_refused_requests,
-            needs_audit_log
+            needs_audit_log,
+            beyond_lesson
         ),
         case!(Stage::Step04, a_status_list_written_by_someone_else_is_cleared),
         case!(
@@ -47,6 +50,11 @@ pub fn cases() -> Vec<Case> {
             two_copies_take_turns_through_a_lease_and_the_second_takes_over,
             needs_audit_log
         ),
+        case!(
+            Stage::Step04,
+            ctrl_c_on_the_leader_hands_the_lease_over_at_once_even_through_a_pipe
+        ),
+        case!(Stage::Step04, a_run_after_a_killed_run_leads_at_once),
         case!(Stage::Step04, a_foreign_grandchild_is_reported_on_the_fermat),
         case!(
             Stage::Step04,
@@ -75,7 +83,8 @@ pub fn cases() -> Vec<Case> {
         ),
         case!(
             Stage::Step04,
-            a_namespace_deleted_under_the_controller_leaves_it_running_and_recreated_it_works_again
+            a_namespace_deleted_under_the_controller_leaves_it_running_and_recreated_it_works_again,
+            beyond_lesson
         ),
     ]
 }
@@ -538,6 +547,75 @@ async fn lease_holder(s: &Scenario<'_>) -> Result<u32> {
     .await
 }
 
+/// The Lease as it is now: its holder, and until when it holds it (in
+/// seconds since 1970) if it renews no more.
+async fn lease_now(s: &Scenario<'_>) -> Result<(Option<String>, Option<f64>, Option<f64>)> {
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(s.client.clone(), &s.namespace);
+    let spec = leases.get("math-controller").await?.spec.unwrap_or_default();
+    let seconds = |time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime>| {
+        time.map(|time| time.0.as_millisecond() as f64 / 1000.0)
+    };
+    let runs_out = seconds(spec.renew_time).map(|renewed| renewed + f64::from(spec.lease_duration_seconds.unwrap_or(0)));
+    Ok((spec.holder_identity, runs_out, seconds(spec.acquire_time)))
+}
+
+/// Waits until copy `pid` holds the Lease, then checks that it took it before
+/// the Lease of the copy before it ran out (`runs_out`): it was handed over,
+/// not waited out.
+async fn expect_taken_before(s: &Scenario<'_>, pid: u32, runs_out: f64, how: &str) -> Result<()> {
+    s.eventually(&format!("copy {pid} to take the Lease"), || async {
+        match lease_holder(s).await {
+            Ok(holder) if holder == pid => Ok(()),
+            other => Err(format!("holder {other:?}")),
+        }
+    })
+    .await?;
+    let (_, _, acquired) = lease_now(s).await?;
+    let acquired = acquired.context("the Lease has no acquireTime")?;
+    eprintln!("    {how}: the next copy took the Lease {:.1} s before it would have run out", runs_out - acquired);
+    ensure!(
+        acquired < runs_out,
+        "{how}, the next copy took the Lease only when it ran out ({:.1} s after)",
+        acquired - runs_out
+    );
+    Ok(())
+}
+
+/// Ctrl-C in the leader's terminal, its output going through `| tee`: it
+/// clears the Lease as it stops, and the waiting copy takes over at once, not
+/// when the Lease runs out; the guide's figure.
+async fn ctrl_c_on_the_leader_hands_the_lease_over_at_once_even_through_a_pipe(mut s: Scenario<'_>) -> Result<()> {
+    let group = s.start_controller_through_a_pipe(Stage::Step04)?;
+    lease_holder(&s).await?;
+    s.start_controller(Stage::Step04)?;
+    let second = *s.controller_pids().last().context("no second copy")?;
+    s.eventually("the second copy to wait for the Lease", || async {
+        match s.controller_log().contains("waiting to lead") {
+            true => Ok(()),
+            false => Err("no \"waiting to lead\" in the log".to_string()),
+        }
+    })
+    .await?;
+    let (_, runs_out, _) = lease_now(&s).await?;
+    let runs_out = runs_out.context("the leader's Lease has no renewTime")?;
+    s.press_ctrl_c(group)?;
+    expect_taken_before(&s, second, runs_out, "after Ctrl-C on the leader").await
+}
+
+/// A run that ended without clearing its Lease (killed, as a crash or a
+/// closed terminal ends it) does not hold up the next run on this machine.
+async fn a_run_after_a_killed_run_leads_at_once(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step04)?;
+    let first = lease_holder(&s).await?;
+    let (_, runs_out, _) = lease_now(&s).await?;
+    let runs_out = runs_out.context("the Lease has no renewTime")?;
+    s.kill_controller(first)?;
+    s.start_controller(Stage::Step04)?;
+    let next = *s.controller_pids().last().context("no new run")?;
+    expect_taken_before(&s, next, runs_out, "a new run after a killed one").await
+}
+
 /// Two copies of stage 4 in one namespace: one leads, the other waits, so no
 /// write is made twice; killed, the leader is replaced by the other copy.
 async fn two_copies_take_turns_through_a_lease_and_the_second_takes_over(mut s: Scenario<'_>) -> Result<()> {
@@ -571,15 +649,12 @@ async fn two_copies_take_turns_through_a_lease_and_the_second_takes_over(mut s: 
     // Two copies at work would each try every create: about 18 refused.
     ensure!(refused <= 1, "{refused} creates were refused: both copies wrote");
 
+    let (_, runs_out, _) = lease_now(&s).await?;
+    let runs_out = runs_out.context("the leader's Lease has no renewTime")?;
     let killed = std::time::Instant::now();
     s.kill_controller(first)?;
-    s.eventually("the second copy to take the Lease", || async {
-        match lease_holder(&s).await {
-            Ok(holder) if holder == second => Ok(()),
-            other => Err(format!("holder {other:?}")),
-        }
-    })
-    .await?;
+    // A killed copy of this machine is seen gone: no need to wait the Lease out.
+    expect_taken_before(&s, second, runs_out, "after the leader was killed").await?;
     eprintln!(
         "    the second copy took over {:.1} s after the first was killed",
         killed.elapsed().as_secs_f64()

@@ -103,11 +103,23 @@ fn failure_message(output: &str, name: &str) -> Option<String> {
         .take_while(|line| !line.starts_with("---- ") && **line != "failures:")
         .copied()
         .collect();
-    let first = block.iter().find(|line| !line.trim().is_empty())?.trim().to_string();
+    // The whole message, never cut: what was expected and what was seen.
+    let message: Vec<&str> = block
+        .iter()
+        .take_while(|line| !line.starts_with("--- controller log"))
+        .map(|line| line.trim_end())
+        .skip_while(|line| line.trim().is_empty())
+        .collect();
+    let message = message.join("\n").trim_end().to_string();
+    if message.is_empty() {
+        return None;
+    }
     // A controller stopped by an open part says which in its log.
     match block.iter().find_map(|line| line.split_once("not yet implemented: ")) {
-        Some((_, part)) => Some(format!("{first} (the controller stopped at {})", part.trim())),
-        None => Some(first),
+        Some((_, part)) if !message.contains("not yet implemented: ") => {
+            Some(format!("{message}\n(the controller stopped at {})", part.trim()))
+        }
+        _ => Some(message),
     }
 }
 
@@ -209,10 +221,14 @@ pub fn in_reader_language(link: &str) -> String {
 pub fn explain(stage: &str, outcome: &Outcome, hints: &Hints) -> Vec<String> {
     let mut lines = Vec::new();
     if let Some(why) = &outcome.why {
-        lines.push(in_reader_language(&why.chars().take(300).collect::<String>()));
+        lines.extend(why.lines().map(in_reader_language));
     }
+    // A panic names its own place: a hint about behaviour would blame the wrong thing.
+    let panicked = outcome.why.as_deref().is_some_and(|why| why.contains("panicked"));
     let short = &stage[..6];
-    if let Some(hint) = hints.get(&(short.to_string(), outcome.name.clone())) {
+    if let Some(hint) = hints.get(&(short.to_string(), outcome.name.clone()))
+        && !panicked
+    {
         let link = section_link(&hint.section).unwrap_or_default();
         lines.push(format!("hint: {} (read {link})", hint.text));
     }
@@ -311,10 +327,34 @@ not yet implemented: 2.4: compute, compare and write the status, see steps/en/02
         assert_eq!(
             failure_message(output, "status").as_deref(),
             Some(
-                "waited 60 s for fifteen, but saw: status null (the controller stopped at 2.4: compute, \
+                "waited 60 s for fifteen, but saw: status null\n(the controller stopped at 2.4: compute, \
                  compare and write the status, see steps/en/02-status.md#24)"
             )
         );
+    }
+
+    #[test]
+    fn a_scenario_message_is_kept_whole_and_a_panic_comes_first() {
+        let output = "---- step02_status::the_guide_shows_what_a_real_run_prints ----
+waited 20 s for `kubectl get numbers` to print what the guides show, but saw: steps/en/02-status.md shows
+NAME      VALUE   FIZZBUZZ
+fifteen   15      FizzBuzz
+and the cluster printed
+NAME      VALUE
+fifteen   15
+--- controller log (last lines; the whole log: target/e2e-logs/x.log) ---
+INFO saw Number
+---- step02_status::status ----
+the controller panicked: not yet implemented: 2.4: compute, see steps/en/02-status.md#24
+  at exercises/step02_status/number.rs:137:5
+while waiting for fifteen; saw: status null
+";
+        let why = failure_message(output, "the_guide_shows_what_a_real_run_prints").unwrap();
+        assert_eq!(why.lines().count(), 6, "{why}");
+        assert!(why.ends_with("fifteen   15"), "{why}");
+        let why = failure_message(output, "status").unwrap();
+        assert!(why.starts_with("the controller panicked: not yet implemented: 2.4"), "{why}");
+        assert!(!why.contains("(the controller stopped at"), "{why}");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //!   namespace controller and, for the warm-up, the Deployment and ReplicaSet
 //!   controllers; stops all of it.
 //! - [`cleanup`]: what must be undone even when a run is interrupted.
+//! - [`planes`]: control planes that outlive the command that starts them
+//!   (`cargo xtask up`, the checker's warm plane).
 //! - [`check`]: reads test results and hints for `cargo xtask check`.
 //! - [`doctor`]: what `cargo xtask doctor` checks on a machine.
 //! - [`slides`]: renders the slides with Marp and the system's Chromium.
@@ -24,6 +26,7 @@ pub mod control_plane;
 pub mod doctor;
 pub mod guides;
 pub mod pki;
+pub mod planes;
 pub mod robustness;
 pub mod slides;
 pub mod tree;
@@ -31,12 +34,37 @@ pub mod tree_live;
 
 use std::path::{Path, PathBuf};
 
-/// The repository's root folder (xtask lives one level below it).
+/// The repository's root folder, found when the program runs, as cargo
+/// finds a workspace: the nearest folder, from the package cargo runs
+/// (`CARGO_MANIFEST_DIR`, set by `cargo run` and `cargo test`) or else the
+/// current folder upwards, whose `Cargo.toml` declares a `[workspace]` and
+/// that holds `exercises/`. Never the folder xtask was compiled in: a
+/// `target/` built in another copy must check this copy.
 pub fn repository_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| find_repository_root().unwrap_or_else(|| PathBuf::from(".")))
+        .clone()
+}
+
+/// The repository's root folder (see [`repository_root`]), or `None` when
+/// this program runs outside the workshop's folder.
+pub fn find_repository_root() -> Option<PathBuf> {
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())?;
+    root_above(&start)
+}
+
+/// The nearest folder at or above `start` that is the workshop's root.
+pub fn root_above(start: &Path) -> Option<PathBuf> {
+    let start = std::path::absolute(start).ok()?;
+    start
+        .ancestors()
+        .find(|dir| {
+            dir.join("exercises").is_dir()
+                && std::fs::read_to_string(dir.join("Cargo.toml")).is_ok_and(|text| text.contains("[workspace]"))
+        })
         .map(Path::to_path_buf)
-        .unwrap_or_default()
 }
 
 /// Every file below `dir`, at any depth, in no particular order; nothing if
@@ -57,4 +85,22 @@ pub fn files_below(dir: &Path) -> Vec<PathBuf> {
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_root_is_the_nearest_workspace_with_exercises_above_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("copy");
+        std::fs::create_dir_all(root.join("exercises/step02_status")).unwrap();
+        std::fs::create_dir_all(root.join("xtask/src")).unwrap();
+        std::fs::write(root.join("Cargo.toml"), "[workspace]\nmembers = [\"xtask\"]\n").unwrap();
+        std::fs::write(root.join("xtask/Cargo.toml"), "[package]\nname = \"xtask\"\n").unwrap();
+        assert_eq!(root_above(&root.join("xtask/src")), Some(root.clone()));
+        assert_eq!(root_above(&root.join("exercises/step02_status")), Some(root.clone()));
+        assert_eq!(root_above(dir.path()), None);
+    }
 }

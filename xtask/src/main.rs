@@ -4,8 +4,9 @@
 //! cargo xtask up       start a local control plane in the background and print how to use it
 //! cargo xtask down     stop it and remove its files
 //! cargo xtask reset    delete the workshop's CRDs and objects from the current cluster: a clean slate
-//! cargo xtask check [STAGE] [--watch]
-//!                      check your workbench (exercises/): build, unit tests, end-to-end scenarios
+//! cargo xtask check [STAGE] [--all] [--watch]
+//!                      check your workbench (exercises/): build, unit tests, the lesson's end-to-end
+//!                      scenarios on a warm local plane; `--all` adds the robustness and outage ones
 //! cargo xtask prepare  the night before: fetch and build everything, so the day needs no network
 //! cargo xtask slides   render the slides (English and Japanese) to slides/out: HTML, PDF, PNGs
 //! cargo xtask doctor [STAGE]
@@ -33,11 +34,19 @@ use anyhow::{Context, Result, bail};
 use xtask::assets::{self, Assets};
 use xtask::check;
 use xtask::control_plane::{self, ControlPlane, Lifetime};
+use xtask::planes;
 use xtask::robustness;
 use xtask::{files_below, repository_root};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if xtask::find_repository_root().is_none() {
+        eprintln!(
+            "error: `cargo xtask` works on the workshop's folder, and none contains this one: \
+             cd into the folder you cloned (the one with README.md and exercises/), then run it again"
+        );
+        return ExitCode::FAILURE;
+    }
     let result = match args.first().map(String::as_str) {
         Some("up") => up(),
         Some("down") => down(),
@@ -53,7 +62,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("tree") => tree(&args[1..]),
         _ => Err(anyhow::anyhow!(
-            "usage: cargo xtask up | down | reset | check [STAGE] [--watch] | doctor [STAGE] | prepare | slides | guides | build [--cross] | test [-- FILTER] | robustness | bench [--smoke | --loop] | tree [--namespace NS] [--once [--wait-settled]]"
+            "usage: cargo xtask up | down | reset | check [STAGE] [--all] [--watch] | doctor [STAGE] | prepare | slides | guides | build [--cross] | test [-- FILTER] | robustness | bench [--smoke | --loop] | tree [--namespace NS] [--once [--wait-settled]]"
         )),
     };
     match result {
@@ -104,41 +113,32 @@ fn tree(args: &[String]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where `up` keeps the running control plane's files.
-fn cluster_dir() -> Result<PathBuf> {
-    Ok(assets::cache_dir()?.join("cluster"))
-}
-
 fn up() -> Result<ExitCode> {
-    let dir = cluster_dir()?;
-    if let Some(running) = read_pids(&dir) {
-        let assets = assets::locate_or_build()?;
-        let recorded = std::fs::read_to_string(dir.join("pids"))
-            .unwrap_or_default()
-            .lines()
-            .count();
-        if running.len() == recorded && answers(&assets, &dir) {
-            eprintln!("A local control plane is already running.");
+    let dir = planes::attendee_dir()?;
+    let assets = assets::locate_or_build()?;
+    match planes::find(&assets, &dir) {
+        planes::Found::Running => {
+            let who = planes::started_by(&dir).unwrap_or_else(|| "started earlier".to_string());
+            eprintln!(
+                "A local control plane is already running in {} ({who}): this shell can use it.\n\
+                 To run a second one beside it, give it a folder of its own:\n\
+                 \n    MATH_CONTROLLER_CLUSTER=/tmp/my-plane cargo xtask up\n",
+                dir.display()
+            );
             print_usage(&dir, &assets, None);
             return Ok(ExitCode::SUCCESS);
         }
         // Part of it died (a crash, a killed process, a reboot): start over.
-        eprintln!(
-            "The local control plane does not answer ({} of its {recorded} processes run): \
+        planes::Found::Broken { running, recorded } => eprintln!(
+            "The local control plane in {} does not answer ({} of its {recorded} processes run): \
              starting a new one. The objects of the old one are lost.",
+            dir.display(),
             running.len()
-        );
-        control_plane::stop_processes(&running);
+        ),
+        planes::Found::Nothing => {}
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    let assets = assets::locate_or_build()?;
-    eprintln!("Starting etcd, kube-apiserver and kube-controller-manager…");
-    let mut plane = ControlPlane::start(&assets, dir.clone(), Lifetime::Detached)?;
-    plane.start_controller_manager()?;
-    let server = plane.server.clone();
-    let pids = plane.keep_running();
-    let pid_list: Vec<String> = pids.iter().map(u32::to_string).collect();
-    std::fs::write(dir.join("pids"), pid_list.join("\n")).context("cannot record the process ids")?;
+    eprintln!("Starting etcd, kube-apiserver and kube-controller-manager in {}…", dir.display());
+    let server = planes::start(&assets, &dir, None)?;
     print_usage(&dir, &assets, Some(&server));
     Ok(ExitCode::SUCCESS)
 }
@@ -163,29 +163,21 @@ fn print_usage(dir: &std::path::Path, assets: &Assets, server: Option<&str>) {
     );
 }
 
-/// Whether the API server of the control plane in `dir` says it is ready.
-fn answers(assets: &Assets, dir: &std::path::Path) -> bool {
-    Command::new(assets.kubectl())
-        .env("KUBECONFIG", dir.join("kubeconfig"))
-        .args(["get", "--raw=/readyz", "--request-timeout=5s"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
-}
-
 fn down() -> Result<ExitCode> {
-    let dir = cluster_dir()?;
-    let Some(pids) = read_pids(&dir) else {
-        println!("No local control plane is running.");
-        return Ok(ExitCode::SUCCESS);
-    };
-    control_plane::stop_processes(&pids);
-    std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
-    println!(
-        "Stopped the local control plane and removed its files, objects included: \
-         the next `cargo xtask up` starts empty."
-    );
+    let dir = planes::attendee_dir()?;
+    let stopped = planes::stop(&dir)?;
+    let checker = planes::stop(&planes::checker_dir()?)?;
+    if stopped {
+        println!(
+            "Stopped the local control plane and removed its files, objects included: \
+             the next `cargo xtask up` starts empty."
+        );
+    } else {
+        println!("No local control plane is running in {}.", dir.display());
+    }
+    if checker {
+        println!("Stopped the checker's plane too (`cargo xtask check` starts it again when needed).");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -212,6 +204,7 @@ fn reset() -> Result<ExitCode> {
             "cannot run kubectl ({err}); run the `export` lines that `cargo xtask up` printed, or install kubectl"
         ),
     };
+    let installed = installed_stage();
     println!("Deleting every Number, Tuple and Fermat, and their CRDs, from context {context}…");
     let deleted = kubectl()
         .args(["delete", "crd", "--ignore-not-found", "--wait=true"])
@@ -221,45 +214,56 @@ fn reset() -> Result<ExitCode> {
     if !deleted.success() {
         bail!("kubectl could not delete the CRDs (see above)");
     }
+    // The stage after the one whose CRDs were there (stage 1 after the last).
+    let next = match installed {
+        Some(index) if index + 1 < check::STAGES.len() => check::STAGES[index + 1],
+        _ => check::STAGES[0],
+    };
+    let which = match installed {
+        Some(index) => format!("stage {}'s were installed", index + 1),
+        None => "none was installed".to_string(),
+    };
     println!(
-        "Done. Install the CRDs of the stage you start next, for example:\n\n    \
-         cargo run --example step01_crd -- crd | kubectl apply --server-side -f -"
+        "Done ({which}). Install the CRDs of the stage you start next; for {next}:\n\n    \
+         cargo run --example {next} -- crd | kubectl apply --server-side -f -"
     );
     Ok(ExitCode::SUCCESS)
 }
 
-/// The recorded process ids that still run one of the control plane's
-/// programs: after a reboot the same ids may belong to anything else.
-fn read_pids(dir: &std::path::Path) -> Option<Vec<u32>> {
-    let text = std::fs::read_to_string(dir.join("pids")).ok()?;
-    let recorded: Vec<u32> = text.lines().filter_map(|line| line.trim().parse().ok()).collect();
-    Some(
-        recorded
-            .into_iter()
-            .filter(|&pid| runs_control_plane_program(pid))
-            .collect(),
-    )
-}
-
-fn runs_control_plane_program(pid: u32) -> bool {
-    let Ok(output) = Command::new("ps")
-        .args(["-o", "command=", "-p", &pid.to_string()])
+/// The stage (0 for step01) whose CRDs the current cluster serves, told by
+/// its kinds: Fermat from stage 4, Tuple from 3, Number's status from 2.
+fn installed_stage() -> Option<usize> {
+    let output = Command::new("kubectl")
+        .args(["get", "crd", "--ignore-not-found", "-o"])
+        .arg(r#"jsonpath={range .items[*]}{.metadata.name} {.spec.versions[0].subresources.status}{"\n"}{end}"#)
+        .args(WORKSHOP_CRDS)
         .output()
-    else {
-        return false;
-    };
-    let command = String::from_utf8_lossy(&output.stdout);
-    let program = command.split_whitespace().next().unwrap_or("");
-    let name = std::path::Path::new(program)
-        .file_name()
-        .and_then(|name| name.to_str())
-        .unwrap_or("");
-    assets::BINARIES.contains(&name)
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let has = |crd: &str| text.lines().any(|line| line.starts_with(crd));
+    if has(WORKSHOP_CRDS[2]) {
+        Some(3)
+    } else if has(WORKSHOP_CRDS[1]) {
+        Some(2)
+    } else if text.lines().any(|line| line.starts_with(WORKSHOP_CRDS[0]) && line.contains('{')) {
+        Some(1)
+    } else if has(WORKSHOP_CRDS[0]) {
+        Some(0)
+    } else {
+        None
+    }
 }
 
-/// `cargo xtask check [STAGE] [--watch]`.
+/// `cargo xtask check [STAGE] [--all] [--watch]`.
 fn check(args: &[String]) -> Result<ExitCode> {
     let watch = args.iter().any(|arg| arg == "--watch");
+    let all = args.iter().any(|arg| arg == "--all");
+    if let Some(unknown) = args
+        .iter()
+        .find(|arg| arg.starts_with("--") && !["--watch", "--all"].contains(&arg.as_str()))
+    {
+        bail!("`check` has no option {unknown}: it takes a stage, --all (robustness and outage scenarios too) and --watch");
+    }
     let stage = args
         .iter()
         .find(|arg| !arg.starts_with("--"))
@@ -268,7 +272,7 @@ fn check(args: &[String]) -> Result<ExitCode> {
     let exercises = repository_root().join("exercises");
     loop {
         let done = match stage {
-            Some(stage) => check_stage(stage)?,
+            Some(stage) => check_stage(stage, all)?,
             None => check_progress()?,
         };
         if !watch {
@@ -446,6 +450,7 @@ fn stage_argument(name: &str) -> Result<&'static str> {
 /// `cargo xtask doctor [STAGE]`: fails when anything a stage needs is missing.
 fn doctor(args: &[String]) -> Result<ExitCode> {
     let stage = args.first().map(|name| stage_argument(name)).transpose()?;
+    println!("The workshop in {}:", repository_root().display());
     let findings = xtask::doctor::for_repository(&repository_root(), &target_dir()).run(stage);
     for finding in &findings {
         println!("{}", finding.render());
@@ -490,10 +495,39 @@ fn print_outcome(stage: &str, kind: &str, outcome: &check::Outcome, hints: &chec
     }
 }
 
+/// Prints the scenarios' lines; a panic that stopped several of them is
+/// told in full once, then named.
+fn print_scenarios(stage: &str, scenarios: &[check::Outcome], hints: &check::Hints) {
+    let mut panics_told: Vec<String> = Vec::new();
+    for outcome in scenarios {
+        let panic = outcome
+            .why
+            .as_deref()
+            .filter(|why| why.starts_with("the controller panicked"))
+            .map(|why| why.lines().take(2).collect::<Vec<_>>().join("\n"));
+        match panic {
+            Some(panic) if panics_told.contains(&panic) => {
+                println!("  ✗ end to end: {}", outcome.name.replace('_', " "));
+                println!("      the same panic as above");
+            }
+            _ => {
+                print_outcome(stage, "end to end", outcome, hints);
+                panics_told.extend(panic);
+            }
+        }
+    }
+}
+
+/// How long a lesson scenario waits for the cluster before it fails: a
+/// finished stage settles in a few seconds on the warm plane, so a check
+/// that is red says so in well under half a minute. `--all` waits as CI does.
+const LESSON_DEADLINE_SECS: &str = "15";
+
 /// Checks one stage of the workbench; returns whether every check passed.
-fn check_stage(stage: &str) -> Result<bool> {
-    println!("Checking exercises/{stage}");
-    let hints = check::read_hints(&std::fs::read_to_string(repository_root().join("exercises/hints.txt"))?);
+fn check_stage(stage: &str, all: bool) -> Result<bool> {
+    let root = repository_root();
+    println!("Checking {}", root.join("exercises").join(stage).display());
+    let hints = check::read_hints(&std::fs::read_to_string(root.join("exercises/hints.txt"))?);
     let (built, output) = cargo_output(&["build", "--example", stage], &[])?;
     if !built {
         println!("  ✗ it compiles");
@@ -520,17 +554,33 @@ fn check_stage(stage: &str) -> Result<bool> {
     let _ = cargo_output(&["build", "--examples"], &[]);
     let examples = target_dir().join("debug").join("examples");
     let filter = format!("{stage}::");
-    let scenario_env: Vec<(&str, &std::ffi::OsStr)> = vec![("E2E_PROGRAM_DIR", examples.as_os_str())];
+    let mut env: Vec<(&str, std::ffi::OsString)> = vec![("E2E_PROGRAM_DIR", examples.into_os_string())];
+    if !all {
+        env.push(("E2E_SCOPE", "lesson".into()));
+        env.push(("E2E_DEADLINE_SECS", LESSON_DEADLINE_SECS.into()));
+    }
+    // The scenarios wait on the cluster, not on the cores: run them side by side.
+    let threads = if all { "--test-threads=6" } else { "--test-threads=8" };
     let ran = if !unit_passed {
         println!("  - end-to-end scenarios: they run once the unit tests pass.");
         None
-    } else if assets::locate().is_some() {
-        Some(cargo_output(&["test", "--test", "e2e", "--", &filter], &scenario_env)?)
+    } else if let Some(assets) = assets::locate() {
+        let started = std::time::Instant::now();
+        let crds = stage_crds(&target_dir().join("debug").join("examples").join(stage))?;
+        let (dir, new) = planes::warm_checker_plane(&assets, &crds)?;
+        if new {
+            println!(
+                "  (started the checker's control plane with these CRDs in {:.0} s; it stays up for the \
+                 next checks, `cargo xtask down` stops it)",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        env.push(("E2E_PLANE", dir.into_os_string()));
+        Some(run_scenarios(&filter, threads, &env)?)
     } else if cluster_answers() {
         println!("  (no local control-plane binaries: the scenarios use your current kubeconfig context)");
-        let mut env = scenario_env.clone();
-        env.push(("USE_EXISTING_CLUSTER", std::ffi::OsStr::new("true")));
-        Some(cargo_output(&["test", "--test", "e2e", "--", &filter], &env)?)
+        env.push(("USE_EXISTING_CLUSTER", "true".into()));
+        Some(run_scenarios(&filter, threads, &env)?)
     } else {
         println!(
             "  - end-to-end scenarios not run: no cluster answers. Start one with `cargo xtask up` \
@@ -538,6 +588,7 @@ fn check_stage(stage: &str) -> Result<bool> {
         );
         None
     };
+    let mut scenarios_passed = false;
     if let Some((_, output)) = ran {
         let scenarios = check::parse_test_output(&output);
         if scenarios.is_empty() {
@@ -552,9 +603,7 @@ fn check_stage(stage: &str) -> Result<bool> {
                 why: None,
             });
         }
-        for outcome in &scenarios {
-            print_outcome(stage, "end to end", outcome, &hints);
-        }
+        print_scenarios(stage, &scenarios, &hints);
         let skipped = check::ignored_count(&output);
         if skipped > 0 {
             println!(
@@ -562,6 +611,7 @@ fn check_stage(stage: &str) -> Result<bool> {
                  (`cargo xtask build` builds it once), not counted either way"
             );
         }
+        scenarios_passed = !scenarios.is_empty() && skipped == 0 && scenarios.iter().all(|outcome| outcome.passed);
         outcomes.extend(scenarios);
     }
 
@@ -573,22 +623,77 @@ fn check_stage(stage: &str) -> Result<bool> {
     };
     println!("\n{passed} of {} checks pass{later}.", outcomes.len());
     let failures: Vec<&check::Outcome> = outcomes.iter().filter(|outcome| !outcome.passed).collect();
-    if !failures.is_empty() {
+    if !failures.is_empty() || !scenarios_passed {
         let sections = check::sections_to_read(stage, &failures, &hints);
         if let Some(link) = sections.first().and_then(|section| check::section_link(section)) {
             println!("Next: {link}");
         }
         return Ok(false);
     }
-    let next = check::STAGES
-        .iter()
-        .position(|s| *s == stage)
-        .and_then(|i| check::GUIDES.get(i + 1));
-    match next {
-        Some(guide) => println!("Stage done. Next: {}", check::in_reader_language(guide)),
-        None => println!("All four stages done: the cluster decides Fermat's theorem with your code."),
+    let scope = if all {
+        "its unit tests and all its end-to-end scenarios pass"
+    } else {
+        "its unit tests and its lesson's scenarios pass (`--all` adds the robustness and outage ones)"
+    };
+    let number = check::STAGES.iter().position(|s| *s == stage).unwrap_or_default();
+    match check::GUIDES.get(number + 1) {
+        Some(guide) => println!(
+            "Stage {} done: {scope}. Next: {}",
+            number + 1,
+            check::in_reader_language(guide)
+        ),
+        None => {
+            println!("Stage {} done: {scope}.", number + 1);
+            let open = stages_with_failing_unit_tests(stage)?;
+            if open.is_empty() {
+                println!("All four stages done: the cluster decides Fermat's theorem with your code.");
+            } else {
+                println!(
+                    "Still open: {} (`cargo xtask check` shows each stage's progress).",
+                    open.join(", ")
+                );
+            }
+        }
     }
     Ok(true)
+}
+
+/// The CRDs that a built stage prints with `crd`.
+fn stage_crds(program: &std::path::Path) -> Result<String> {
+    let output = Command::new(program)
+        .arg("crd")
+        .output()
+        .with_context(|| format!("cannot run {}", program.display()))?;
+    if !output.status.success() {
+        bail!(
+            "`{} crd` failed: {}",
+            program.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Runs the end-to-end scenarios whose names contain `filter`.
+fn run_scenarios(filter: &str, threads: &str, env: &[(&str, std::ffi::OsString)]) -> Result<(bool, String)> {
+    let env: Vec<(&str, &std::ffi::OsStr)> = env.iter().map(|(name, value)| (*name, value.as_os_str())).collect();
+    cargo_output(&["test", "--test", "e2e", "--", filter, threads], &env)
+}
+
+/// The stages other than `checked` whose unit tests do not all pass yet.
+fn stages_with_failing_unit_tests(checked: &str) -> Result<Vec<String>> {
+    let mut open = Vec::new();
+    for stage in check::STAGES.iter().filter(|stage| **stage != checked) {
+        let (built, output) = cargo_output(&["test", "--example", stage, "--no-fail-fast"], &[])?;
+        let outcomes = check::parse_test_output(&output);
+        let failing = outcomes.iter().filter(|outcome| !outcome.passed).count();
+        if !built && outcomes.is_empty() {
+            open.push(format!("{stage} does not compile"));
+        } else if failing > 0 {
+            open.push(format!("{stage} fails {failing} unit tests"));
+        }
+    }
+    Ok(open)
 }
 
 /// Whether the current kubeconfig context answers.

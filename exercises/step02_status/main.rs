@@ -11,7 +11,7 @@
 //! ```text
 //! cargo run --example step02_status -- crd | kubectl apply --server-side -f -
 //! cargo run --example step02_status            # your workbench; `--bin step02_status`: the finished stage
-//! kubectl apply -f solutions/step02_status/samples/numbers.yaml    # in a second terminal
+//! kubectl apply -f exercises/step02_status/samples/numbers.yaml    # in a second terminal
 //! kubectl get numbers
 //! kubectl patch number sixteen --type merge -p '{"spec":{"value":17}}'
 //! ```

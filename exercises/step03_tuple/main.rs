@@ -13,7 +13,7 @@
 //! ```text
 //! cargo run --example step03_tuple -- crd | kubectl apply --server-side -f -
 //! cargo run --example step03_tuple            # your workbench; `--bin step03_tuple`: the finished stage
-//! kubectl apply -f solutions/step03_tuple/samples/tuples.yaml     # in a second terminal
+//! kubectl apply -f exercises/step03_tuple/samples/tuples.yaml     # in a second terminal
 //! kubectl get tuples,numbers
 //! kubectl delete number squares-1                   # and watch it come back
 //! ```

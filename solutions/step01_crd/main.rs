@@ -11,7 +11,7 @@
 //! ```text
 //! cargo run --example step01_crd -- crd | kubectl apply --server-side -f -
 //! cargo run --example step01_crd            # your workbench; `--bin step01_crd`: the finished stage
-//! kubectl apply -f solutions/step01_crd/samples/numbers.yaml    # in a second terminal
+//! kubectl apply -f exercises/step01_crd/samples/numbers.yaml    # in a second terminal
 //! kubectl get numbers
 //! ```
 //!

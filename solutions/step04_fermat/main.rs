@@ -12,7 +12,7 @@
 //! ```text
 //! cargo run --example step04_fermat -- crd | kubectl apply --server-side -f -
 //! cargo run --example step04_fermat            # your workbench; `--bin step04_fermat`: the finished stage
-//! kubectl apply -f solutions/step04_fermat/samples/fermats.yaml    # in a second terminal
+//! kubectl apply -f exercises/step04_fermat/samples/fermats.yaml    # in a second terminal
 //! kubectl get fermats
 //! kubectl get fermat thirteen -w                    # in a third terminal, then:
 //! kubectl delete number thirteen-4-and-9-1          # it comes back, and so does the answer

@@ -77,6 +77,21 @@ impl Stage {
         Ok(program)
     }
 
+    /// The workbench's program for this stage, as handed out to attendees
+    /// (`cargo build --examples`), whatever `E2E_PROGRAM_DIR` says.
+    pub fn workbench(self) -> Result<PathBuf> {
+        let exe = std::env::current_exe()?;
+        let profile = exe
+            .parent()
+            .and_then(Path::parent)
+            .context("unexpected test location")?;
+        let program = profile.join("examples").join(self.name());
+        if !program.is_file() {
+            bail!("{} does not exist: build the workbench with `cargo build --examples`", program.display());
+        }
+        Ok(program)
+    }
+
     /// The CRDs this stage's program prints with `crd`.
     pub fn crds(self) -> Result<String> {
         let output = Command::new(self.program()?).arg("crd").output()?;
@@ -449,11 +464,21 @@ impl<'a> Scenario<'a> {
 
     /// Starts `stage`'s program with another identity's kubeconfig.
     pub fn start_controller_as(&mut self, stage: Stage, kubeconfig: &Path) -> Result<()> {
+        self.start_program_as(&stage.program()?, kubeconfig)
+    }
+
+    /// Starts `program` as the controller under test, with the scenario's kubeconfig.
+    pub fn start_program(&mut self, program: &Path) -> Result<()> {
+        let kubeconfig = self.kubeconfig.clone();
+        self.start_program_as(program, &kubeconfig)
+    }
+
+    fn start_program_as(&mut self, program: &Path, kubeconfig: &Path) -> Result<()> {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("controller.log"))?;
-        let child = Command::new(stage.program()?)
+        let child = Command::new(program)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")

@@ -20,6 +20,7 @@
 //! On an existing cluster, the stages take turns (each installs its own CRDs,
 //! which replace the previous stage's) and every scenario deletes its namespace.
 
+mod checker;
 mod cluster;
 mod deploy;
 mod guides;
@@ -49,6 +50,9 @@ pub struct Case {
     /// Checks what the stage's guide teaches; the others (robustness,
     /// outages, load) run in CI and with `cargo xtask check STAGE --all`.
     pub lesson: bool,
+    /// The first part of the scenario's name, instead of its stage's name:
+    /// `cargo xtask check STAGE` runs only the scenarios named after STAGE.
+    pub group: Option<&'static str>,
     pub run: for<'a> fn(Scenario<'a>) -> futures::future::BoxFuture<'a, anyhow::Result<()>>,
 }
 
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         step04::cases(),
         deploy::cases(),
         robustness::cases(),
+        checker::cases(),
     ]
     .concat()
     .into_iter()
@@ -89,7 +94,7 @@ fn main() -> ExitCode {
         Some(filter) => name.contains(filter.as_str()),
         None => true,
     } && !args.skip.iter().any(|skip| name.contains(skip.as_str()));
-    let full_name = |case: &Case| format!("{}::{}", case.cluster.name(), case.name);
+    let full_name = |case: &Case| format!("{}::{}", case.group.unwrap_or(case.cluster.name()), case.name);
 
     // Start the clusters before any scenario: a control plane lives as long as
     // the thread that started it, and this one outlives them all.

@@ -20,6 +20,7 @@ macro_rules! case {
             needs_audit_log: false,
             own_plane: None,
             lesson: true,
+            group: None,
             run: |scenario| Box::pin($name(scenario)),
         };
         $(case!(@option case, $option);)*

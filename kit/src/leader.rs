@@ -31,7 +31,7 @@ use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::{Client, ResourceExt};
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, error, info, warn};
@@ -210,6 +210,8 @@ async fn elect(leases: Api<Lease>, me: Identity, tell: watch::Sender<bool>, mut 
     let mut told_wait = String::new();
     // When this copy last renewed its Lease: it leads until the Lease would run out.
     let mut renewed: Option<std::time::Instant> = None;
+    // The last failure told: the same one again (an outage) is told once.
+    let mut told_error = String::new();
     loop {
         let step = async {
             let lease = leases.get(LEASE_NAME).await?;
@@ -253,11 +255,20 @@ async fn elect(leases: Api<Lease>, me: Identity, tell: watch::Sender<bool>, mut 
             biased;
             _ = &mut stopped => break,
             result = step => match result {
-                Ok(()) => {}
+                Ok(()) => told_error.clear(),
                 // Another copy changed the Lease first: read it again.
                 Err(kube::Error::Api(status)) if status.code == 409 => {}
                 Err(err) => {
-                    debug!(%err, "the Lease could not be read or written");
+                    let what = match &err {
+                        kube::Error::Api(status) => status.message.clone(),
+                        err => err.to_string(),
+                    };
+                    if told_error != what {
+                        warn!("cannot read or write the Lease {LEASE_NAME} (leader election): {what}; trying again");
+                        told_error = what;
+                    } else {
+                        debug!(%err, "the Lease could not be read or written");
+                    }
                     // A leader that cannot renew stops leading before its Lease runs out.
                     let runs_out = Duration::from_secs(LEASE_SECONDS as u64) - RETRY_AFTER * 2;
                     if *tell.borrow() && renewed.is_none_or(|at| at.elapsed() >= runs_out) {
@@ -276,31 +287,41 @@ async fn elect(leases: Api<Lease>, me: Identity, tell: watch::Sender<bool>, mut 
 }
 
 /// Writes the Lease as `me`'s: a renewal, or (`take`) a new holder.
-async fn write(leases: &Api<Lease>, mut lease: Lease, me: &Identity, take: bool) -> kube::Result<()> {
+async fn write(leases: &Api<Lease>, lease: Lease, me: &Identity, take: bool) -> kube::Result<()> {
     let now = MicroTime(Timestamp::now());
-    let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+    let mut spec = serde_json::json!({ "renewTime": now, "leaseDurationSeconds": LEASE_SECONDS });
     if take {
-        spec.holder_identity = Some(me.render());
-        spec.acquire_time = Some(now.clone());
-        spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+        let transitions = lease.spec.as_ref().and_then(|spec| spec.lease_transitions).unwrap_or(0);
+        spec["holderIdentity"] = serde_json::json!(me.render());
+        spec["acquireTime"] = serde_json::json!(now);
+        spec["leaseTransitions"] = serde_json::json!(transitions + 1);
     }
-    spec.renew_time = Some(now);
-    spec.lease_duration_seconds = Some(LEASE_SECONDS);
-    // The resourceVersion read with it makes this write lose to any other since.
-    leases.replace(LEASE_NAME, &PostParams::default(), &lease).await?;
+    patch(leases, &lease, spec).await
+}
+
+/// Changes the Lease's spec, unless it changed since `lease` was read: the
+/// resourceVersion in a patch is a precondition, so of two copies writing
+/// at once one is refused (409).
+async fn patch(leases: &Api<Lease>, lease: &Lease, spec: serde_json::Value) -> kube::Result<()> {
+    let body = serde_json::json!({
+        "metadata": { "resourceVersion": lease.resource_version() },
+        "spec": spec,
+    });
+    leases
+        .patch(LEASE_NAME, &PatchParams::default(), &Patch::Merge(&body))
+        .await?;
     Ok(())
 }
 
 /// Clears the Lease if `me` still holds it, so that the next copy takes over at once.
 async fn clear(leases: &Api<Lease>, me: &Identity) {
     let cleared = async {
-        let mut lease = leases.get(LEASE_NAME).await?;
+        let lease = leases.get(LEASE_NAME).await?;
         if turn(lease.spec.as_ref(), me, Timestamp::now(), |_| true) == Turn::Mine {
-            lease.spec = Some(LeaseSpec {
-                lease_transitions: lease.spec.and_then(|spec| spec.lease_transitions),
-                ..LeaseSpec::default()
+            let spec = serde_json::json!({
+                "holderIdentity": null, "acquireTime": null, "renewTime": null, "leaseDurationSeconds": null,
             });
-            leases.replace(LEASE_NAME, &PostParams::default(), &lease).await?;
+            patch(leases, &lease, spec).await?;
         }
         Ok::<(), kube::Error>(())
     };

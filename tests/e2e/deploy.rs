@@ -106,6 +106,8 @@ async fn the_finished_controller_needs_exactly_the_role_it_ships(mut s: Scenario
         String::from_utf8_lossy(&dry_run.stderr)
     );
     let kubeconfig = service_account_kubeconfig(&s)?;
+    // Two copies, as the Deployment runs them: one leads, the other watches the Lease.
+    s.start_controller_as(Stage::Step04, &kubeconfig)?;
     s.start_controller_as(Stage::Step04, &kubeconfig)?;
 
     // Every kind of write the controllers make: children created, edited

@@ -127,6 +127,7 @@ pub fn permissions(stage: &str) -> Vec<(&'static str, &'static str)> {
             ("get", "leases.coordination.k8s.io"),
             ("create", "leases.coordination.k8s.io"),
             ("patch", "leases.coordination.k8s.io"),
+            ("watch", "leases.coordination.k8s.io"),
         ]);
     }
     needed

@@ -44,8 +44,10 @@ pub const LEASE_NAME: &str = CONTROLLER_NAME;
 /// How long a leader that stopped renewing still counts as the leader.
 const LEASE_SECONDS: i32 = 10;
 
-/// The leader renews this often, well before its lease would run out.
-const RENEW_EVERY: Duration = Duration::from_secs(3);
+/// The leader renews this often: 3 s before its Lease would run out, so
+/// that a renewal that fails (a slow or restarting API server) can be tried
+/// again in time.
+const RENEW_EVERY: Duration = Duration::from_secs(7);
 
 /// After a failed request (an outage), the next try comes this much later.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -138,7 +140,10 @@ enum Turn {
 /// Reads the Lease's spec as `me` sees it at `now`; `alive` says whether a
 /// process of this machine still exists.
 fn turn(spec: Option<&LeaseSpec>, me: &Identity, now: Timestamp, alive: impl Fn(u32) -> bool) -> Turn {
-    let Some(holder) = spec.and_then(|spec| spec.holder_identity.clone()).filter(|h| !h.is_empty()) else {
+    let Some(holder) = spec
+        .and_then(|spec| spec.holder_identity.clone())
+        .filter(|h| !h.is_empty())
+    else {
         return Turn::Free;
     };
     if holder == me.render() {
@@ -153,7 +158,9 @@ fn turn(spec: Option<&LeaseSpec>, me: &Identity, now: Timestamp, alive: impl Fn(
         return Turn::Free;
     }
     let renewed = spec.and_then(|spec| spec.renew_time.as_ref().or(spec.acquire_time.as_ref()));
-    let seconds = spec.and_then(|spec| spec.lease_duration_seconds).unwrap_or(LEASE_SECONDS);
+    let seconds = spec
+        .and_then(|spec| spec.lease_duration_seconds)
+        .unwrap_or(LEASE_SECONDS);
     let Some(renewed) = renewed else {
         return Turn::Free;
     };
@@ -464,7 +471,10 @@ mod tests {
             ..me()
         };
         let spec = held_by("-200-5", now);
-        assert!(matches!(turn(Some(&spec), &unknown_host, now, |_| false), Turn::Theirs { .. }));
+        assert!(matches!(
+            turn(Some(&spec), &unknown_host, now, |_| false),
+            Turn::Theirs { .. }
+        ));
     }
 
     #[test]

@@ -87,7 +87,10 @@ impl Stage {
             .context("unexpected test location")?;
         let program = profile.join("examples").join(self.name());
         if !program.is_file() {
-            bail!("{} does not exist: build the workbench with `cargo build --examples`", program.display());
+            bail!(
+                "{} does not exist: build the workbench with `cargo build --examples`",
+                program.display()
+            );
         }
         Ok(program)
     }
@@ -393,7 +396,10 @@ impl<'a> Scenario<'a> {
                 name: text(&object["name"]),
                 request_uri: text(&event["requestURI"]),
                 user_agent: text(&event["userAgent"]),
-                received: event["requestReceivedTimestamp"].as_str().and_then(seconds_of).unwrap_or(0.0),
+                received: event["requestReceivedTimestamp"]
+                    .as_str()
+                    .and_then(seconds_of)
+                    .unwrap_or(0.0),
             });
         }
         Ok(found)
@@ -519,7 +525,9 @@ impl<'a> Scenario<'a> {
     /// leader has exited.
     pub fn press_ctrl_c(&mut self, group: u32) -> Result<()> {
         checked(
-            Command::new("kill").args(["-INT", "--", &format!("-{group}")]).output()?,
+            Command::new("kill")
+                .args(["-INT", "--", &format!("-{group}")])
+                .output()?,
             "kill -INT",
         )?;
         let index = self
@@ -674,7 +682,8 @@ impl<'a> Scenario<'a> {
             .unwrap_or_else(|| xtask::repository_root().join("target"))
             .join("e2e-logs")
             .join(format!("{}.log", self.namespace));
-        match fs::create_dir_all(kept.parent().unwrap_or(&kept)).and_then(|()| fs::write(&kept, self.controller_log())) {
+        match fs::create_dir_all(kept.parent().unwrap_or(&kept)).and_then(|()| fs::write(&kept, self.controller_log()))
+        {
             Ok(()) => format!("the whole log: {}", kept.display()),
             Err(err) => format!("the whole log could not be kept: {err}"),
         }
@@ -685,7 +694,10 @@ impl<'a> Scenario<'a> {
 /// happened (`not yet implemented: 2.4: …` for an open part).
 pub fn panic_in(log: &str) -> Option<String> {
     let mut lines = log.lines();
-    let place = lines.find_map(|line| line.split_once("panicked at ").map(|(_, place)| place.trim_end_matches(':')))?;
+    let place = lines.find_map(|line| {
+        line.split_once("panicked at ")
+            .map(|(_, place)| place.trim_end_matches(':'))
+    })?;
     let message = lines.next().unwrap_or_default().trim();
     Some(format!("the controller panicked: {message}\n  at {place}"))
 }
@@ -739,7 +751,11 @@ pub fn seconds_of(time: &str) -> Option<f64> {
     let (hours, minutes) = (clock.next()?.parse::<f64>().ok()?, clock.next()?.parse::<f64>().ok()?);
     let seconds = clock.next()?.parse::<f64>().ok()?;
     // Days since 1970-01-01 of a date in the proleptic Gregorian calendar.
-    let (year, month) = if month <= 2 { (year - 1, month + 12) } else { (year, month) };
+    let (year, month) = if month <= 2 {
+        (year - 1, month + 12)
+    } else {
+        (year, month)
+    };
     let days = 365 * year + year / 4 - year / 100 + year / 400 + (153 * (month - 3) + 2) / 5 + day - 719_469;
     Some(days as f64 * 86_400.0 + hours * 3600.0 + minutes * 60.0 + seconds)
 }

@@ -221,4 +221,3 @@ fn main() -> ExitCode {
     drop(root);
     conclusion.exit_code()
 }
-

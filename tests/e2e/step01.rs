@@ -48,9 +48,17 @@ pub fn cases() -> Vec<Case> {
             numbers_can_be_created_and_listed_and_the_controller_logs_them
         ),
         // The kit's checks, run with later stages' programs: not stage 1's lesson.
-        case!(Stage::Step01, a_program_whose_crds_are_missing_says_how_to_install_them, beyond_lesson),
+        case!(
+            Stage::Step01,
+            a_program_whose_crds_are_missing_says_how_to_install_them,
+            beyond_lesson
+        ),
         // The kit's checks, run with later stages' programs: not stage 1's lesson.
-        case!(Stage::Step01, an_unreachable_cluster_is_reported_in_one_line, beyond_lesson),
+        case!(
+            Stage::Step01,
+            an_unreachable_cluster_is_reported_in_one_line,
+            beyond_lesson
+        ),
         case!(Stage::Step01, the_guide_shows_what_a_real_run_prints),
         case!(Stage::Step01, warm_up_a_deleted_pod_of_a_deployment_is_replaced),
         case!(

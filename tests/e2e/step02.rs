@@ -235,7 +235,10 @@ async fn a_refused_status_write_is_retried_with_a_growing_delay(mut s: Scenario<
                 if gaps.is_empty() {
                     "none yet".to_string()
                 } else {
-                    gaps.iter().map(|gap| format!("{gap:.1} s")).collect::<Vec<_>>().join(", ")
+                    gaps.iter()
+                        .map(|gap| format!("{gap:.1} s"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 }
             )),
         }

@@ -556,7 +556,8 @@ async fn lease_now(s: &Scenario<'_>) -> Result<(Option<String>, Option<f64>, Opt
     let seconds = |time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime>| {
         time.map(|time| time.0.as_millisecond() as f64 / 1000.0)
     };
-    let runs_out = seconds(spec.renew_time).map(|renewed| renewed + f64::from(spec.lease_duration_seconds.unwrap_or(0)));
+    let runs_out =
+        seconds(spec.renew_time).map(|renewed| renewed + f64::from(spec.lease_duration_seconds.unwrap_or(0)));
     Ok((spec.holder_identity, runs_out, seconds(spec.acquire_time)))
 }
 
@@ -573,7 +574,10 @@ async fn expect_taken_before(s: &Scenario<'_>, pid: u32, runs_out: f64, how: &st
     .await?;
     let (_, _, acquired) = lease_now(s).await?;
     let acquired = acquired.context("the Lease has no acquireTime")?;
-    eprintln!("    {how}: the next copy took the Lease {:.1} s before it would have run out", runs_out - acquired);
+    eprintln!(
+        "    {how}: the next copy took the Lease {:.1} s before it would have run out",
+        runs_out - acquired
+    );
     ensure!(
         acquired < runs_out,
         "{how}, the next copy took the Lease only when it ran out ({:.1} s after)",

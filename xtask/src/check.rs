@@ -353,7 +353,10 @@ while waiting for fifteen; saw: status null
         assert_eq!(why.lines().count(), 6, "{why}");
         assert!(why.ends_with("fifteen   15"), "{why}");
         let why = failure_message(output, "status").unwrap();
-        assert!(why.starts_with("the controller panicked: not yet implemented: 2.4"), "{why}");
+        assert!(
+            why.starts_with("the controller panicked: not yet implemented: 2.4"),
+            "{why}"
+        );
         assert!(!why.contains("(the controller stopped at"), "{why}");
     }
 

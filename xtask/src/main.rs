@@ -137,7 +137,10 @@ fn up() -> Result<ExitCode> {
         ),
         planes::Found::Nothing => {}
     }
-    eprintln!("Starting etcd, kube-apiserver and kube-controller-manager in {}…", dir.display());
+    eprintln!(
+        "Starting etcd, kube-apiserver and kube-controller-manager in {}…",
+        dir.display()
+    );
     let server = planes::start(&assets, &dir, None)?;
     print_usage(&dir, &assets, Some(&server));
     Ok(ExitCode::SUCCESS)
@@ -245,7 +248,10 @@ fn installed_stage() -> Option<usize> {
         Some(3)
     } else if has(WORKSHOP_CRDS[1]) {
         Some(2)
-    } else if text.lines().any(|line| line.starts_with(WORKSHOP_CRDS[0]) && line.contains('{')) {
+    } else if text
+        .lines()
+        .any(|line| line.starts_with(WORKSHOP_CRDS[0]) && line.contains('{'))
+    {
         Some(1)
     } else if has(WORKSHOP_CRDS[0]) {
         Some(0)
@@ -262,7 +268,9 @@ fn check(args: &[String]) -> Result<ExitCode> {
         .iter()
         .find(|arg| arg.starts_with("--") && !["--watch", "--all"].contains(&arg.as_str()))
     {
-        bail!("`check` has no option {unknown}: it takes a stage, --all (robustness and outage scenarios too) and --watch");
+        bail!(
+            "`check` has no option {unknown}: it takes a stage, --all (robustness and outage scenarios too) and --watch"
+        );
     }
     let stage = args
         .iter()

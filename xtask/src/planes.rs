@@ -77,7 +77,9 @@ pub fn start(assets: &Assets, dir: &Path, crds: Option<&str>) -> Result<String> 
     let pids = plane.keep_running();
     let pid_list: Vec<String> = pids.iter().map(u32::to_string).collect();
     fs::write(dir.join("pids"), pid_list.join("\n")).context("cannot record the process ids")?;
-    let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs());
+    let seconds = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
     let user = std::env::var("USER").unwrap_or_else(|_| "an unknown user".to_string());
     let root = crate::repository_root();
     fs::write(dir.join("started"), format!("{seconds}\n{user}\n{}\n", root.display()))

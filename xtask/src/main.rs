@@ -169,7 +169,9 @@ fn print_usage(dir: &std::path::Path, assets: &Assets, server: Option<&str>) {
 fn down() -> Result<ExitCode> {
     let dir = planes::attendee_dir()?;
     let stopped = planes::stop(&dir)?;
-    let checker = planes::stop(&planes::checker_dir()?)?;
+    // The checker's plane goes with the usual one, not with a second one.
+    let second = std::env::var_os("MATH_CONTROLLER_CLUSTER").is_some();
+    let checker = !second && planes::stop(&planes::checker_dir()?)?;
     if stopped {
         println!(
             "Stopped the local control plane and removed its files, objects included: \
@@ -223,6 +225,7 @@ fn reset() -> Result<ExitCode> {
         _ => check::STAGES[0],
     };
     let which = match installed {
+        Some(index) if index + 1 == check::STAGES.len() => "the last stage's were installed; to start over".to_string(),
         Some(index) => format!("stage {}'s were installed", index + 1),
         None => "none was installed".to_string(),
     };

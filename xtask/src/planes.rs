@@ -80,7 +80,7 @@ pub fn start(assets: &Assets, dir: &Path, crds: Option<&str>) -> Result<String> 
     let seconds = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs());
-    let user = std::env::var("USER").unwrap_or_else(|_| "an unknown user".to_string());
+    let user = user_name().unwrap_or_else(|| "an unknown user".to_string());
     let root = crate::repository_root();
     fs::write(dir.join("started"), format!("{seconds}\n{user}\n{}\n", root.display()))
         .context("cannot record who started the plane")?;
@@ -115,6 +115,18 @@ pub fn stop(dir: &Path) -> Result<bool> {
     control_plane::stop_processes(&pids);
     fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
     Ok(true)
+}
+
+/// The name of the user running this program.
+fn user_name() -> Option<String> {
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
+        .or_else(|| {
+            let output = Command::new("id").arg("-un").output().ok()?;
+            let name = String::from_utf8_lossy(&output.stdout).trim().to_string();
+            (output.status.success() && !name.is_empty()).then_some(name)
+        })
 }
 
 /// Who started the plane in `dir`, from where and how long ago, in words:

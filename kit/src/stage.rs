@@ -101,6 +101,7 @@ impl Stage {
         if !self.leader_election {
             info!("controllers running; press Ctrl-C to stop");
             controllers(client, shutdown).await;
+            info!("stopped");
             return Ok(());
         }
         let mut leadership = leader::join(client.clone()).await?;
@@ -116,6 +117,7 @@ impl Stage {
             }
         }
         leadership.step_down().await;
+        info!("stopped");
         Ok(())
     }
 

@@ -66,12 +66,15 @@ pub fn without_last_column(table: &str) -> Vec<Vec<String>> {
 pub async fn expect_table(s: &Scenario<'_>, name: &str, args: &[&str]) -> Result<()> {
     let shown = blocks("output", name)?;
     s.eventually(
-        &format!("`kubectl {}` to print what the guides show as {name}", args.join(" ")),
+        &format!(
+            "`kubectl {}` to print the table the guides show ({name})",
+            args.join(" ")
+        ),
         || async {
             let real = s.kubectl(args).map_err(|err| format!("{err:#}"))?;
             for (path, block) in &shown {
                 if without_last_column(block) != without_last_column(&real) {
-                    return Err(format!("{path} shows\n{block}but the cluster prints\n{real}"));
+                    return Err(format!("the cluster prints\n{real}where {path} shows\n{block}"));
                 }
             }
             Ok(())

@@ -85,16 +85,19 @@ fn main() -> ExitCode {
         robustness::cases(),
         checker::cases(),
     ]
-    .concat()
-    .into_iter()
-    .filter(|case| case.lesson || !lesson_only)
-    .collect();
+    .concat();
     let selected = |name: &str| match &args.filter {
         Some(filter) if args.exact => name == filter,
         Some(filter) => name.contains(filter.as_str()),
         None => true,
     } && !args.skip.iter().any(|skip| name.contains(skip.as_str()));
     let full_name = |case: &Case| format!("{}::{}", case.group.unwrap_or(case.cluster.name()), case.name);
+    let (cases, left_out): (Vec<Case>, Vec<Case>) = cases.into_iter().partition(|case| case.lesson || !lesson_only);
+    // Said on a line of its own, so that the checker can tell what `--all` adds.
+    let left_out = left_out.iter().filter(|case| selected(&full_name(case))).count();
+    if lesson_only && !args.list {
+        println!("beyond the lesson: {left_out} scenarios not run");
+    }
 
     // Start the clusters before any scenario: a control plane lives as long as
     // the thread that started it, and this one outlives them all.

@@ -136,10 +136,13 @@ pub fn sections_to_read(stage: &str, outcomes: &[&Outcome], hints: &Hints) -> Ve
                 .or_else(|| why.split_once("stopped at "))?;
             part.split_once(':').map(|(section, _)| section.to_string())
         });
+        let named = outcome.why.as_deref().and_then(named_section);
         let hinted = hints
             .get(&(short.to_string(), outcome.name.clone()))
             .map(|hint| hint.section.clone());
-        for section in stopped_at.into_iter().chain(hinted) {
+        // A section the failure names itself comes before the hint's.
+        let hinted = if named.is_some() { None } else { hinted };
+        for section in stopped_at.into_iter().chain(named).chain(hinted) {
             if let Some((major, minor)) = section.split_once('.')
                 && let (Ok(major), Ok(minor)) = (major.parse(), minor.parse())
             {
@@ -153,6 +156,15 @@ pub fn sections_to_read(stage: &str, outcomes: &[&Outcome], hints: &Hints) -> Ve
         .into_iter()
         .map(|(major, minor)| format!("{major}.{minor}"))
         .collect()
+}
+
+/// The section a failure message names itself ("see section 2.4"): a
+/// scenario that can tell which part is at fault says so.
+fn named_section(why: &str) -> Option<String> {
+    let (_, rest) = why.split_once("see section ")?;
+    let section: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let section = section.trim_end_matches('.');
+    section.contains('.').then(|| section.to_string())
 }
 
 /// A hint for a failed check: what to look at, and the guide section.
@@ -223,8 +235,12 @@ pub fn explain(stage: &str, outcome: &Outcome, hints: &Hints) -> Vec<String> {
     if let Some(why) = &outcome.why {
         lines.extend(why.lines().map(in_reader_language));
     }
-    // A panic names its own place: a hint about behaviour would blame the wrong thing.
-    let panicked = outcome.why.as_deref().is_some_and(|why| why.contains("panicked"));
+    // A panic names its own place, and a failure that names its section
+    // knows better than the check's hint: the hint would blame the wrong thing.
+    let panicked = outcome
+        .why
+        .as_deref()
+        .is_some_and(|why| why.contains("panicked") || named_section(why).is_some());
     let short = &stage[..6];
     if let Some(hint) = hints.get(&(short.to_string(), outcome.name.clone()))
         && !panicked
@@ -381,6 +397,18 @@ while waiting for fifteen; saw: status null
         ];
         let outcomes: Vec<&Outcome> = outcomes.iter().collect();
         assert_eq!(sections_to_read("step02_status", &outcomes, &hints), ["2.2", "2.4"]);
+    }
+
+    #[test]
+    fn a_failure_that_names_its_section_comes_without_the_hint() {
+        let hints = read_hints("step02 retried = error_policy: ask ctx.backoff [2.5]\n");
+        let outcome = Outcome {
+            name: "retried".to_string(),
+            passed: false,
+            why: Some("the controller sent no status write at all (see section 2.4)".to_string()),
+        };
+        assert_eq!(explain("step02_status", &outcome, &hints).len(), 1);
+        assert_eq!(sections_to_read("step02_status", &[&outcome], &hints), ["2.4"]);
     }
 
     #[test]

@@ -88,23 +88,28 @@ pub fn start(assets: &Assets, dir: &Path, crds: Option<&str>) -> Result<String> 
 }
 
 /// The checker's warm plane serving `crds`: the running one if it serves
-/// them already, else a new one (also when its audit log grew too long).
-/// Returns its folder and whether it was started now.
-pub fn warm_checker_plane(assets: &Assets, crds: &str) -> Result<(PathBuf, bool)> {
+/// them already, else a new one. Returns its folder and, when it was started
+/// now, why.
+pub fn warm_checker_plane(assets: &Assets, crds: &str) -> Result<(PathBuf, Option<String>)> {
     let dir = checker_dir()?;
     let audit_log = dir.join("logs").join("audit.log");
     let too_long = fs::metadata(&audit_log).is_ok_and(|meta| meta.len() > AUDIT_LOG_LIMIT);
     let same_crds = fs::read_to_string(dir.join("crds.yaml")).is_ok_and(|installed| installed == crds);
-    match find(assets, &dir) {
-        Found::Running if !too_long && same_crds => Ok((dir, false)),
-        found => {
-            if let Found::Running = found {
-                stop(&dir)?;
-            }
-            start(assets, &dir, Some(crds))?;
-            Ok((dir, true))
+    let why = match find(assets, &dir) {
+        Found::Running if !too_long && same_crds => return Ok((dir, None)),
+        Found::Running if too_long => "its audit log had grown past 512 MiB".to_string(),
+        Found::Running => {
+            let whose = started_by(&dir).map(|who| format!(", {who}")).unwrap_or_default();
+            format!("the one running served other CRDs (another stage's, or an older version{whose})")
         }
+        Found::Broken { .. } => "the one started before no longer answers".to_string(),
+        Found::Nothing => "none was running".to_string(),
+    };
+    if let Found::Running = find(assets, &dir) {
+        stop(&dir)?;
     }
+    start(assets, &dir, Some(crds))?;
+    Ok((dir, Some(why)))
 }
 
 /// Stops the plane in `dir` and removes its folder; false if none ran there.

@@ -398,8 +398,7 @@ pub fn install_crds(kubectl: &Path, kubeconfig: Option<&Path>, yaml: &str) -> Re
 /// running ten seconds later.
 pub fn stop_processes(pids: &[u32]) {
     for &pid in pids.iter().rev() {
-        // SAFETY: kill(2) has no memory effects.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        signal(pid, libc::SIGTERM);
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while pids.iter().any(|&pid| is_running(pid)) && Instant::now() < deadline {
@@ -407,9 +406,33 @@ pub fn stop_processes(pids: &[u32]) {
     }
     for &pid in pids {
         if is_running(pid) {
-            // SAFETY: as above.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            signal(pid, libc::SIGKILL);
         }
+    }
+}
+
+/// Kills `pids` at once (SIGKILL) and waits until they are gone: for a
+/// plane whose files are removed next, there is nothing to shut down cleanly,
+/// and kube-apiserver takes 10 s to end on SIGTERM.
+pub fn kill_processes(pids: &[u32]) {
+    for &pid in pids {
+        signal(pid, libc::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pids.iter().any(|&pid| is_running(pid)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends `signal` to process `pid`; never to a group or to every process,
+/// which a pid of 0 or one that does not fit a pid_t would mean.
+fn signal(pid: u32, signal: libc::c_int) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    if pid > 0 {
+        // SAFETY: kill(2) has no memory effects.
+        unsafe { libc::kill(pid, signal) };
     }
 }
 

@@ -61,7 +61,7 @@ pub fn find(assets: &Assets, dir: &Path) -> Found {
 /// server's address.
 pub fn start(assets: &Assets, dir: &Path, crds: Option<&str>) -> Result<String> {
     if let Found::Broken { running, .. } = find(assets, dir) {
-        control_plane::stop_processes(&running);
+        control_plane::kill_processes(&running);
     }
     let _ = fs::remove_dir_all(dir);
     let mut plane = ControlPlane::start(assets, dir.to_path_buf(), Lifetime::Detached)?;
@@ -117,7 +117,8 @@ pub fn stop(dir: &Path) -> Result<bool> {
     let Some(pids) = read_pids(dir) else {
         return Ok(false);
     };
-    control_plane::stop_processes(&pids);
+    // Its files, objects included, go next: nothing to shut down cleanly.
+    control_plane::kill_processes(&pids);
     fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
     Ok(true)
 }

@@ -14,8 +14,10 @@
 //! ```
 //!
 //! `cargo xtask check` runs one stage's lesson scenarios (`E2E_SCOPE=lesson`:
-//! not the robustness and outage ones) on its warm plane (`E2E_PLANE=<folder>`),
-//! a local control plane kept running between checks.
+//! not the robustness, outage and load ones) on its warm plane
+//! (`E2E_PLANE=<folder>`), a local control plane kept running between checks,
+//! each wait ending after `E2E_DEADLINE_SECS` (60 s unless set). Any wait ends
+//! at once when the program under test has panicked or exited.
 //!
 //! On an existing cluster, the stages take turns (each installs its own CRDs,
 //! which replace the previous stage's) and every scenario deletes its namespace.

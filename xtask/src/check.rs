@@ -140,8 +140,14 @@ pub fn sections_to_read(stage: &str, outcomes: &[&Outcome], hints: &Hints) -> Ve
         let hinted = hints
             .get(&(short.to_string(), outcome.name.clone()))
             .map(|hint| hint.section.clone());
-        // A section the failure names itself comes before the hint's.
-        let hinted = if named.is_some() { None } else { hinted };
+        // An open part, or a section the failure names itself, comes before
+        // the hint's: the hint is about behaviour, and would point back at
+        // code already written.
+        let hinted = if named.is_some() || stopped_at.is_some() {
+            None
+        } else {
+            hinted
+        };
         for section in stopped_at.into_iter().chain(named).chain(hinted) {
             if let Some((major, minor)) = section.split_once('.')
                 && let (Ok(major), Ok(minor)) = (major.parse(), minor.parse())
@@ -165,6 +171,39 @@ fn named_section(why: &str) -> Option<String> {
     let section: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
     let section = section.trim_end_matches('.');
     section.contains('.').then(|| section.to_string())
+}
+
+/// The parts of a stage still open: the sections of the `todo!("N.M: …")`
+/// left in its sources, lowest first, each with where it is.
+pub fn open_parts(stage_dir: &Path) -> Vec<(String, String)> {
+    let mut parts: Vec<((u32, u32), String, String)> = Vec::new();
+    let mut files = crate::files_below(stage_dir);
+    files.sort();
+    for file in files.iter().filter(|file| file.extension().is_some_and(|e| e == "rs")) {
+        let Ok(text) = fs::read_to_string(file) else {
+            continue;
+        };
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for (index, line) in text.lines().enumerate() {
+            let Some((_, rest)) = line.split_once("todo!(\"") else {
+                continue;
+            };
+            let Some((section, _)) = rest.split_once(':') else {
+                continue;
+            };
+            if let Some((major, minor)) = section.split_once('.')
+                && let (Ok(major), Ok(minor)) = (major.parse(), minor.parse())
+            {
+                parts.push(((major, minor), section.to_string(), format!("{name}:{}", index + 1)));
+            }
+        }
+    }
+    parts.sort();
+    parts.dedup_by(|a, b| a.0 == b.0);
+    parts.into_iter().map(|(_, section, place)| (section, place)).collect()
 }
 
 /// A hint for a failed check: what to look at, and the guide section.
@@ -237,10 +276,9 @@ pub fn explain(stage: &str, outcome: &Outcome, hints: &Hints) -> Vec<String> {
     }
     // A panic names its own place, and a failure that names its section
     // knows better than the check's hint: the hint would blame the wrong thing.
-    let panicked = outcome
-        .why
-        .as_deref()
-        .is_some_and(|why| why.contains("panicked") || named_section(why).is_some());
+    let panicked = outcome.why.as_deref().is_some_and(|why| {
+        why.contains("panicked") || why.contains("not yet implemented: ") || named_section(why).is_some()
+    });
     let short = &stage[..6];
     if let Some(hint) = hints.get(&(short.to_string(), outcome.name.clone()))
         && !panicked
@@ -409,6 +447,41 @@ while waiting for fifteen; saw: status null
         };
         assert_eq!(explain("step02_status", &outcome, &hints).len(), 1);
         assert_eq!(sections_to_read("step02_status", &[&outcome], &hints), ["2.4"]);
+    }
+
+    #[test]
+    fn an_open_part_sends_the_attendee_there_not_to_the_hint() {
+        let hints = read_hints("step03 plan_keeps = set the update's uid [3.2]\n");
+        let outcome = Outcome {
+            name: "plan_keeps".to_string(),
+            passed: false,
+            why: Some("not yet implemented: 3.3: the plan, see steps/en/03-tuple.md#33".to_string()),
+        };
+        assert_eq!(sections_to_read("step03_tuple", &[&outcome], &hints), ["3.3"]);
+        assert_eq!(explain("step03_tuple", &outcome, &hints).len(), 1);
+    }
+
+    #[test]
+    fn open_parts_are_read_from_the_todos_left_lowest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("tuple.rs"),
+            "fn a() {\n    todo!(\"3.5: status\")\n}\nfn b() {\n    todo!(\"3.4: children\")\n}\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join("plan.rs"),
+            "// TODO 3.2\nfn p() { todo!(\"3.2: plan\") }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            open_parts(dir.path()),
+            [
+                ("3.2".to_string(), "plan.rs:2".to_string()),
+                ("3.4".to_string(), "tuple.rs:5".to_string()),
+                ("3.5".to_string(), "tuple.rs:2".to_string())
+            ]
+        );
     }
 
     #[test]

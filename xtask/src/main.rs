@@ -225,14 +225,20 @@ fn reset() -> Result<ExitCode> {
         _ => check::STAGES[0],
     };
     let which = match installed {
-        Some(index) if index + 1 == check::STAGES.len() => "the last stage's were installed; to start over".to_string(),
-        Some(index) => format!("stage {}'s were installed", index + 1),
-        None => "none was installed".to_string(),
+        Some(index) if index + 1 == check::STAGES.len() => {
+            "Done: stage 4's CRDs were there, the last stage's. To start over with stage 1, install its CRDs"
+                .to_string()
+        }
+        Some(index) => format!(
+            "Done: stage {}'s CRDs were there. Stage {} comes next; install its CRDs",
+            index + 1,
+            index + 2
+        ),
+        None => "Done: no stage's CRDs were there. Install those of the stage you start, as its guide's \"Run it\" \
+                 shows; for stage 1"
+            .to_string(),
     };
-    println!(
-        "Done ({which}). Install the CRDs of the stage you start next; for {next}:\n\n    \
-         cargo run --example {next} -- crd | kubectl apply --server-side -f -"
-    );
+    println!("{which}:\n\n    cargo run --example {next} -- crd | kubectl apply --server-side -f -");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -583,8 +589,8 @@ fn check_stage(stage: &str, all: bool) -> Result<bool> {
         let (dir, started_as) = planes::warm_checker_plane(&assets, &crds)?;
         if let Some(why) = started_as {
             println!(
-                "  ({why}: started the checker's control plane with this stage's CRDs in {:.0} s; it stays \
-                 up for the next checks, `cargo xtask down` stops it)",
+                "  - started the checker's control plane with this stage's CRDs in {:.0} s: {why}.\n    \
+                 It stays up for the next checks; `cargo xtask down` stops it.",
                 started.elapsed().as_secs_f64()
             );
         }
@@ -648,8 +654,27 @@ fn check_stage(stage: &str, all: bool) -> Result<bool> {
     println!("\n{passed} of {} checks pass{later}.", outcomes.len());
     let failures: Vec<&check::Outcome> = outcomes.iter().filter(|outcome| !outcome.passed).collect();
     if !failures.is_empty() || !scenarios_passed {
-        let sections = check::sections_to_read(stage, &failures, &hints);
-        if let Some(link) = sections.first().and_then(|section| check::section_link(section)) {
+        // The parts with a todo! left count too: a part that no unit test
+        // covers is still the next one to write.
+        let open = check::open_parts(&root.join("exercises").join(stage));
+        if !open.is_empty() {
+            let listed: Vec<String> = open
+                .iter()
+                .map(|(section, place)| format!("{section} (exercises/{stage}/{place})"))
+                .collect();
+            println!("Parts still open (a todo! is left): {}", listed.join(", "));
+        }
+        let mut sections = check::sections_to_read(stage, &failures, &hints);
+        sections.extend(open.into_iter().map(|(section, _)| section));
+        let lowest = sections
+            .iter()
+            .filter_map(|section| {
+                let (major, minor) = section.split_once('.')?;
+                Some(((major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?), section))
+            })
+            .min()
+            .map(|(_, section)| section.clone());
+        if let Some(link) = lowest.and_then(|section| check::section_link(&section)) {
             println!("Next: {link}");
         }
         return Ok(false);

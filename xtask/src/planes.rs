@@ -99,8 +99,10 @@ pub fn warm_checker_plane(assets: &Assets, crds: &str) -> Result<(PathBuf, Optio
         Found::Running if !too_long && same_crds => return Ok((dir, None)),
         Found::Running if too_long => "its audit log had grown past 512 MiB".to_string(),
         Found::Running => {
-            let whose = started_by(&dir).map(|who| format!(", {who}")).unwrap_or_default();
-            format!("the one running served other CRDs (another stage's, or an older version{whose})")
+            let whose = started_by(&dir)
+                .map(|who| format!("; it was {who}"))
+                .unwrap_or_default();
+            format!("the one running served other CRDs, another stage's or an older version{whose}")
         }
         Found::Broken { .. } => "the one started before no longer answers".to_string(),
         Found::Nothing => "none was running".to_string(),

@@ -314,6 +314,8 @@ fn prepare() -> Result<ExitCode> {
     run_cargo(&["fetch"])?;
     step("building the finished stages, the workbench, the tooling and every test");
     run_cargo(&["build", "--workspace", "--bins", "--examples", "--tests"])?;
+    // `cargo run --bin` alone uses other features (see `test`).
+    run_cargo(&["build", "--bins"])?;
     step("installing the slides' renderer (npm ci in slides/)");
     let npm = Command::new("npm")
         .args(["ci", "--no-audit", "--no-fund"])
@@ -811,6 +813,10 @@ fn test(extra: &[String]) -> Result<ExitCode> {
     // exactly as attendees run them. Building the examples too proves that
     // every workbench compiles as it is handed out.
     run_cargo(&["build", "--bins", "--examples"])?;
+    // Built with the examples, the stages' dependencies get the features of
+    // the dev-dependencies too; `cargo run --bin` alone builds them again
+    // without (half a minute): do it now, not in front of the attendee.
+    run_cargo(&["build", "--bins"])?;
     let report = fresh_report_file()?;
     let mut tested = cargo()
         .args(["test", "--workspace"])

@@ -49,7 +49,7 @@ async fn a_program_stopped_by_an_open_part_is_reported_at_once_by_its_panic(mut 
     let outcomes = xtask::check::parse_test_output(&output);
     let failed: Vec<&xtask::check::Outcome> = outcomes.iter().collect();
     let hints = xtask::check::Hints::new();
-    let sections = xtask::check::sections_to_read("step02_status", &failed, &hints);
+    let sections = xtask::check::sections_to_read("step02_status", &failed, &hints, &[]);
     ensure!(
         sections == ["2.4"],
         "the checker sends the attendee to {sections:?}, not to 2.4"

@@ -57,42 +57,15 @@ impl Stage {
     pub fn program(self) -> Result<PathBuf> {
         let dir = match std::env::var_os("E2E_PROGRAM_DIR") {
             Some(dir) => PathBuf::from(dir),
-            None => {
-                // This test runs from <target>/<profile>/deps/.
-                let exe = std::env::current_exe()?;
-                let profile = exe
-                    .parent()
-                    .and_then(Path::parent)
-                    .context("unexpected test location")?;
-                profile.to_path_buf()
-            }
+            None => profile_dir()?,
         };
-        let program = dir.join(self.name());
-        if !program.is_file() {
-            bail!(
-                "{} does not exist: build the stages with `cargo build --bins --examples`",
-                program.display()
-            );
-        }
-        Ok(program)
+        built(dir.join(self.name()))
     }
 
     /// The workbench's program for this stage, as handed out to attendees
     /// (`cargo build --examples`), whatever `E2E_PROGRAM_DIR` says.
     pub fn workbench(self) -> Result<PathBuf> {
-        let exe = std::env::current_exe()?;
-        let profile = exe
-            .parent()
-            .and_then(Path::parent)
-            .context("unexpected test location")?;
-        let program = profile.join("examples").join(self.name());
-        if !program.is_file() {
-            bail!(
-                "{} does not exist: build the workbench with `cargo build --examples`",
-                program.display()
-            );
-        }
-        Ok(program)
+        built(profile_dir()?.join("examples").join(self.name()))
     }
 
     /// The CRDs this stage's program prints with `crd`.
@@ -107,6 +80,28 @@ impl Stage {
         }
         Ok(String::from_utf8(output.stdout)?)
     }
+}
+
+/// Where cargo puts what it builds for this test's profile: the test runs
+/// from `<target>/<profile>/deps/`.
+fn profile_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("unexpected test location")?;
+    Ok(profile.to_path_buf())
+}
+
+/// `program`, if it has been built.
+fn built(program: PathBuf) -> Result<PathBuf> {
+    if !program.is_file() {
+        bail!(
+            "{} does not exist: build the stages with `cargo build --bins --examples`",
+            program.display()
+        );
+    }
+    Ok(program)
 }
 
 /// Where a stage's scenarios run.
@@ -139,32 +134,20 @@ impl Cluster {
         })
     }
 
-    /// The warm plane in `dir`, with `stage`'s CRDs installed as attendees
-    /// do, and the workshop's other CRDs (another stage's) deleted.
+    /// The warm plane in `dir`, which must have been started with `stage`'s
+    /// CRDs (`xtask::planes` records them): CRDs installed on a running plane
+    /// reach its garbage collector only up to 30 s later.
     pub fn warm(stage: Stage, dir: &Path, kubectl: PathBuf) -> Result<Cluster> {
-        let kubeconfig = dir.join("kubeconfig");
-        let crds = stage.crds()?;
-        control_plane::install_crds(&kubectl, Some(&kubeconfig), &crds)?;
-        let installed = Command::new(&kubectl)
-            .env("KUBECONFIG", &kubeconfig)
-            .args(["get", "crd", "-o", "name"])
-            .output()?;
-        let installed = checked(installed, "kubectl get crd")?;
-        for name in String::from_utf8_lossy(&installed.stdout).lines() {
-            let name = name.trim_start_matches("customresourcedefinition.apiextensions.k8s.io/");
-            let plural = name.split('.').next().unwrap_or_default();
-            if name.ends_with(GROUP) && !crds.contains(&format!("name: {name}")) && !plural.is_empty() {
-                checked(
-                    Command::new(&kubectl)
-                        .env("KUBECONFIG", &kubeconfig)
-                        .args(["delete", "crd", name, "--wait=true"])
-                        .output()?,
-                    "kubectl delete crd",
-                )?;
-            }
+        if xtask::planes::installed_crds(dir) != Some(stage.crds()?) {
+            bail!(
+                "the plane in {} was not started with the CRDs of {}: `cargo xtask check {}` starts one that is",
+                dir.display(),
+                stage.name(),
+                stage.name()
+            );
         }
         Ok(Cluster::Warm {
-            kubeconfig,
+            kubeconfig: dir.join("kubeconfig"),
             audit_log: dir.join("logs").join("audit.log"),
             kubectl,
         })
@@ -445,14 +428,19 @@ impl<'a> Scenario<'a> {
         })
     }
 
-    /// Kills one running controller (SIGKILL), as a crash would.
-    pub fn kill_controller(&mut self, pid: u32) -> Result<()> {
-        let index = self
-            .controllers_mut()
+    /// Takes running controller `pid` out of the scenario's list, to stop it.
+    fn take_controller(&mut self, pid: u32) -> Result<Child> {
+        let controllers = self.controllers_mut();
+        let index = controllers
             .iter()
             .position(|child| child.id() == pid)
             .with_context(|| format!("no running controller has process id {pid}"))?;
-        let mut child = self.controllers_mut().remove(index);
+        Ok(controllers.remove(index))
+    }
+
+    /// Kills one running controller (SIGKILL), as a crash would.
+    pub fn kill_controller(&mut self, pid: u32) -> Result<()> {
+        let mut child = self.take_controller(pid)?;
         let killed = child.kill();
         let waited = child.wait();
         cleanup::forget_process(pid);
@@ -530,12 +518,7 @@ impl<'a> Scenario<'a> {
                 .output()?,
             "kill -INT",
         )?;
-        let index = self
-            .controllers_mut()
-            .iter()
-            .position(|child| child.id() == group)
-            .with_context(|| format!("no running controller has process id {group}"))?;
-        let mut child = self.controllers_mut().remove(index);
+        let mut child = self.take_controller(group)?;
         child.wait()?;
         cleanup::forget_process(group);
         Ok(())

@@ -70,7 +70,7 @@ pub fn start(assets: &Assets, dir: &Path, crds: Option<&str>) -> Result<String> 
     // to 30 s on.
     if let Some(crds) = crds {
         plane.install_crds(crds)?;
-        fs::write(dir.join("crds.yaml"), crds).context("cannot record the installed CRDs")?;
+        fs::write(dir.join(CRDS_FILE), crds).context("cannot record the installed CRDs")?;
     }
     plane.start_controller_manager()?;
     let server = plane.server.clone();
@@ -94,8 +94,9 @@ pub fn warm_checker_plane(assets: &Assets, crds: &str) -> Result<(PathBuf, Optio
     let dir = checker_dir()?;
     let audit_log = dir.join("logs").join("audit.log");
     let too_long = fs::metadata(&audit_log).is_ok_and(|meta| meta.len() > AUDIT_LOG_LIMIT);
-    let same_crds = fs::read_to_string(dir.join("crds.yaml")).is_ok_and(|installed| installed == crds);
-    let why = match find(assets, &dir) {
+    let same_crds = installed_crds(&dir).is_some_and(|installed| installed == crds);
+    let found = find(assets, &dir);
+    let why = match &found {
         Found::Running if !too_long && same_crds => return Ok((dir, None)),
         Found::Running if too_long => "its audit log had grown past 512 MiB".to_string(),
         Found::Running => {
@@ -107,12 +108,20 @@ pub fn warm_checker_plane(assets: &Assets, crds: &str) -> Result<(PathBuf, Optio
         Found::Broken { .. } => "the one started before no longer answers".to_string(),
         Found::Nothing => "none was running".to_string(),
     };
-    if let Found::Running = find(assets, &dir) {
+    if let Found::Running = found {
         stop(&dir)?;
     }
     start(assets, &dir, Some(crds))?;
     Ok((dir, Some(why)))
 }
+
+/// The CRDs that the plane in `dir` was started with, if `start` was given any.
+pub fn installed_crds(dir: &Path) -> Option<String> {
+    fs::read_to_string(dir.join(CRDS_FILE)).ok()
+}
+
+/// Where `start` records the CRDs a plane was started with.
+const CRDS_FILE: &str = "crds.yaml";
 
 /// Stops the plane in `dir` and removes its folder; false if none ran there.
 pub fn stop(dir: &Path) -> Result<bool> {

@@ -123,39 +123,22 @@ fn failure_message(output: &str, name: &str) -> Option<String> {
     }
 }
 
-/// The guide sections (`N.M`) that the failed `outcomes` point to, lowest
-/// first: the open part a `todo!` stopped at, and the section of each hint.
-pub fn sections_to_read(stage: &str, outcomes: &[&Outcome], hints: &Hints) -> Vec<String> {
+/// The guide sections (`N.M`) to read, lowest first: for each failed
+/// outcome, the section it names itself (see [`own_section`]), else its
+/// hint's; and the parts still `open`.
+pub fn sections_to_read(stage: &str, outcomes: &[&Outcome], hints: &Hints, open: &[String]) -> Vec<String> {
     let short = &stage[..6];
-    let mut sections: Vec<(u32, u32)> = Vec::new();
-    for outcome in outcomes {
-        // "not yet implemented: 2.4: …", or "stopped at 2.4: …" from a scenario.
-        let stopped_at = outcome.why.as_deref().and_then(|why| {
-            let (_, part) = why
-                .split_once("not yet implemented: ")
-                .or_else(|| why.split_once("stopped at "))?;
-            part.split_once(':').map(|(section, _)| section.to_string())
-        });
-        let named = outcome.why.as_deref().and_then(named_section);
-        let hinted = hints
-            .get(&(short.to_string(), outcome.name.clone()))
-            .map(|hint| hint.section.clone());
-        // An open part, or a section the failure names itself, comes before
-        // the hint's: the hint is about behaviour, and would point back at
-        // code already written.
-        let hinted = if named.is_some() || stopped_at.is_some() {
-            None
-        } else {
-            hinted
-        };
-        for section in stopped_at.into_iter().chain(named).chain(hinted) {
-            if let Some((major, minor)) = section.split_once('.')
-                && let (Ok(major), Ok(minor)) = (major.parse(), minor.parse())
-            {
-                sections.push((major, minor));
-            }
-        }
-    }
+    let named = outcomes.iter().filter_map(|outcome| {
+        outcome.why.as_deref().and_then(own_section).or_else(|| {
+            hints
+                .get(&(short.to_string(), outcome.name.clone()))
+                .map(|hint| hint.section.clone())
+        })
+    });
+    let mut sections: Vec<(u32, u32)> = named
+        .chain(open.iter().cloned())
+        .filter_map(|section| section_key(&section))
+        .collect();
     sections.sort();
     sections.dedup();
     sections
@@ -164,13 +147,30 @@ pub fn sections_to_read(stage: &str, outcomes: &[&Outcome], hints: &Hints) -> Ve
         .collect()
 }
 
-/// The section a failure message names itself ("see section 2.4"): a
-/// scenario that can tell which part is at fault says so.
-fn named_section(why: &str) -> Option<String> {
-    let (_, rest) = why.split_once("see section ")?;
-    let section: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
-    let section = section.trim_end_matches('.');
-    section.contains('.').then(|| section.to_string())
+/// The section a failure names itself: the open part a `todo!` stopped at
+/// ("not yet implemented: 2.4: …", or "stopped at 2.4: …" from a scenario),
+/// or "see section 2.4" from a scenario that can tell which part is at
+/// fault. It comes before the check's hint, which is about behaviour and
+/// would point back at code already written.
+fn own_section(why: &str) -> Option<String> {
+    let stopped_at = why
+        .split_once("not yet implemented: ")
+        .or_else(|| why.split_once("stopped at "))
+        .and_then(|(_, part)| part.split_once(':'))
+        .map(|(section, _)| section.to_string())
+        .filter(|section| section_key(section).is_some());
+    stopped_at.or_else(|| {
+        let (_, rest) = why.split_once("see section ")?;
+        let section: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+        let section = section.trim_end_matches('.');
+        section_key(section).map(|_| section.to_string())
+    })
+}
+
+/// `2.4` as (2, 4), to order sections.
+fn section_key(section: &str) -> Option<(u32, u32)> {
+    let (major, minor) = section.split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
 /// The parts of a stage still open: the sections of the `todo!("N.M: …")`
@@ -194,10 +194,8 @@ pub fn open_parts(stage_dir: &Path) -> Vec<(String, String)> {
             let Some((section, _)) = rest.split_once(':') else {
                 continue;
             };
-            if let Some((major, minor)) = section.split_once('.')
-                && let (Ok(major), Ok(minor)) = (major.parse(), minor.parse())
-            {
-                parts.push(((major, minor), section.to_string(), format!("{name}:{}", index + 1)));
+            if let Some(key) = section_key(section) {
+                parts.push((key, section.to_string(), format!("{name}:{}", index + 1)));
             }
         }
     }
@@ -276,12 +274,13 @@ pub fn explain(stage: &str, outcome: &Outcome, hints: &Hints) -> Vec<String> {
     }
     // A panic names its own place, and a failure that names its section
     // knows better than the check's hint: the hint would blame the wrong thing.
-    let panicked = outcome.why.as_deref().is_some_and(|why| {
-        why.contains("panicked") || why.contains("not yet implemented: ") || named_section(why).is_some()
-    });
+    let knows_its_place = outcome
+        .why
+        .as_deref()
+        .is_some_and(|why| why.contains("panicked") || own_section(why).is_some());
     let short = &stage[..6];
     if let Some(hint) = hints.get(&(short.to_string(), outcome.name.clone()))
-        && !panicked
+        && !knows_its_place
     {
         let link = section_link(&hint.section).unwrap_or_default();
         lines.push(format!("hint: {} (read {link})", hint.text));
@@ -434,7 +433,10 @@ while waiting for fifteen; saw: status null
             ),
         ];
         let outcomes: Vec<&Outcome> = outcomes.iter().collect();
-        assert_eq!(sections_to_read("step02_status", &outcomes, &hints), ["2.2", "2.4"]);
+        assert_eq!(
+            sections_to_read("step02_status", &outcomes, &hints, &[]),
+            ["2.2", "2.4"]
+        );
     }
 
     #[test]
@@ -446,7 +448,7 @@ while waiting for fifteen; saw: status null
             why: Some("the controller sent no status write at all (see section 2.4)".to_string()),
         };
         assert_eq!(explain("step02_status", &outcome, &hints).len(), 1);
-        assert_eq!(sections_to_read("step02_status", &[&outcome], &hints), ["2.4"]);
+        assert_eq!(sections_to_read("step02_status", &[&outcome], &hints, &[]), ["2.4"]);
     }
 
     #[test]
@@ -457,7 +459,13 @@ while waiting for fifteen; saw: status null
             passed: false,
             why: Some("not yet implemented: 3.3: the plan, see steps/en/03-tuple.md#33".to_string()),
         };
-        assert_eq!(sections_to_read("step03_tuple", &[&outcome], &hints), ["3.3"]);
+        assert_eq!(sections_to_read("step03_tuple", &[&outcome], &hints, &[]), ["3.3"]);
+        // A part no unit test covers, still open, comes first when it is lower.
+        let open = ["3.4".to_string(), "3.1".to_string()];
+        assert_eq!(
+            sections_to_read("step03_tuple", &[&outcome], &hints, &open),
+            ["3.1", "3.3", "3.4"]
+        );
         assert_eq!(explain("step03_tuple", &outcome, &hints).len(), 1);
     }
 

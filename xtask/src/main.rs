@@ -666,17 +666,9 @@ fn check_stage(stage: &str, all: bool) -> Result<bool> {
                 .collect();
             println!("Parts still open (a todo! is left): {}", listed.join(", "));
         }
-        let mut sections = check::sections_to_read(stage, &failures, &hints);
-        sections.extend(open.into_iter().map(|(section, _)| section));
-        let lowest = sections
-            .iter()
-            .filter_map(|section| {
-                let (major, minor) = section.split_once('.')?;
-                Some(((major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?), section))
-            })
-            .min()
-            .map(|(_, section)| section.clone());
-        if let Some(link) = lowest.and_then(|section| check::section_link(&section)) {
+        let open: Vec<String> = open.into_iter().map(|(section, _)| section).collect();
+        let sections = check::sections_to_read(stage, &failures, &hints, &open);
+        if let Some(link) = sections.first().and_then(|section| check::section_link(section)) {
             println!("Next: {link}");
         }
         return Ok(false);

@@ -324,7 +324,8 @@ async fn patch(leases: &Api<Lease>, lease: &Lease, spec: serde_json::Value) -> k
 async fn clear(leases: &Api<Lease>, me: &Identity) {
     let cleared = async {
         let lease = leases.get(LEASE_NAME).await?;
-        if turn(lease.spec.as_ref(), me, Timestamp::now(), |_| true) == Turn::Mine {
+        let holder = lease.spec.as_ref().and_then(|spec| spec.holder_identity.as_deref());
+        if holder == Some(me.render().as_str()) {
             let spec = serde_json::json!({
                 "holderIdentity": null, "acquireTime": null, "renewTime": null, "leaseDurationSeconds": null,
             });

@@ -180,11 +180,8 @@ fn turn(spec: Option<&LeaseSpec>, me: &Identity, now: Timestamp, alive: impl Fn(
 pub async fn join(client: Client) -> anyhow::Result<Leadership> {
     let namespace = client.default_namespace().to_string();
     let leases: Api<Lease> = Api::default_namespaced(client);
-    let mut lease = Lease::default();
-    lease.metadata.name = Some(LEASE_NAME.to_string());
-    match leases.create(&PostParams::default(), &lease).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
+    match create_lease(&leases).await {
+        Ok(()) => {}
         Err(kube::Error::Api(status)) if status.code == 404 => {
             return Err(anyhow!(
                 "the namespace {namespace} does not exist: create it (`kubectl create namespace {namespace}`), \
@@ -211,6 +208,28 @@ pub async fn join(client: Client) -> anyhow::Result<Leadership> {
     })
 }
 
+/// Creates the Lease, empty, unless it exists.
+async fn create_lease(leases: &Api<Lease>) -> kube::Result<()> {
+    let mut lease = Lease::default();
+    lease.metadata.name = Some(LEASE_NAME.to_string());
+    match leases.create(&PostParams::default(), &lease).await {
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        created => created.map(|_| ()),
+    }
+}
+
+/// The Lease, created again if it is gone (its namespace was deleted and
+/// made again, or someone deleted it).
+async fn read_lease(leases: &Api<Lease>) -> kube::Result<Lease> {
+    match leases.get(LEASE_NAME).await {
+        Err(kube::Error::Api(status)) if status.code == 404 => {
+            create_lease(leases).await?;
+            leases.get(LEASE_NAME).await
+        }
+        read => read,
+    }
+}
+
 /// The election, until `stopped`: take the Lease when it is free, renew it
 /// while it is this copy's, watch it while it is another's.
 async fn elect(leases: Api<Lease>, me: Identity, tell: watch::Sender<bool>, mut stopped: oneshot::Receiver<()>) {
@@ -221,7 +240,7 @@ async fn elect(leases: Api<Lease>, me: Identity, tell: watch::Sender<bool>, mut 
     let mut told_error = String::new();
     loop {
         let step = async {
-            let lease = leases.get(LEASE_NAME).await?;
+            let lease = read_lease(&leases).await?;
             match turn(lease.spec.as_ref(), &me, Timestamp::now(), process_exists) {
                 Turn::Mine => {
                     write(&leases, lease, &me, false).await?;

@@ -136,9 +136,12 @@ fn every_open_part_has_its_guide_section_and_fails_with_a_message_naming_it() {
                     todo_comments(&text).contains(&part),
                     "{stage}: todo!({part}) has no `// TODO {part}:` comment saying what to write"
                 );
+                // Both guides, so that the panic sends each reader to their own.
+                let anchor = part.replace('.', "");
+                let japanese = guide.replace("steps/en/", "steps/ja/");
                 assert_eq!(
                     link,
-                    format!("{guide}#{}", part.replace('.', "")),
+                    format!("{guide}#{anchor} · {japanese}#{anchor}"),
                     "{stage}: todo!({part}) links to {link:?}"
                 );
             }

@@ -51,7 +51,7 @@ pub async fn run(client: Client, shutdown: Shutdown) {
 async fn reconcile(number: Arc<Number>, _ctx: Arc<()>) -> Result<Action, Infallible> {
     // TODO 1.3: log the Number's name, namespace and value ("saw Number"),
     // then wait for its next change.
-    todo!("1.3: log the Number you were handed, see steps/en/01-crd.md#13")
+    todo!("1.3: log the Number you were handed, see steps/en/01-crd.md#13 · steps/ja/01-crd.md#13")
 }
 
 /// What to do when `reconcile` fails. It cannot fail in this stage.

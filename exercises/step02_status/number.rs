@@ -59,7 +59,7 @@ pub struct NumberStatus {
 /// value itself. Zero is divisible by everything; negatives follow the same rule.
 pub fn fizz_buzz(value: i64) -> String {
     // TODO 2.2: the tests at the bottom of this file say what "done" means.
-    todo!("2.2: FizzBuzz, see steps/en/02-status.md#22")
+    todo!("2.2: FizzBuzz, see steps/en/02-status.md#22 · steps/ja/02-status.md#22")
 }
 
 /// Whether `value` is the square of an integer.
@@ -68,13 +68,13 @@ pub fn fizz_buzz(value: i64) -> String {
 /// 2^53 and would call some non-squares squares.
 pub fn is_square(value: i64) -> bool {
     // TODO 2.2: exact for every i64: no floating point.
-    todo!("2.2: is it a square?, see steps/en/02-status.md#22")
+    todo!("2.2: is it a square?, see steps/en/02-status.md#22 · steps/ja/02-status.md#22")
 }
 
 /// The status that `spec`, at `generation`, asks for.
 pub fn desired_status(spec: &NumberSpec, generation: Option<i64>) -> NumberStatus {
     // TODO 2.3: the status for this spec, at this generation.
-    todo!("2.3: the status that the spec asks for, see steps/en/02-status.md#23")
+    todo!("2.3: the status that the spec asks for, see steps/en/02-status.md#23 · steps/ja/02-status.md#23")
 }
 
 /// Everything `reconcile` needs besides the Number itself.
@@ -128,7 +128,7 @@ async fn reconcile(number: Arc<Number>, ctx: Arc<Context>) -> Result<Action, Err
     // from the one the Number has, write it with `ctx.status.write(&number,
     // &desired)` (an error becomes `Error::WriteStatus`). Then tell
     // `ctx.backoff` that this Number succeeded, and wait for its next change.
-    todo!("2.4: compute, compare and write the status, see steps/en/02-status.md#24")
+    todo!("2.4: compute, compare and write the status, see steps/en/02-status.md#24 · steps/ja/02-status.md#24")
 }
 
 /// What to do when `reconcile` fails: log it and retry later, waiting longer
@@ -136,7 +136,7 @@ async fn reconcile(number: Arc<Number>, ctx: Arc<Context>) -> Result<Action, Err
 fn error_policy(number: Arc<Number>, error: &Error, ctx: Arc<Context>) -> Action {
     // TODO 2.5: ask `ctx.backoff` how long to wait for this Number, log the
     // error with that delay, and retry after it.
-    todo!("2.5: retry with a growing delay, see steps/en/02-status.md#25")
+    todo!("2.5: retry with a growing delay, see steps/en/02-status.md#25 · steps/ja/02-status.md#25")
 }
 
 #[cfg(test)]

@@ -34,11 +34,11 @@ where
         // TODO 3.2: find the existing object of this name. None: create the
         // child. Not controlled by `owner_uid`: a clash. Controlled, with
         // another spec: update the child, carrying the object's uid. Else: nothing.
-        todo!("3.2: create, update or report each wanted child, see steps/en/03-tuple.md#32");
+        todo!("3.2: create, update or report each wanted child, see steps/en/03-tuple.md#32 · steps/ja/03-tuple.md#32");
     }
     // TODO 3.3: the existing objects that `owner_uid` controls and that are
     // not wanted, not in flight, and not already being deleted.
-    plan.delete = todo!("3.3: delete what is no longer wanted, see steps/en/03-tuple.md#33");
+    plan.delete = todo!("3.3: delete what is no longer wanted, see steps/en/03-tuple.md#33 · steps/ja/03-tuple.md#33");
     plan
 }
 

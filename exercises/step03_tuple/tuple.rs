@@ -77,7 +77,7 @@ pub fn parent_name(number: &str) -> Option<&str> {
 pub fn desired_children(tuple: &str, numbers: &[i64]) -> Vec<Number> {
     // TODO 3.1: one Number per element, named with `child_name`
     // (`Number::new(name, spec)` makes one).
-    todo!("3.1: the Numbers that a Tuple wants, see steps/en/03-tuple.md#31")
+    todo!("3.1: the Numbers that a Tuple wants, see steps/en/03-tuple.md#31 · steps/ja/03-tuple.md#31")
 }
 
 /// Whether every wanted child exists, is ours, and reports being a square.
@@ -86,7 +86,7 @@ pub fn all_squares(owner_uid: &str, wanted: &[Number], existing: &[Arc<Number>])
     // TODO 3.5: every wanted child has an existing Number of the same name,
     // controlled by `owner_uid`, with the wanted spec, whose status says it is
     // a square and was written for its current generation.
-    todo!("3.5: whether all children are squares, see steps/en/03-tuple.md#35")
+    todo!("3.5: whether all children are squares, see steps/en/03-tuple.md#35 · steps/ja/03-tuple.md#35")
 }
 
 /// Everything `reconcile` needs besides the Tuple itself.
@@ -162,7 +162,7 @@ async fn reconcile(tuple: Arc<Tuple>, ctx: Arc<Context>) -> Result<Action, Error
     let mut wanted = desired_children(&name, &tuple.spec.numbers);
     for child in &mut wanted {
         // TODO 3.4: give each child the ownerReference `owner`.
-        todo!("3.4: make the Tuple the owner of its children, see steps/en/03-tuple.md#34");
+        todo!("3.4: make the Tuple the owner of its children, see steps/en/03-tuple.md#34 · steps/ja/03-tuple.md#34");
     }
     let plan = plan(&owner.uid, wanted.clone(), &existing.objects, &existing.in_flight);
 

@@ -89,20 +89,20 @@ pub fn parent_name(tuple: &str) -> Option<&str> {
 /// The Tuples a Fermat wants: `[i, n - i]` for each i in 1..=n/2.
 pub fn desired_children(fermat: &str, n: i64) -> Vec<Tuple> {
     // TODO 4.2: one Tuple `[i, n - i]` for each i in 1..=n/2, named with `child_name`.
-    todo!("4.2: the Tuples that a Fermat wants, see steps/en/04-fermat.md#42")
+    todo!("4.2: the Tuples that a Fermat wants, see steps/en/04-fermat.md#42 · steps/ja/04-fermat.md#42")
 }
 
 /// Whether some wanted child of ours reports that both its numbers are squares.
 pub fn two_squares_found(owner_uid: &str, wanted: &[Tuple], existing: &[Arc<Tuple>]) -> bool {
     // TODO 4.3: like `all_squares` in tuple.rs, but "some" instead of "every".
-    todo!("4.3: whether some child reports all squares, see steps/en/04-fermat.md#43")
+    todo!("4.3: whether some child reports all squares, see steps/en/04-fermat.md#43 · steps/ja/04-fermat.md#43")
 }
 
 /// The wanted children of ours that report name clashes (for their current spec).
 pub fn blocked_children(owner_uid: &str, wanted: &[Tuple], existing: &[Arc<Tuple>]) -> Vec<String> {
     // TODO 4.4: the names of the wanted children of ours whose status, written
     // for their current generation, lists name clashes.
-    todo!("4.4: the children that report clashes, see steps/en/04-fermat.md#44")
+    todo!("4.4: the children that report clashes, see steps/en/04-fermat.md#44 · steps/ja/04-fermat.md#44")
 }
 
 /// Everything `reconcile` needs besides the Fermat itself.
@@ -173,7 +173,7 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
     // TODO 4.5: as in tuple.rs: the wanted children for `n`, each with the
     // ownerReference `owner`, and the plan that compares them with `existing`.
     let (wanted, plan): (Vec<Tuple>, kit::Plan<Tuple>) =
-        todo!("4.5: the wanted Tuples and the plan, see steps/en/04-fermat.md#45");
+        todo!("4.5: the wanted Tuples and the plan, see steps/en/04-fermat.md#45 · steps/ja/04-fermat.md#45");
 
     // 3. Create or update what differs, delete what is not wanted.
     let applied = ctx.tuples.apply(fermat.as_ref(), &plan).await;

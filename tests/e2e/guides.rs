@@ -1,14 +1,16 @@
 //! What the guides (`steps/`) show as output, checked against real runs: each
 //! ```text block after `<!-- output: NAME -->` must be the table that the
 //! scenario `the_guide_of_stageNN_shows_what_a_real_run_prints` sees (without
-//! the AGE column) or the text it prints (`cargo xtask tree --once`, with the
-//! scenario's namespace read as `default`), and each line after `<!-- log: TAG -->` must be a line
+//! the AGE column) or the text it prints (`cargo xtask tree --once`, in the
+//! guide's language, with the scenario's namespace read as `default`), and each line after `<!-- log: TAG -->` must be a line
 //! that the controller really logs (without its timestamp). Every language
 //! shows the same blocks.
 
 use std::fs;
 
 use anyhow::{Context, Result, bail, ensure};
+
+use xtask::lang::Language;
 
 use crate::cluster::Scenario;
 
@@ -83,11 +85,15 @@ pub async fn expect_table(s: &Scenario<'_>, name: &str, args: &[&str]) -> Result
     .await
 }
 
-/// Checks that every guide shows exactly `real` after `<!-- output: NAME -->`,
-/// once the scenario's namespace is read as `default`.
-pub fn expect_text(s: &Scenario<'_>, name: &str, real: &str) -> Result<()> {
-    let real = real.replace(&format!("namespace {}:", s.namespace), "namespace default:");
+/// Checks that every guide shows exactly the tree `snapshot` prints in the
+/// guide's language after `<!-- output: NAME -->`, once the scenario's
+/// namespace is read as `default`.
+pub fn expect_tree(s: &Scenario<'_>, name: &str, snapshot: &xtask::tree_live::Snapshot) -> Result<()> {
     for (path, block) in blocks("output", name)? {
+        let language = Language::of_guide(&path);
+        let real = snapshot
+            .text(language)
+            .replace(&format!(" {}:", s.namespace), " default:");
         ensure!(block == real, "{path} shows\n{block}but the real run prints\n{real}");
     }
     Ok(())

@@ -267,7 +267,7 @@ async fn the_doctor_names_the_stage_whose_crds_are_installed(s: Scenario<'_>) ->
         doctor
             .run(Some(stage))
             .into_iter()
-            .find(|finding| finding.what.contains("CRDs"))
+            .find(|finding| finding.what.contains("CRD"))
             .ok_or_else(|| anyhow::anyhow!("the doctor said nothing about CRDs for {stage}"))
     };
     let stale = about_crds("step03_tuple")?;

@@ -213,7 +213,7 @@ async fn the_cluster_finds_13_2_and_25_but_not_7_and_3(mut s: Scenario<'_>) -> R
     // (the others' Tuples and Numbers gone with the garbage collector).
     s.kubectl(&["delete", "fermat", "two", "three", "seven", "twenty-five"])?;
     let tree = xtask::tree_live::snapshot(&s.client, &s.namespace, true, std::time::Duration::from_secs(60)).await?;
-    guides::expect_text(&s, "step04-tree", &tree)
+    guides::expect_tree(&s, "step04-tree", &tree)
 }
 
 const README: &str = include_str!("../../README.md");

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
+use crate::lang::{self, Language};
+
 /// The stages, as `cargo run --example` names them.
 pub const STAGES: [&str; 4] = ["step01_crd", "step02_status", "step03_tuple", "step04_fermat"];
 
@@ -243,34 +245,52 @@ pub fn read_hints(text: &str) -> Hints {
     hints
 }
 
-/// The guide link of section `N.M`: `steps/en/02-status.md#23`, or the
-/// Japanese guide's (same anchors) when the language is Japanese.
+/// The guide link of section `N.M` in the reader's language:
+/// `steps/en/02-status.md#23`, or the Japanese guide's (same anchors).
 pub fn section_link(section: &str) -> Option<String> {
-    let (major, _) = section.split_once('.')?;
-    let guide = GUIDES.get(major.parse::<usize>().ok()?.checked_sub(1)?)?;
-    Some(in_reader_language(&format!("{guide}#{}", section.replace('.', ""))))
+    section_link_in(Language::of_reader(), section)
 }
 
-/// `steps/en/…` as `steps/ja/…` when LC_ALL, LC_MESSAGES or LANG (the first
-/// one set) names Japanese: the guides of both languages share their anchors.
-pub fn in_reader_language(link: &str) -> String {
-    let language = ["LC_ALL", "LC_MESSAGES", "LANG"]
-        .iter()
-        .find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
-        .unwrap_or_default();
-    if language.starts_with("ja") {
-        link.replace("steps/en/", "steps/ja/")
-    } else {
-        link.to_string()
+/// The guide link of section `N.M` in `language`.
+pub fn section_link_in(language: Language, section: &str) -> Option<String> {
+    let (major, _) = section.split_once('.')?;
+    let guide = GUIDES.get(major.parse::<usize>().ok()?.checked_sub(1)?)?;
+    Some(lang::links_for(
+        language,
+        &format!("{guide}#{}", section.replace('.', "")),
+    ))
+}
+
+/// `text` with its guide links in the reader's language (see [`lang::links_for`]).
+pub fn in_reader_language(text: &str) -> String {
+    lang::links_for(Language::of_reader(), text)
+}
+
+/// The hints file of `language`, relative to the repository's root.
+pub fn hints_file(language: Language) -> &'static str {
+    match language {
+        Language::English => "exercises/hints.txt",
+        Language::Japanese => "exercises/hints.ja.txt",
     }
+}
+
+/// The hints in `language`, each missing one taken from the English file.
+pub fn load_hints(root: &Path, language: Language) -> std::io::Result<Hints> {
+    let mut hints = read_hints(&fs::read_to_string(root.join(hints_file(Language::English)))?);
+    if language != Language::English
+        && let Ok(text) = fs::read_to_string(root.join(hints_file(language)))
+    {
+        hints.extend(read_hints(&text));
+    }
+    Ok(hints)
 }
 
 /// What to tell about a failed check: the hint from the file if there is
 /// one, and the failure's own message (a `todo!` names its section itself).
-pub fn explain(stage: &str, outcome: &Outcome, hints: &Hints) -> Vec<String> {
+pub fn explain(language: Language, stage: &str, outcome: &Outcome, hints: &Hints) -> Vec<String> {
     let mut lines = Vec::new();
     if let Some(why) = &outcome.why {
-        lines.extend(why.lines().map(in_reader_language));
+        lines.extend(why.lines().map(|line| lang::links_for(language, line)));
     }
     // A panic names its own place, and a failure that names its section
     // knows better than the check's hint: the hint would blame the wrong thing.
@@ -282,8 +302,11 @@ pub fn explain(stage: &str, outcome: &Outcome, hints: &Hints) -> Vec<String> {
     if let Some(hint) = hints.get(&(short.to_string(), outcome.name.clone()))
         && !knows_its_place
     {
-        let link = section_link(&hint.section).unwrap_or_default();
-        lines.push(format!("hint: {} (read {link})", hint.text));
+        let link = section_link_in(language, &hint.section).unwrap_or_default();
+        lines.push(match language {
+            Language::English => format!("hint: {} (read {link})", hint.text),
+            Language::Japanese => format!("ヒント: {}（{link} を参照）", hint.text),
+        });
     }
     lines
 }
@@ -447,7 +470,7 @@ while waiting for fifteen; saw: status null
             passed: false,
             why: Some("the controller sent no status write at all (see section 2.4)".to_string()),
         };
-        assert_eq!(explain("step02_status", &outcome, &hints).len(), 1);
+        assert_eq!(explain(Language::English, "step02_status", &outcome, &hints).len(), 1);
         assert_eq!(sections_to_read("step02_status", &[&outcome], &hints, &[]), ["2.4"]);
     }
 
@@ -466,7 +489,7 @@ while waiting for fifteen; saw: status null
             sections_to_read("step03_tuple", &[&outcome], &hints, &open),
             ["3.1", "3.3", "3.4"]
         );
-        assert_eq!(explain("step03_tuple", &outcome, &hints).len(), 1);
+        assert_eq!(explain(Language::English, "step03_tuple", &outcome, &hints).len(), 1);
     }
 
     #[test]
@@ -500,12 +523,15 @@ while waiting for fifteen; saw: status null
             passed: false,
             why: Some("assertion failed".to_string()),
         };
-        let link = in_reader_language("steps/en/02-status.md#22");
         assert_eq!(
-            explain("step02_status", &outcome, &hints),
+            explain(Language::English, "step02_status", &outcome, &hints),
+            ["assertion failed", "hint: 0 % 3 == 0 (read steps/en/02-status.md#22)"]
+        );
+        assert_eq!(
+            explain(Language::Japanese, "step02_status", &outcome, &hints),
             [
-                "assertion failed".to_string(),
-                format!("hint: 0 % 3 == 0 (read {link})")
+                "assertion failed",
+                "ヒント: 0 % 3 == 0（steps/ja/02-status.md#22 を参照）"
             ]
         );
     }
@@ -531,12 +557,64 @@ while waiting for fifteen; saw: status null
                 sources.contains(&format!("fn {check}(")),
                 "{short} has no check {check}"
             );
-            let link = section_link(&hint.section).unwrap_or_else(|| panic!("{short} {check}: no section"));
-            let (guide, anchor) = link.split_once('#').unwrap();
-            let guide_text = fs::read_to_string(root.join(guide)).unwrap();
+            for language in Language::ALL {
+                let link =
+                    section_link_in(language, &hint.section).unwrap_or_else(|| panic!("{short} {check}: no section"));
+                let (guide, anchor) = link.split_once('#').unwrap();
+                let guide_text = fs::read_to_string(root.join(guide)).unwrap();
+                assert!(
+                    guide_text.contains(&format!("<a id=\"{anchor}\"></a>")),
+                    "{link} does not exist"
+                );
+            }
+        }
+    }
+
+    /// The Japanese hints are those of the English file, check by check and
+    /// section by section, in the same order.
+    #[test]
+    fn the_japanese_hints_cover_the_same_checks_and_sections() {
+        let root = crate::repository_root();
+        let keys = |language| -> Vec<(String, String, String)> {
+            let text = fs::read_to_string(root.join(hints_file(language))).unwrap();
+            let mut keys = Vec::new();
+            for line in text
+                .lines()
+                .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
+            {
+                let hints = read_hints(line);
+                let ((stage, check), hint) = hints.into_iter().next().unwrap_or_else(|| panic!("not a hint: {line}"));
+                keys.push((stage, check, hint.section));
+            }
+            keys
+        };
+        let english = keys(Language::English);
+        let japanese = keys(Language::Japanese);
+        for key in &english {
             assert!(
-                guide_text.contains(&format!("<a id=\"{anchor}\"></a>")),
-                "{link} does not exist"
+                japanese.contains(key),
+                "{} has no hint for {key:?}",
+                hints_file(Language::Japanese)
+            );
+        }
+        for key in &japanese {
+            assert!(
+                english.contains(key),
+                "{} has a hint for {key:?}, which the English file does not have",
+                hints_file(Language::Japanese)
+            );
+        }
+        assert_eq!(
+            english, japanese,
+            "the two hints files list their checks in different orders"
+        );
+        let text = fs::read_to_string(root.join(hints_file(Language::Japanese))).unwrap();
+        let hints = read_hints(&text);
+        for ((stage, check), hint) in &hints {
+            assert!(
+                hint.text.chars().any(|c| ('\u{3040}'..='\u{30ff}').contains(&c)),
+                "{stage} {check}: the Japanese hint is not in Japanese: {}",
+                hint.text
             );
         }
     }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::check::STAGES;
+use crate::say;
 
 /// The oldest Kubernetes release the stages support (kube 5 and k8s-openapi's `v1_33`).
 pub const OLDEST_SERVER_MINOR: u32 = 33;
@@ -174,8 +175,11 @@ impl Doctor {
             Some(version) => findings.push(Finding::ok(format!("kubectl {version}"))),
             None => {
                 findings.push(Finding::fail(
-                    "kubectl is not found",
-                    "install kubectl, or run the `export` lines that `cargo xtask up` prints (it brings one)",
+                    say!("kubectl is not found", "kubectl が見つかりません"),
+                    say!(
+                        "install kubectl, or run the `export` lines that `cargo xtask up` prints (it brings one)",
+                        "kubectl をインストールするか、`cargo xtask up` が表示する `export` の行を実行します（kubectl が付いてきます）"
+                    ),
                 ));
                 return findings;
             }
@@ -205,18 +209,32 @@ impl Doctor {
             .ok()
             .and_then(|output| rustc_version(&String::from_utf8_lossy(&output.stdout)));
         match found {
-            Some(version) if version >= needed => Finding::ok(format!(
+            Some(version) if version >= needed => Finding::ok(say!(
                 "Rust {}.{} ({}.{} or later needed)",
-                version.0, version.1, needed.0, needed.1
+                "Rust {}.{}（{}.{} 以降が必要）",
+                version.0,
+                version.1,
+                needed.0,
+                needed.1
             )),
             Some(version) => Finding::fail(
-                format!(
+                say!(
                     "Rust {}.{} is older than {}.{}",
-                    version.0, version.1, needed.0, needed.1
+                    "Rust {}.{} は {}.{} より古いバージョンです",
+                    version.0,
+                    version.1,
+                    needed.0,
+                    needed.1
                 ),
                 "rustup update stable",
             ),
-            None => Finding::fail("rustc is not found", "install Rust with rustup (https://rustup.rs)"),
+            None => Finding::fail(
+                say!("rustc is not found", "rustc が見つかりません"),
+                say!(
+                    "install Rust with rustup (https://rustup.rs)",
+                    "rustup で Rust をインストールします（https://rustup.rs）"
+                ),
+            ),
         }
     }
 
@@ -227,21 +245,38 @@ impl Doctor {
         let server = answer.as_ref().ok().and_then(|json| git_version(json, "serverVersion"));
         let Some(server) = server else {
             let why = answer.err().unwrap_or_default();
-            let why = why.lines().last().unwrap_or("no answer");
+            let why = why
+                .lines()
+                .last()
+                .map(str::to_string)
+                .unwrap_or_else(|| say!("no answer", "応答なし"));
             findings.push(Finding::fail(
-                format!("no cluster answers ({why})"),
-                "start one: `cargo xtask up`, then run the two `export` lines it prints \
-                 (or start kind, minikube or k3d)",
+                say!("no cluster answers ({why})", "応答するクラスターがありません（{why}）"),
+                say!(
+                    "start one: `cargo xtask up`, then run the two `export` lines it prints \
+                     (or start kind, minikube or k3d)",
+                    "クラスターを起動します。`cargo xtask up` を実行し、表示される 2 行の `export` を実行してください\
+                     （または kind、minikube、k3d を起動します）"
+                ),
             ));
             return false;
         };
         match major_minor(&server) {
             Some((1, minor)) if minor >= OLDEST_SERVER_MINOR => {
-                findings.push(Finding::ok(format!("a cluster answers: Kubernetes {server}")));
+                findings.push(Finding::ok(say!(
+                    "a cluster answers: Kubernetes {server}",
+                    "クラスターが応答します: Kubernetes {server}"
+                )));
             }
             _ => findings.push(Finding::fail(
-                format!("the cluster runs Kubernetes {server}, older than v1.{OLDEST_SERVER_MINOR}"),
-                format!("use Kubernetes v1.{OLDEST_SERVER_MINOR} or later (`cargo xtask up` runs a recent one)"),
+                say!(
+                    "the cluster runs Kubernetes {server}, older than v1.{OLDEST_SERVER_MINOR}",
+                    "クラスターの Kubernetes {server} は v1.{OLDEST_SERVER_MINOR} より古いバージョンです"
+                ),
+                say!(
+                    "use Kubernetes v1.{OLDEST_SERVER_MINOR} or later (`cargo xtask up` runs a recent one)",
+                    "Kubernetes v1.{OLDEST_SERVER_MINOR} 以降を使ってください（`cargo xtask up` は新しいバージョンを動かします）"
+                ),
             )),
         }
         let skew = client
@@ -251,8 +286,14 @@ impl Doctor {
             .map(|((_, client), (_, server))| client.abs_diff(server));
         if let Some(skew) = skew.filter(|skew| *skew > 1) {
             findings.push(Finding::warn(
-                format!("kubectl is {skew} minor versions away from the server (one is supported)"),
-                "use a kubectl of the server's version (`cargo xtask up` prints a PATH with one)",
+                say!(
+                    "kubectl is {skew} minor versions away from the server (one is supported)",
+                    "kubectl とサーバーのマイナーバージョンが {skew} 離れています（サポートされるのは 1 つまで）"
+                ),
+                say!(
+                    "use a kubectl of the server's version (`cargo xtask up` prints a PATH with one)",
+                    "サーバーと同じバージョンの kubectl を使ってください（`cargo xtask up` がその PATH を表示します）"
+                ),
             ));
         }
         true
@@ -267,8 +308,9 @@ impl Doctor {
             .ok()
             .filter(|namespace| !namespace.is_empty())
             .unwrap_or_else(|| "default".to_string());
-        Finding::ok(format!(
-            "context {context}, namespace {namespace}: the stages work there"
+        Finding::ok(say!(
+            "context {context}, namespace {namespace}: the stages work there",
+            "コンテキスト {context}、ネームスペース {namespace}: 各段階はここで動きます"
         ))
     }
 
@@ -284,7 +326,11 @@ impl Doctor {
                 }
                 _ => {
                     return Finding::warn(
-                        format!("cannot compare the installed CRDs: {} is not built", program.display()),
+                        say!(
+                            "cannot compare the installed CRDs: {} is not built",
+                            "インストールされている CRD と比べられません: {} がビルドされていません",
+                            program.display()
+                        ),
                         "cargo build --bins --examples",
                     );
                 }
@@ -304,20 +350,39 @@ impl Doctor {
             (Some(stage), Some(found))
                 if STAGES.iter().position(|s| *s == found) >= STAGES.iter().position(|s| *s == stage) =>
             {
-                Finding::ok(format!("the cluster serves the CRDs {stage} needs (those of {found})"))
+                Finding::ok(say!(
+                    "the cluster serves the CRDs {stage} needs (those of {found})",
+                    "クラスターには {stage} に必要な CRD が入っています（{found} のもの）"
+                ))
             }
             (Some(stage), Some(found)) => Finding::fail(
-                format!("the cluster serves the CRDs of {found}, an earlier stage than {stage}"),
+                say!(
+                    "the cluster serves the CRDs of {found}, an earlier stage than {stage}",
+                    "クラスターに入っているのは {stage} より前の段階 {found} の CRD です"
+                ),
                 install(stage),
             ),
             (Some(stage), None) => Finding::fail(
-                format!("the cluster does not serve the CRDs that {stage} needs"),
+                say!(
+                    "the cluster does not serve the CRDs that {stage} needs",
+                    "クラスターに {stage} に必要な CRD が入っていません"
+                ),
                 install(stage),
             ),
-            (None, Some(found)) => Finding::ok(format!("the cluster serves the CRDs of {found}")),
+            (None, Some(found)) => Finding::ok(say!(
+                "the cluster serves the CRDs of {found}",
+                "クラスターには {found} の CRD が入っています"
+            )),
             (None, None) => Finding::warn(
-                "the cluster serves none of the stages' CRDs as they are printed now",
-                "install the CRDs of the stage you start: ".to_string() + &install("step01_crd"),
+                say!(
+                    "the cluster serves none of the stages' CRDs as they are printed now",
+                    "クラスターには、今の各段階が出力するとおりの CRD がどれも入っていません"
+                ),
+                say!(
+                    "install the CRDs of the stage you start: {}",
+                    "始める段階の CRD をインストールします: {}",
+                    install("step01_crd")
+                ),
             ),
         }
     }
@@ -341,11 +406,21 @@ impl Doctor {
             .map(|(verb, resource)| format!("{verb} {resource}"))
             .collect();
         if missing.is_empty() {
-            Finding::ok(format!("you may do what {stage}'s controllers do"))
+            Finding::ok(say!(
+                "you may do what {stage}'s controllers do",
+                "{stage} のコントローラーがすることは、すべて許可されています"
+            ))
         } else {
             Finding::fail(
-                format!("{stage}'s controllers would be refused: {}", missing.join(", ")),
-                "use a context with more rights in this namespace (the local control plane's is admin)",
+                say!(
+                    "{stage}'s controllers would be refused: {}",
+                    "{stage} のコントローラーは次の操作を拒否されます: {}",
+                    missing.join(", ")
+                ),
+                say!(
+                    "use a context with more rights in this namespace (the local control plane's is admin)",
+                    "このネームスペースでもっと権限のあるコンテキストを使ってください（ローカルのコントロールプレーンのものは admin です）"
+                ),
             )
         }
     }
@@ -357,18 +432,34 @@ impl Doctor {
             .iter()
             .all(|stage| self.programs.join(stage).is_file() && self.programs.join("examples").join(stage).is_file());
         findings.push(if built {
-            Finding::ok("the stages and your workbench are built")
+            Finding::ok(say!(
+                "the stages and your workbench are built",
+                "各段階と自分の作業フォルダーはビルド済みです"
+            ))
         } else {
             Finding::warn(
-                "the stages are not all built yet (the first build takes a few minutes)",
+                say!(
+                    "the stages are not all built yet (the first build takes a few minutes)",
+                    "まだビルドされていない段階があります（最初のビルドには数分かかります）"
+                ),
                 "cargo build --bins --examples",
             )
         });
         findings.push(match crate::assets::locate() {
-            Some(assets) => Finding::ok(format!("the local control plane is built ({})", assets.dir.display())),
+            Some(assets) => Finding::ok(say!(
+                "the local control plane is built ({})",
+                "ローカルのコントロールプレーンはビルド済みです（{}）",
+                assets.dir.display()
+            )),
             None => Finding::warn(
-                "the local control plane is not built (needed only without kind, minikube or k3d)",
-                "cargo xtask build (needs Go 1.26 or later, 8 to 12 minutes once)",
+                say!(
+                    "the local control plane is not built (needed only without kind, minikube or k3d)",
+                    "ローカルのコントロールプレーンがビルドされていません（kind、minikube、k3d を使わないときだけ必要です）"
+                ),
+                say!(
+                    "cargo xtask build (needs Go 1.26 or later, 8 to 12 minutes once)",
+                    "cargo xtask build（Go 1.26 以降が必要。初回だけ 8〜12 分）"
+                ),
             ),
         });
         let df = Command::new("df").arg("-Pk").arg(&self.root).output();
@@ -378,11 +469,14 @@ impl Doctor {
         {
             let gib = kib / (1024 * 1024);
             findings.push(if gib >= FREE_DISK_GIB {
-                Finding::ok(format!("{gib} GiB free on this disk"))
+                Finding::ok(say!("{gib} GiB free on this disk", "このディスクの空きは {gib} GiB です"))
             } else {
                 Finding::warn(
-                    format!("only {gib} GiB free on this disk"),
-                    format!("free up some space: builds and the local control plane need about {FREE_DISK_GIB} GiB"),
+                    say!("only {gib} GiB free on this disk", "このディスクの空きは {gib} GiB しかありません"),
+                    say!(
+                        "free up some space: builds and the local control plane need about {FREE_DISK_GIB} GiB",
+                        "空きを作ってください。ビルドとローカルのコントロールプレーンに {FREE_DISK_GIB} GiB ほど必要です"
+                    ),
                 )
             });
         }

@@ -15,6 +15,9 @@
 //! - [`check`]: reads test results and hints for `cargo xtask check`.
 //! - [`doctor`]: what `cargo xtask doctor` checks on a machine.
 //! - [`slides`]: renders the slides with Marp and the system's Chromium.
+//! - [`lang`]: the language the tools speak (English, or Japanese under a
+//!   Japanese locale).
+//! - [`glossary`]: the Japanese texts keep to the terms of `steps/ja/glossary.md`.
 //! - [`guides`]: writes the code blocks of the guides (`steps/`) from the code.
 //! - [`robustness`]: the table of bad inputs and faults, ROBUSTNESS.md.
 
@@ -24,7 +27,9 @@ pub mod check;
 pub mod cleanup;
 pub mod control_plane;
 pub mod doctor;
+pub mod glossary;
 pub mod guides;
+pub mod lang;
 pub mod pki;
 pub mod planes;
 pub mod robustness;

@@ -36,14 +36,19 @@ use xtask::check;
 use xtask::control_plane::{self, ControlPlane, Lifetime};
 use xtask::planes;
 use xtask::robustness;
-use xtask::{files_below, repository_root};
+use xtask::{files_below, repository_root, say};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if xtask::find_repository_root().is_none() {
         eprintln!(
-            "error: `cargo xtask` works on the workshop's folder, and none contains this one: \
-             cd into the folder you cloned (the one with README.md and exercises/), then run it again"
+            "{}",
+            say!(
+                "error: `cargo xtask` works on the workshop's folder, and none contains this one: \
+                 cd into the folder you cloned (the one with README.md and exercises/), then run it again",
+                "エラー: `cargo xtask` はワークショップのフォルダーの中で動きます。ここはその中ではありません。\
+                 クローンしたフォルダー（README.md と exercises/ があるところ）に cd してから、もう一度実行してください"
+            )
         );
         return ExitCode::FAILURE;
     }
@@ -97,16 +102,31 @@ fn tree(args: &[String]) -> Result<ExitCode> {
             "--timeout" => {
                 let seconds = (words.next())
                     .and_then(|value| value.parse::<u64>().ok())
-                    .context("--timeout takes a number of seconds, as in `--timeout 120`")?;
+                    .with_context(|| {
+                        say!(
+                            "--timeout takes a number of seconds, as in `--timeout 120`",
+                            "--timeout には秒数を指定します（例: `--timeout 120`）"
+                        )
+                    })?;
                 options.timeout = std::time::Duration::from_secs(seconds);
             }
             other => bail!(
-                "`cargo xtask tree` does not know `{other}`: it takes --namespace NS, --once, --wait-settled and --timeout SECONDS"
+                "{}",
+                say!(
+                    "`cargo xtask tree` does not know `{other}`: it takes --namespace NS, --once, --wait-settled and --timeout SECONDS",
+                    "`cargo xtask tree` は `{other}` を知りません。指定できるのは --namespace NS、--once、--wait-settled、--timeout SECONDS です"
+                )
             ),
         }
     }
     if options.wait_settled && !options.once {
-        bail!("--wait-settled goes with --once: the live tree shows settling as it happens");
+        bail!(
+            "{}",
+            say!(
+                "--wait-settled goes with --once: the live tree shows settling as it happens",
+                "--wait-settled は --once と一緒に使います。リアルタイムのツリーでは落ち着いていく様子がそのまま見えます"
+            )
+        );
     }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(xtask::tree_live::run(options))?;
@@ -118,28 +138,43 @@ fn up() -> Result<ExitCode> {
     let assets = assets::locate_or_build()?;
     match planes::find(&assets, &dir) {
         planes::Found::Running => {
-            let who = planes::started_by(&dir).unwrap_or_else(|| "started earlier".to_string());
+            let who = planes::started_by(&dir).unwrap_or_else(|| say!("started earlier", "以前に起動"));
             eprintln!(
-                "A local control plane is already running in {} ({who}): this shell can use it.\n\
-                 To run a second one beside it, give it a folder of its own:\n\
-                 \n    MATH_CONTROLLER_CLUSTER=/tmp/my-plane cargo xtask up\n",
-                dir.display()
+                "{}",
+                say!(
+                    "A local control plane is already running in {} ({who}): this shell can use it.\n\
+                     To run a second one beside it, give it a folder of its own:\n\
+                     \n    MATH_CONTROLLER_CLUSTER=/tmp/my-plane cargo xtask up\n",
+                    "ローカルのコントロールプレーンは {} ですでに動いています（{who}）。このシェルからそのまま使えます。\n\
+                     もう 1 つ並べて動かすときは、専用のフォルダーを指定します。\n\
+                     \n    MATH_CONTROLLER_CLUSTER=/tmp/my-plane cargo xtask up\n",
+                    dir.display()
+                )
             );
             print_usage(&dir, &assets, None);
             return Ok(ExitCode::SUCCESS);
         }
         // Part of it died (a crash, a killed process, a reboot): start over.
         planes::Found::Broken { running, recorded } => eprintln!(
-            "The local control plane in {} does not answer ({} of its {recorded} processes run): \
-             starting a new one. The objects of the old one are lost.",
-            dir.display(),
-            running.len()
+            "{}",
+            say!(
+                "The local control plane in {} does not answer ({} of its {recorded} processes run): \
+                 starting a new one. The objects of the old one are lost.",
+                "{} のローカルのコントロールプレーンが応答しません（{recorded} 個のプロセスのうち {} 個が動いています）。\
+                 新しく起動し直します。古いほうのオブジェクトは失われます。",
+                dir.display(),
+                running.len()
+            )
         ),
         planes::Found::Nothing => {}
     }
     eprintln!(
-        "Starting etcd, kube-apiserver and kube-controller-manager in {}…",
-        dir.display()
+        "{}",
+        say!(
+            "Starting etcd, kube-apiserver and kube-controller-manager in {}…",
+            "{} で etcd、kube-apiserver、kube-controller-manager を起動しています…",
+            dir.display()
+        )
     );
     let server = planes::start(&assets, &dir, None)?;
     print_usage(&dir, &assets, Some(&server));
@@ -149,20 +184,33 @@ fn up() -> Result<ExitCode> {
 fn print_usage(dir: &std::path::Path, assets: &Assets, server: Option<&str>) {
     if let Some(server) = server {
         println!(
-            "The local control plane is running: Kubernetes {}, etcd {}, API server at {server}.",
-            assets::kubernetes_version(),
-            assets::etcd_version()
+            "{}",
+            say!(
+                "The local control plane is running: Kubernetes {}, etcd {}, API server at {server}.",
+                "ローカルのコントロールプレーンが動いています: Kubernetes {}、etcd {}、API サーバーは {server}。",
+                assets::kubernetes_version(),
+                assets::etcd_version()
+            )
         );
     }
     println!(
-        "Use it from this shell:\n\
-         \n    export KUBECONFIG={}\n    export PATH=\"{}:$PATH\"   # a kubectl of the same version\n\
-         \nThen install a stage's CRDs and run the stage, for example:\n\
-         \n    cargo run --example step01_crd -- crd | kubectl apply --server-side -f -\n    cargo run --example step01_crd\n\
-         \nIt has no nodes, so Pods never run; custom resources, controllers and garbage collection all work.\n\
-         Stop it with `cargo xtask down`.",
-        dir.join("kubeconfig").display(),
-        assets.dir.display()
+        "{}",
+        say!(
+            "Use it from this shell:\n\
+             \n    export KUBECONFIG={}\n    export PATH=\"{}:$PATH\"   # a kubectl of the same version\n\
+             \nThen install a stage's CRDs and run the stage, for example:\n\
+             \n    cargo run --example step01_crd -- crd | kubectl apply --server-side -f -\n    cargo run --example step01_crd\n\
+             \nIt has no nodes, so Pods never run; custom resources, controllers and garbage collection all work.\n\
+             Stop it with `cargo xtask down`.",
+            "使うシェルで次の 2 行を実行します。\n\
+             \n    export KUBECONFIG={}\n    export PATH=\"{}:$PATH\"   # 同じバージョンの kubectl\n\
+             \nそれから段階の CRD をインストールして、その段階を実行します。たとえば:\n\
+             \n    cargo run --example step01_crd -- crd | kubectl apply --server-side -f -\n    cargo run --example step01_crd\n\
+             \nノードがないので Pod は動きません。カスタムリソース、コントローラー、ガベージコレクションはすべて動きます。\n\
+             止めるときは `cargo xtask down` です。",
+            dir.join("kubeconfig").display(),
+            assets.dir.display()
+        )
     );
 }
 
@@ -174,14 +222,32 @@ fn down() -> Result<ExitCode> {
     let checker = !second && planes::stop(&planes::checker_dir()?)?;
     if stopped {
         println!(
-            "Stopped the local control plane and removed its files, objects included: \
-             the next `cargo xtask up` starts empty."
+            "{}",
+            say!(
+                "Stopped the local control plane and removed its files, objects included: \
+                 the next `cargo xtask up` starts empty.",
+                "ローカルのコントロールプレーンを止め、オブジェクトも含めてそのファイルを削除しました。\
+                 次の `cargo xtask up` は空の状態から始まります。"
+            )
         );
     } else {
-        println!("No local control plane is running in {}.", dir.display());
+        println!(
+            "{}",
+            say!(
+                "No local control plane is running in {}.",
+                "{} で動いているローカルのコントロールプレーンはありません。",
+                dir.display()
+            )
+        );
     }
     if checker {
-        println!("Stopped the checker's plane too (`cargo xtask check` starts it again when needed).");
+        println!(
+            "{}",
+            say!(
+                "Stopped the checker's plane too (`cargo xtask check` starts it again when needed).",
+                "チェッカーのコントロールプレーンも止めました（必要になれば `cargo xtask check` がまた起動します）。"
+            )
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -201,23 +267,44 @@ fn reset() -> Result<ExitCode> {
     let context = match kubectl().args(["config", "current-context"]).output() {
         Ok(output) if output.status.success() => String::from_utf8_lossy(&output.stdout).trim().to_string(),
         Ok(output) => bail!(
-            "kubectl has no current context ({}); run the `export` lines that `cargo xtask up` printed, \
-             or choose a context with `kubectl config use-context`",
-            String::from_utf8_lossy(&output.stderr).trim()
+            "{}",
+            say!(
+                "kubectl has no current context ({}); run the `export` lines that `cargo xtask up` printed, \
+                 or choose a context with `kubectl config use-context`",
+                "kubectl に現在のコンテキストがありません（{}）。`cargo xtask up` が表示した `export` の行を実行するか、\
+                 `kubectl config use-context` でコンテキストを選んでください",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )
         ),
         Err(err) => bail!(
-            "cannot run kubectl ({err}); run the `export` lines that `cargo xtask up` printed, or install kubectl"
+            "{}",
+            say!(
+                "cannot run kubectl ({err}); run the `export` lines that `cargo xtask up` printed, or install kubectl",
+                "kubectl を実行できません（{err}）。`cargo xtask up` が表示した `export` の行を実行するか、kubectl をインストールしてください"
+            )
         ),
     };
     let installed = installed_stage();
-    println!("Deleting every Number, Tuple and Fermat, and their CRDs, from context {context}…");
+    println!(
+        "{}",
+        say!(
+            "Deleting every Number, Tuple and Fermat, and their CRDs, from context {context}…",
+            "コンテキスト {context} から、すべての Number、Tuple、Fermat とその CRD を削除しています…"
+        )
+    );
     let deleted = kubectl()
         .args(["delete", "crd", "--ignore-not-found", "--wait=true"])
         .args(WORKSHOP_CRDS)
         .status()
         .context("cannot run kubectl")?;
     if !deleted.success() {
-        bail!("kubectl could not delete the CRDs (see above)");
+        bail!(
+            "{}",
+            say!(
+                "kubectl could not delete the CRDs (see above)",
+                "kubectl が CRD を削除できませんでした（上の出力を参照）"
+            )
+        );
     }
     // The stage after the one whose CRDs were there (stage 1 after the last).
     let next = match installed {
@@ -225,20 +312,24 @@ fn reset() -> Result<ExitCode> {
         _ => check::STAGES[0],
     };
     let which = match installed {
-        Some(index) if index + 1 == check::STAGES.len() => {
-            "Done: stage 4's CRDs were there, the last stage's. To start over with stage 1, install its CRDs"
-                .to_string()
-        }
-        Some(index) => format!(
-            "Done: stage {}'s CRDs were there. Stage {} comes next; install its CRDs",
+        Some(index) if index + 1 == check::STAGES.len() => say!(
+            "Done: stage 4's CRDs were there, the last stage's. To start over with stage 1, install its CRDs:",
+            "完了: 最後の段階である段階 4 の CRD が入っていました。段階 1 からやり直すときは、その CRD をインストールします。"
+        ),
+        Some(index) => say!(
+            "Done: stage {}'s CRDs were there. Stage {} comes next; install its CRDs:",
+            "完了: 段階 {} の CRD が入っていました。次は段階 {} です。その CRD をインストールします。",
             index + 1,
             index + 2
         ),
-        None => "Done: no stage's CRDs were there. Install those of the stage you start, as its guide's \"Run it\" \
-                 shows; for stage 1"
-            .to_string(),
+        None => say!(
+            "Done: no stage's CRDs were there. Install those of the stage you start, as its guide's \"Run it\" \
+             shows; for stage 1:",
+            "完了: どの段階の CRD も入っていませんでした。始める段階の CRD を、ガイドの「実行する」のとおりに\
+             インストールします。段階 1 なら次のとおりです。"
+        ),
     };
-    println!("{which}:\n\n    cargo run --example {next} -- crd | kubectl apply --server-side -f -");
+    println!("{which}\n\n    cargo run --example {next} -- crd | kubectl apply --server-side -f -");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -278,7 +369,11 @@ fn check(args: &[String]) -> Result<ExitCode> {
         .find(|arg| arg.starts_with("--") && !["--watch", "--all"].contains(&arg.as_str()))
     {
         bail!(
-            "`check` has no option {unknown}: it takes a stage, --all (robustness and outage scenarios too) and --watch"
+            "{}",
+            say!(
+                "`check` has no option {unknown}: it takes a stage, --all (robustness and outage scenarios too) and --watch",
+                "`check` に {unknown} というオプションはありません。指定できるのは段階、--all（頑健性と障害のシナリオも実行）、--watch です"
+            )
         );
     }
     let stage = args
@@ -295,7 +390,13 @@ fn check(args: &[String]) -> Result<ExitCode> {
         if !watch {
             return Ok(if done { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
-        println!("\nWatching exercises/ for changes: save a file to check again, Ctrl-C to stop.");
+        println!(
+            "\n{}",
+            say!(
+                "Watching exercises/ for changes: save a file to check again, Ctrl-C to stop.",
+                "exercises/ の変更を待っています。ファイルを保存するともう一度チェックします。止めるときは Ctrl-C。"
+            )
+        );
         let seen = check::newest_change(&exercises);
         while check::newest_change(&exercises) == seen {
             std::thread::sleep(std::time::Duration::from_millis(500));
@@ -462,14 +563,25 @@ impl Tally {
 
 /// The stage a command line names (`step02`, `2`…), with the fix when it names none.
 fn stage_argument(name: &str) -> Result<&'static str> {
-    check::stage_named(name)
-        .with_context(|| format!("there is no stage {name:?}: name one of step01, step02, step03, step04"))
+    check::stage_named(name).with_context(|| {
+        say!(
+            "there is no stage {name:?}: name one of step01, step02, step03, step04",
+            "段階 {name:?} はありません。step01、step02、step03、step04 のどれかを指定してください"
+        )
+    })
 }
 
 /// `cargo xtask doctor [STAGE]`: fails when anything a stage needs is missing.
 fn doctor(args: &[String]) -> Result<ExitCode> {
     let stage = args.first().map(|name| stage_argument(name)).transpose()?;
-    println!("The workshop in {}:", repository_root().display());
+    println!(
+        "{}",
+        say!(
+            "The workshop in {}:",
+            "ワークショップ（{}）:",
+            repository_root().display()
+        )
+    );
     let findings = xtask::doctor::for_repository(&repository_root(), &target_dir()).run(stage);
     for finding in &findings {
         println!("{}", finding.render());
@@ -508,7 +620,7 @@ fn print_outcome(stage: &str, kind: &str, outcome: &check::Outcome, hints: &chec
     let mark = if outcome.passed { "✓" } else { "✗" };
     println!("  {mark} {kind}: {}", outcome.name.replace('_', " "));
     if !outcome.passed {
-        for line in check::explain(stage, outcome, hints) {
+        for line in check::explain(xtask::lang::Language::of_reader(), stage, outcome, hints) {
             println!("      {line}");
         }
     }
@@ -526,15 +638,20 @@ fn print_scenarios(stage: &str, scenarios: &[check::Outcome], hints: &check::Hin
             .map(|why| why.lines().take(2).collect::<Vec<_>>().join("\n"));
         match panic {
             Some(panic) if panics_told.contains(&panic) => {
-                println!("  ✗ end to end: {}", outcome.name.replace('_', " "));
-                println!("      the same panic as above");
+                println!("  ✗ {}: {}", end_to_end(), outcome.name.replace('_', " "));
+                println!("      {}", say!("the same panic as above", "上と同じ panic"));
             }
             _ => {
-                print_outcome(stage, "end to end", outcome, hints);
+                print_outcome(stage, &end_to_end(), outcome, hints);
                 panics_told.extend(panic);
             }
         }
     }
+}
+
+/// The label of an end-to-end scenario's line.
+fn end_to_end() -> String {
+    say!("end to end", "エンドツーエンド")
 }
 
 /// How long a lesson scenario waits for the cluster before it fails: a
@@ -545,27 +662,41 @@ const LESSON_DEADLINE_SECS: &str = "15";
 /// Checks one stage of the workbench; returns whether every check passed.
 fn check_stage(stage: &str, all: bool) -> Result<bool> {
     let root = repository_root();
-    println!("Checking {}", root.join("exercises").join(stage).display());
-    let hints = check::read_hints(&std::fs::read_to_string(root.join("exercises/hints.txt"))?);
+    println!(
+        "{}",
+        say!(
+            "Checking {}",
+            "{} をチェックします",
+            root.join("exercises").join(stage).display()
+        )
+    );
+    let hints = check::load_hints(&root, xtask::lang::Language::of_reader())
+        .with_context(|| format!("cannot read {}", check::hints_file(xtask::lang::Language::English)))?;
     let (built, output) = cargo_output(&["build", "--example", stage], &[])?;
     if !built {
-        println!("  ✗ it compiles");
+        println!("  ✗ {}", say!("it compiles", "コンパイルできる"));
         let errors: Vec<&str> = output
             .lines()
             .skip_while(|line| !line.starts_with("error"))
             .take(25)
             .collect();
         println!("      {}", errors.join("\n      "));
-        println!("\nFix the first error, then check again.");
+        println!(
+            "\n{}",
+            say!(
+                "Fix the first error, then check again.",
+                "最初のエラーを直してから、もう一度チェックしてください。"
+            )
+        );
         return Ok(false);
     }
-    println!("  ✓ it compiles");
+    println!("  ✓ {}", say!("it compiles", "コンパイルできる"));
     let (_, output) = cargo_output(&["test", "--example", stage, "--no-fail-fast"], &[])?;
     let mut unit = check::parse_test_output(&output);
     // The tests run in parallel: sorted, the lines stay in place from check to check.
     unit.sort_by(|a, b| a.name.cmp(&b.name));
     for outcome in &unit {
-        print_outcome(stage, "unit", outcome, &hints);
+        print_outcome(stage, &say!("unit", "ユニットテスト"), outcome, &hints);
     }
     let unit_passed = unit.iter().all(|outcome| outcome.passed);
     let mut outcomes = unit;
@@ -583,7 +714,13 @@ fn check_stage(stage: &str, all: bool) -> Result<bool> {
     // The scenarios wait on the cluster, not on the cores: run them side by side.
     let threads = if all { "--test-threads=6" } else { "--test-threads=8" };
     let ran = if !unit_passed {
-        println!("  - end-to-end scenarios: they run once the unit tests pass.");
+        println!(
+            "  - {}",
+            say!(
+                "end-to-end scenarios: they run once the unit tests pass.",
+                "エンドツーエンドのシナリオ: ユニットテストがすべて通ってから実行します。"
+            )
+        );
         None
     } else if let Some(assets) = assets::locate() {
         let started = std::time::Instant::now();
@@ -591,21 +728,37 @@ fn check_stage(stage: &str, all: bool) -> Result<bool> {
         let (dir, started_as) = planes::warm_checker_plane(&assets, &crds)?;
         if let Some(why) = started_as {
             println!(
-                "  - started the checker's control plane with this stage's CRDs in {:.0} s: {why}.\n    \
-                 It stays up for the next checks; `cargo xtask down` stops it.",
-                started.elapsed().as_secs_f64()
+                "  - {}",
+                say!(
+                    "started the checker's control plane with this stage's CRDs in {:.0} s: {why}.\n    \
+                     It stays up for the next checks; `cargo xtask down` stops it.",
+                    "この段階の CRD を入れて、チェッカーのコントロールプレーンを {:.0} 秒で起動しました（{why}）。\n    \
+                     次のチェックでもそのまま使います。止めるときは `cargo xtask down` です。",
+                    started.elapsed().as_secs_f64()
+                )
             );
         }
         env.push(("E2E_PLANE", dir.into_os_string()));
         Some(run_scenarios(&filter, threads, &env)?)
     } else if cluster_answers() {
-        println!("  (no local control-plane binaries: the scenarios use your current kubeconfig context)");
+        println!(
+            "  {}",
+            say!(
+                "(no local control-plane binaries: the scenarios use your current kubeconfig context)",
+                "（ローカルのコントロールプレーンのバイナリがないので、シナリオは現在の kubeconfig コンテキストで実行します）"
+            )
+        );
         env.push(("USE_EXISTING_CLUSTER", "true".into()));
         Some(run_scenarios(&filter, threads, &env)?)
     } else {
         println!(
-            "  - end-to-end scenarios not run: no cluster answers. Start one with `cargo xtask up` \
-             (or kind, minikube, k3d) and check again."
+            "  - {}",
+            say!(
+                "end-to-end scenarios not run: no cluster answers. Start one with `cargo xtask up` \
+                 (or kind, minikube, k3d) and check again.",
+                "エンドツーエンドのシナリオは実行していません。応答するクラスターがありません。\
+                 `cargo xtask up`（または kind、minikube、k3d）でクラスターを起動して、もう一度チェックしてください。"
+            )
         );
         None
     };
@@ -614,7 +767,13 @@ fn check_stage(stage: &str, all: bool) -> Result<bool> {
     if let Some((_, output)) = ran {
         let scenarios = check::parse_test_output(&output);
         if scenarios.is_empty() {
-            println!("  ✗ the end-to-end scenarios did not run:");
+            println!(
+                "  ✗ {}",
+                say!(
+                    "the end-to-end scenarios did not run:",
+                    "エンドツーエンドのシナリオを実行できませんでした:"
+                )
+            );
             println!(
                 "      {}",
                 control_plane::last_lines(&output, 5).replace('\n', "\n      ")
@@ -629,8 +788,13 @@ fn check_stage(stage: &str, all: bool) -> Result<bool> {
         let skipped = check::ignored_count(&output);
         if skipped > 0 {
             println!(
-                "  - {skipped} scenarios skipped: they need the local control plane \
-                 (`cargo xtask build` builds it once), not counted either way"
+                "  - {}",
+                say!(
+                    "{skipped} scenarios skipped: they need the local control plane \
+                     (`cargo xtask build` builds it once), not counted either way",
+                    "{skipped} 個のシナリオを飛ばしました。ローカルのコントロールプレーンが必要です\
+                     （`cargo xtask build` で一度だけビルドします）。成功にも失敗にも数えません"
+                )
             );
         }
         beyond_lesson = output
@@ -648,12 +812,22 @@ fn check_stage(stage: &str, all: bool) -> Result<bool> {
     }
 
     let passed = outcomes.iter().filter(|outcome| outcome.passed).count();
+    let total = outcomes.len();
     let later = if unit_passed {
-        ""
+        String::new()
     } else {
-        " (the end-to-end scenarios come once the unit tests pass)"
+        say!(
+            " (the end-to-end scenarios come once the unit tests pass)",
+            "（エンドツーエンドのシナリオは、ユニットテストがすべて通ってから）"
+        )
     };
-    println!("\n{passed} of {} checks pass{later}.", outcomes.len());
+    println!(
+        "\n{}",
+        say!(
+            "{passed} of {total} checks pass{later}.",
+            "{total} 個のチェックのうち {passed} 個が通りました{later}。"
+        )
+    );
     let failures: Vec<&check::Outcome> = outcomes.iter().filter(|outcome| !outcome.passed).collect();
     if !failures.is_empty() || !scenarios_passed {
         // The parts with a todo! left count too: a part that no unit test
@@ -662,41 +836,76 @@ fn check_stage(stage: &str, all: bool) -> Result<bool> {
         if !open.is_empty() {
             let listed: Vec<String> = open
                 .iter()
-                .map(|(section, place)| format!("{section} (exercises/{stage}/{place})"))
+                .map(|(section, place)| {
+                    say!(
+                        "{section} (exercises/{stage}/{place})",
+                        "{section}（exercises/{stage}/{place}）"
+                    )
+                })
                 .collect();
-            println!("Parts still open (a todo! is left): {}", listed.join(", "));
+            println!(
+                "{}",
+                say!(
+                    "Parts still open (a todo! is left): {}",
+                    "まだ書いていないパート（todo! が残っています）: {}",
+                    listed.join(say!(", ", "、").as_str())
+                )
+            );
         }
         let open: Vec<String> = open.into_iter().map(|(section, _)| section).collect();
         let sections = check::sections_to_read(stage, &failures, &hints, &open);
         if let Some(link) = sections.first().and_then(|section| check::section_link(section)) {
-            println!("Next: {link}");
+            println!("{}", say!("Next: {link}", "次に読む節: {link}"));
         }
         return Ok(false);
     }
     let scope = if all || beyond_lesson == 0 {
-        "its unit tests and all its end-to-end scenarios pass".to_string()
+        say!(
+            "its unit tests and all its end-to-end scenarios pass",
+            "ユニットテストとエンドツーエンドのシナリオがすべて通りました"
+        )
     } else {
-        format!(
+        say!(
             "its unit tests and its lesson's scenarios pass (`--all` adds {beyond_lesson} robustness, \
-             outage and load scenarios)"
+             outage and load scenarios)",
+            "ユニットテストと、この段階で学ぶことのシナリオが通りました（`--all` で頑健性・障害・負荷の\
+             シナリオ {beyond_lesson} 個が加わります）"
         )
     };
-    let number = check::STAGES.iter().position(|s| *s == stage).unwrap_or_default();
-    match check::GUIDES.get(number + 1) {
-        Some(guide) => println!(
-            "Stage {} done: {scope}. Next: {}",
-            number + 1,
-            check::in_reader_language(guide)
-        ),
+    let number = check::STAGES.iter().position(|s| *s == stage).unwrap_or_default() + 1;
+    match check::GUIDES.get(number) {
+        Some(guide) => {
+            let guide = check::in_reader_language(guide);
+            println!(
+                "{}",
+                say!(
+                    "Stage {number} done: {scope}. Next: {guide}",
+                    "段階 {number} 完了: {scope}。次は {guide}"
+                )
+            )
+        }
         None => {
-            println!("Stage {} done: {scope}.", number + 1);
+            println!(
+                "{}",
+                say!("Stage {number} done: {scope}.", "段階 {number} 完了: {scope}。")
+            );
             let open = stages_with_failing_unit_tests(stage)?;
             if open.is_empty() {
-                println!("All four stages done: the cluster decides Fermat's theorem with your code.");
+                println!(
+                    "{}",
+                    say!(
+                        "All four stages done: the cluster decides Fermat's theorem with your code.",
+                        "4 つの段階がすべて完了: 自分のコードで、クラスターがフェルマーの定理を判定します。"
+                    )
+                );
             } else {
                 println!(
-                    "Still open: {} (`cargo xtask check` shows each stage's progress).",
-                    open.join(", ")
+                    "{}",
+                    say!(
+                        "Still open: {} (`cargo xtask check` shows each stage's progress).",
+                        "まだ終わっていない段階: {}（`cargo xtask check` で各段階の進み具合を表示します）。",
+                        open.join(", ")
+                    )
                 );
             }
         }
@@ -734,9 +943,12 @@ fn stages_with_failing_unit_tests(checked: &str) -> Result<Vec<String>> {
         let outcomes = check::parse_test_output(&output);
         let failing = outcomes.iter().filter(|outcome| !outcome.passed).count();
         if !built && outcomes.is_empty() {
-            open.push(format!("{stage} does not compile"));
+            open.push(say!("{stage} does not compile", "{stage} はコンパイルできない"));
         } else if failing > 0 {
-            open.push(format!("{stage} fails {failing} unit tests"));
+            open.push(say!(
+                "{stage} fails {failing} unit tests",
+                "{stage} はユニットテストが {failing} 個失敗"
+            ));
         }
     }
     Ok(open)
@@ -754,7 +966,13 @@ fn cluster_answers() -> bool {
 
 /// Progress over the four stages: their unit tests only (quick).
 fn check_progress() -> Result<bool> {
-    println!("Progress (unit tests; `cargo xtask check STAGE` also runs the end-to-end scenarios):\n");
+    println!(
+        "{}\n",
+        say!(
+            "Progress (unit tests; `cargo xtask check STAGE` also runs the end-to-end scenarios):",
+            "進み具合（ユニットテスト。`cargo xtask check STAGE` ならエンドツーエンドのシナリオも実行します）:"
+        )
+    );
     let mut all_done = true;
     for stage in check::STAGES {
         let (built, output) = cargo_output(&["test", "--example", stage, "--no-fail-fast"], &[])?;
@@ -762,12 +980,15 @@ fn check_progress() -> Result<bool> {
         let passed = outcomes.iter().filter(|outcome| outcome.passed).count();
         let done = built && passed == outcomes.len() && !outcomes.is_empty();
         all_done &= done;
+        let total = outcomes.len();
+        let mark = if done { "✓" } else { "✗" };
         let state = if !built && outcomes.is_empty() {
-            "✗ does not compile".to_string()
-        } else if done {
-            format!("✓ {passed} of {} unit tests pass", outcomes.len())
+            say!("✗ does not compile", "✗ コンパイルできない")
         } else {
-            format!("✗ {passed} of {} unit tests pass", outcomes.len())
+            say!(
+                "{mark} {passed} of {total} unit tests pass",
+                "{mark} ユニットテスト {total} 個のうち {passed} 個が通る"
+            )
         };
         println!("  {stage:<14} {state}");
     }

@@ -14,6 +14,8 @@ use anyhow::{Context, Result};
 
 use crate::assets::{self, Assets};
 use crate::control_plane::{self, ControlPlane, Lifetime};
+use crate::lang::Language;
+use crate::say;
 
 /// The attendee's plane (`cargo xtask up`): `MATH_CONTROLLER_CLUSTER` if set,
 /// so that a second one can run beside the first, else `cluster` in the cache.
@@ -98,15 +100,24 @@ pub fn warm_checker_plane(assets: &Assets, crds: &str) -> Result<(PathBuf, Optio
     let found = find(assets, &dir);
     let why = match &found {
         Found::Running if !too_long && same_crds => return Ok((dir, None)),
-        Found::Running if too_long => "its audit log had grown past 512 MiB".to_string(),
+        Found::Running if too_long => say!(
+            "its audit log had grown past 512 MiB",
+            "監査ログが 512 MiB を超えていました"
+        ),
         Found::Running => {
             let whose = started_by(&dir)
-                .map(|who| format!("; it was {who}"))
+                .map(|who| say!("; it was {who}", "。それは{who}ものです"))
                 .unwrap_or_default();
-            format!("the one running served other CRDs, another stage's or an older version{whose}")
+            say!(
+                "the one running served other CRDs, another stage's or an older version{whose}",
+                "動いていたものは別の CRD（ほかの段階か、古いバージョン）を入れていました{whose}"
+            )
         }
-        Found::Broken { .. } => "the one started before no longer answers".to_string(),
-        Found::Nothing => "none was running".to_string(),
+        Found::Broken { .. } => say!(
+            "the one started before no longer answers",
+            "前に起動したものが応答しなくなっていました"
+        ),
+        Found::Nothing => say!("none was running", "動いているものがありませんでした"),
     };
     if let Found::Running = found {
         stop(&dir)?;
@@ -157,19 +168,31 @@ pub fn started_by(dir: &Path) -> Option<String> {
     let age = SystemTime::now()
         .duration_since(UNIX_EPOCH + Duration::from_secs(seconds))
         .unwrap_or_default();
-    Some(format!("started {} ago by {user} from {root}", in_words(age)))
+    let age = in_words(age);
+    Some(say!(
+        "started {age} ago by {user} from {root}",
+        "{age}前に {user} が {root} から起動した"
+    ))
 }
 
 /// A duration as a person says it: "40 seconds", "12 minutes", "3 hours".
 pub fn in_words(age: Duration) -> String {
+    in_words_in(Language::of_reader(), age)
+}
+
+/// A duration as a person says it in `language`.
+pub fn in_words_in(language: Language, age: Duration) -> String {
     let seconds = age.as_secs();
-    let (count, unit) = match seconds {
-        0..120 => (seconds, "second"),
-        120..7200 => (seconds / 60, "minute"),
-        7200..172_800 => (seconds / 3600, "hour"),
-        _ => (seconds / 86_400, "day"),
+    let (count, unit, japanese) = match seconds {
+        0..120 => (seconds, "second", "秒"),
+        120..7200 => (seconds / 60, "minute", "分"),
+        7200..172_800 => (seconds / 3600, "hour", "時間"),
+        _ => (seconds / 86_400, "day", "日"),
     };
-    format!("{count} {unit}{}", if count == 1 { "" } else { "s" })
+    match language {
+        Language::English => format!("{count} {unit}{}", if count == 1 { "" } else { "s" }),
+        Language::Japanese => format!("{count} {japanese}"),
+    }
 }
 
 /// The recorded process ids that still run one of the control plane's
@@ -219,11 +242,16 @@ mod tests {
 
     #[test]
     fn ages_are_told_in_the_unit_a_person_uses() {
-        assert_eq!(in_words(Duration::from_secs(1)), "1 second");
-        assert_eq!(in_words(Duration::from_secs(40)), "40 seconds");
-        assert_eq!(in_words(Duration::from_secs(12 * 60 + 5)), "12 minutes");
-        assert_eq!(in_words(Duration::from_secs(3 * 3600)), "3 hours");
-        assert_eq!(in_words(Duration::from_secs(3 * 86_400)), "3 days");
+        let english = |seconds| in_words_in(Language::English, Duration::from_secs(seconds));
+        assert_eq!(english(1), "1 second");
+        assert_eq!(english(40), "40 seconds");
+        assert_eq!(english(12 * 60 + 5), "12 minutes");
+        assert_eq!(english(3 * 3600), "3 hours");
+        assert_eq!(english(3 * 86_400), "3 days");
+        assert_eq!(
+            in_words_in(Language::Japanese, Duration::from_secs(12 * 60 + 5)),
+            "12 分"
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ use std::ops::Range;
 use kube::api::DynamicObject;
 use serde_json::Value;
 
+use crate::lang::Language;
+
 /// The workshop's kinds, parents first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
@@ -182,7 +184,7 @@ fn warning_list(spans: &mut Vec<(String, Tone)>, label: &str, value: &Value) {
 }
 
 /// The spans that describe `object` itself.
-fn describe(object: &Object) -> Vec<(String, Tone)> {
+fn describe(object: &Object, language: Language) -> Vec<(String, Tone)> {
     let mut spans = vec![
         (format!("{} ", object.kind.name()), Tone::Dim),
         (object.name.clone(), Tone::Name),
@@ -195,10 +197,16 @@ fn describe(object: &Object) -> Vec<(String, Tone)> {
     spans.push((spec, Tone::Plain));
     if !object.current() {
         let text = match (object.status["observedGeneration"].as_i64(), object.generation) {
-            (Some(observed), Some(generation)) => {
-                format!("  (status is for generation {observed}, the spec is at {generation})")
-            }
-            _ => "  (no status yet)".to_string(),
+            (Some(observed), Some(generation)) => match language {
+                Language::English => format!("  (status is for generation {observed}, the spec is at {generation})"),
+                Language::Japanese => {
+                    format!("  （status は generation {observed} のもの。spec は {generation}）")
+                }
+            },
+            _ => match language {
+                Language::English => "  (no status yet)".to_string(),
+                Language::Japanese => "  （status はまだありません）".to_string(),
+            },
         };
         spans.push((text, Tone::Pending));
         return spans;
@@ -229,14 +237,26 @@ fn describe(object: &Object) -> Vec<(String, Tone)> {
 /// objects without one, or whose controller is not in the namespace), parents
 /// first, names in counting order. `marks` highlights objects that changed a
 /// moment ago; below a `collapsed` object, nothing is shown.
-pub fn rows(objects: &[&Object], marks: &HashMap<String, Mark>, collapsed: &HashSet<String>) -> Vec<Row> {
-    rows_in(objects, &|uid| marks.get(uid).copied(), collapsed, 0..usize::MAX)
+pub fn rows(
+    language: Language,
+    objects: &[&Object],
+    marks: &HashMap<String, Mark>,
+    collapsed: &HashSet<String>,
+) -> Vec<Row> {
+    rows_in(
+        language,
+        objects,
+        &|uid| marks.get(uid).copied(),
+        collapsed,
+        0..usize::MAX,
+    )
 }
 
 /// The same rows, with text only for those whose index is in `window` (the
 /// ones on screen): the others keep their place, depth and counts but have no
 /// spans, so that thousands of objects cost little to lay out.
 pub fn rows_in(
+    language: Language,
     objects: &[&Object],
     marks: &dyn Fn(&str) -> Option<Mark>,
     collapsed: &HashSet<String>,
@@ -252,6 +272,7 @@ pub fn rows_in(
         siblings.sort_by(|a, b| a.kind.cmp(&b.kind).then_with(|| natural(&a.name, &b.name)));
     }
     let mut walk = Walk {
+        language,
         children: &children,
         marks,
         collapsed,
@@ -266,6 +287,7 @@ pub fn rows_in(
 
 /// A walk down the tree that collects its rows.
 struct Walk<'a> {
+    language: Language,
     children: &'a HashMap<Option<&'a str>, Vec<&'a Object>>,
     marks: &'a dyn Fn(&str) -> Option<Mark>,
     collapsed: &'a HashSet<String>,
@@ -291,7 +313,11 @@ impl Walk<'_> {
             }
             spans.extend(self.described(object));
             if collapsed {
-                spans.push((format!("  … {below} below"), Tone::Dim));
+                let text = match self.language {
+                    Language::English => format!("  … {below} below"),
+                    Language::Japanese => format!("  … 下に {below} 個"),
+                };
+                spans.push((text, Tone::Dim));
             }
         }
         self.rows.push(Row {
@@ -319,7 +345,7 @@ impl Walk<'_> {
 
     /// The object's own spans, with its highlight if it has one.
     fn described(&self, object: &Object) -> Vec<(String, Tone)> {
-        let mut described = describe(object);
+        let mut described = describe(object, self.language);
         let Some(mark) = (self.marks)(&object.uid) else {
             return described;
         };
@@ -331,7 +357,11 @@ impl Walk<'_> {
         if mark == Mark::Deleted {
             // Gone: drawn in one tone, with no status colours.
             let text: String = described.iter().map(|(text, _)| text.as_str()).collect();
-            described = vec![(format!("{text}  (deleted)"), Tone::Deleted)];
+            let deleted = match self.language {
+                Language::English => "(deleted)",
+                Language::Japanese => "（削除）",
+            };
+            described = vec![(format!("{text}  {deleted}"), Tone::Deleted)];
         } else if let Some(name) = described.get_mut(1) {
             name.1 = tone;
         }
@@ -343,33 +373,41 @@ impl Walk<'_> {
 /// The first line: the namespace, how many of each kind, how many still
 /// without a status for their current spec. `installed` lists the kinds the
 /// cluster serves.
-pub fn header(namespace: &str, objects: &[&Object], installed: &[Kind]) -> String {
+pub fn header(language: Language, namespace: &str, objects: &[&Object], installed: &[Kind]) -> String {
     let mut parts = Vec::new();
     for kind in Kind::ALL {
         if !installed.contains(&kind) {
-            parts.push(format!("{} not installed", kind.plural()));
+            parts.push(match language {
+                Language::English => format!("{} not installed", kind.plural()),
+                Language::Japanese => format!("{} の CRD なし", kind.name()),
+            });
             continue;
         }
         let count = objects.iter().filter(|object| object.kind == kind).count();
-        let noun = if count == 1 {
-            kind.name().to_string()
-        } else {
-            format!("{}s", kind.name())
-        };
-        parts.push(format!("{count} {noun}"));
+        parts.push(match language {
+            Language::English if count == 1 => format!("{count} {}", kind.name()),
+            Language::English => format!("{count} {}s", kind.name()),
+            Language::Japanese => format!("{} {count} 個", kind.name()),
+        });
     }
     let pending = objects.iter().filter(|object| !object.current()).count();
-    format!(
-        "namespace {namespace}: {}; {pending} without a status for their spec",
-        parts.join(", ")
-    )
+    match language {
+        Language::English => format!(
+            "namespace {namespace}: {}; {pending} without a status for their spec",
+            parts.join(", ")
+        ),
+        Language::Japanese => format!(
+            "ネームスペース {namespace}: {}。status が spec に追いついていないもの {pending} 個",
+            parts.join("、")
+        ),
+    }
 }
 
 /// The whole tree as plain text, one object per line, for `--once`.
-pub fn plain(namespace: &str, objects: &[&Object], installed: &[Kind]) -> String {
-    let mut out = header(namespace, objects, installed);
+pub fn plain(language: Language, namespace: &str, objects: &[&Object], installed: &[Kind]) -> String {
+    let mut out = header(language, namespace, objects, installed);
     out.push('\n');
-    for row in rows(objects, &HashMap::new(), &HashSet::new()) {
+    for row in rows(language, objects, &HashMap::new(), &HashSet::new()) {
         out.push_str(&row.text());
         out.push('\n');
     }
@@ -381,22 +419,25 @@ pub fn plain(namespace: &str, objects: &[&Object], installed: &[Kind]) -> String
 /// (its owner is gone), every parent has exactly the children its
 /// spec asks for (apart from names that another owner holds, which it
 /// reports), and every parent's answer agrees with what its children say.
-pub fn unsettled(objects: &[&Object]) -> Option<String> {
+pub fn unsettled(language: Language, objects: &[&Object]) -> Option<String> {
+    let japanese = language == Language::Japanese;
     if let Some(object) = objects.iter().find(|object| !object.current()) {
-        return Some(format!(
-            "{} {} has no status for its current spec yet",
-            object.kind.name(),
-            object.name
-        ));
+        let (kind, name) = (object.kind.name(), &object.name);
+        return Some(if japanese {
+            format!("{kind} {name} の status がまだ今の spec に追いついていません")
+        } else {
+            format!("{kind} {name} has no status for its current spec yet")
+        });
     }
     let uids: HashSet<&str> = objects.iter().map(|object| object.uid.as_str()).collect();
     let orphan = |object: &&&Object| object.controller.as_deref().is_some_and(|uid| !uids.contains(uid));
     if let Some(object) = objects.iter().find(orphan) {
-        return Some(format!(
-            "{} {} waits for the garbage collector: its owner is gone",
-            object.kind.name(),
-            object.name
-        ));
+        let (kind, name) = (object.kind.name(), &object.name);
+        return Some(if japanese {
+            format!("{kind} {name} はガベージコレクターを待っています。所有者はもうありません")
+        } else {
+            format!("{kind} {name} waits for the garbage collector: its owner is gone")
+        });
     }
     let strings = |value: &Value| -> Vec<String> {
         value
@@ -455,12 +496,12 @@ pub fn unsettled(objects: &[&Object]) -> Option<String> {
             match ours.iter().find(|child| child.name == *name && child.spec == *spec) {
                 Some(child) => found.push(*child),
                 None => {
-                    return Some(format!(
-                        "{} {} does not have its {} {name} yet",
-                        parent.kind.name(),
-                        parent.name,
-                        child_kind.name()
-                    ));
+                    let (kind, parent, child) = (parent.kind.name(), &parent.name, child_kind.name());
+                    return Some(if japanese {
+                        format!("{kind} {parent} には子リソースの {child} {name} がまだありません")
+                    } else {
+                        format!("{kind} {parent} does not have its {child} {name} yet")
+                    });
                 }
             }
         }
@@ -468,25 +509,24 @@ pub fn unsettled(objects: &[&Object]) -> Option<String> {
             .iter()
             .find(|child| !wanted.iter().any(|(name, _)| *name == child.name))
         {
-            return Some(format!(
-                "{} {} still has {} {}, which it no longer wants",
-                parent.kind.name(),
-                parent.name,
-                child_kind.name(),
-                extra.name
-            ));
+            let (kind, parent, child, extra) = (parent.kind.name(), &parent.name, child_kind.name(), &extra.name);
+            return Some(if japanese {
+                format!("{kind} {parent} には、もう不要な {child} {extra} が残っています")
+            } else {
+                format!("{kind} {parent} still has {child} {extra}, which it no longer wants")
+            });
         }
         let expected = match parent.kind {
             Kind::Tuple => clashes.is_empty() && found.iter().all(|child| child.status["isSquare"] == true),
             _ => found.iter().any(|child| child.status["allSquares"] == true),
         };
         if parent.status[answer].as_bool() != Some(expected) {
-            return Some(format!(
-                "{} {} says {answer}: {}, while its children say {expected}",
-                parent.kind.name(),
-                parent.name,
-                show(&parent.status[answer])
-            ));
+            let (kind, name, said) = (parent.kind.name(), &parent.name, show(&parent.status[answer]));
+            return Some(if japanese {
+                format!("{kind} {name} は {answer}: {said} ですが、子リソースによれば {expected} です")
+            } else {
+                format!("{kind} {name} says {answer}: {said}, while its children say {expected}")
+            });
         }
     }
     None
@@ -539,7 +579,7 @@ mod tests {
 
     #[test]
     fn the_tree_follows_the_controller_references_in_counting_order() {
-        let text = plain("default", &refs(&five()), &Kind::ALL);
+        let text = plain(Language::English, "default", &refs(&five()), &Kind::ALL);
         let expected = "\
 namespace default: 1 Fermat, 2 Tuples, 4 Numbers; 0 without a status for their spec
 Fermat five  n=5  twoSquaresFound: true
@@ -564,7 +604,7 @@ Fermat five  n=5  twoSquaresFound: true
     fn true_and_false_are_coloured_and_a_missing_status_is_pending() {
         let mut objects = five();
         objects[6].status = Value::Null;
-        let rows = rows(&refs(&objects), &HashMap::new(), &HashSet::new());
+        let rows = rows(Language::English, &refs(&objects), &HashMap::new(), &HashSet::new());
         let tones = |row: &Row| row.spans.iter().map(|(_, tone)| *tone).collect::<Vec<_>>();
         assert!(tones(&rows[1]).contains(&Tone::True));
         assert!(tones(&rows[4]).contains(&Tone::False));
@@ -576,7 +616,7 @@ Fermat five  n=5  twoSquaresFound: true
     fn a_status_for_an_older_spec_says_so() {
         let mut objects = five();
         objects[3].generation = Some(2);
-        let text = plain("default", &refs(&objects), &Kind::ALL);
+        let text = plain(Language::English, "default", &refs(&objects), &Kind::ALL);
         assert!(text.contains("Number five-1-and-4-0  1  (status is for generation 1, the spec is at 2)"));
         assert!(text.starts_with("namespace default: 1 Fermat, 2 Tuples, 4 Numbers; 1 without a status"));
     }
@@ -589,7 +629,7 @@ Fermat five  n=5  twoSquaresFound: true
             ("uid-five-1-and-4-1".to_string(), Mark::Created),
             ("uid-five-2-and-3".to_string(), Mark::Changed),
         ]);
-        let rows = rows(&refs(&objects), &marks, &HashSet::new());
+        let rows = rows(Language::English, &refs(&objects), &marks, &HashSet::new());
         assert_eq!(
             rows[2].spans.last(),
             Some(&(
@@ -605,8 +645,8 @@ Fermat five  n=5  twoSquaresFound: true
 
     #[test]
     fn only_the_rows_in_the_window_get_text() {
-        let all = rows(&refs(&five()), &HashMap::new(), &HashSet::new());
-        let window = rows_in(&refs(&five()), &|_| None, &HashSet::new(), 2..4);
+        let all = rows(Language::English, &refs(&five()), &HashMap::new(), &HashSet::new());
+        let window = rows_in(Language::English, &refs(&five()), &|_| None, &HashSet::new(), 2..4);
         assert_eq!(window.len(), all.len());
         for (index, (row, full)) in window.iter().zip(&all).enumerate() {
             assert_eq!((&row.uid, row.depth, row.below), (&full.uid, full.depth, full.below));
@@ -622,7 +662,7 @@ Fermat five  n=5  twoSquaresFound: true
     #[test]
     fn a_collapsed_parent_hides_what_is_below_and_counts_it() {
         let collapsed = HashSet::from(["uid-five".to_string()]);
-        let rows = rows(&refs(&five()), &HashMap::new(), &collapsed);
+        let rows = rows(Language::English, &refs(&five()), &HashMap::new(), &collapsed);
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].below, 6);
         assert_eq!(rows[0].text(), "▸ Fermat five  n=5  twoSquaresFound: true  … 6 below");
@@ -634,7 +674,7 @@ Fermat five  n=5  twoSquaresFound: true
         // Its Tuple is gone: the garbage collector has not removed it yet.
         objects.retain(|object| object.name != "five-2-and-3");
         objects.push(number("alone", "nobody", 9, "Fizz", true));
-        let rows = rows(&refs(&objects), &HashMap::new(), &HashSet::new());
+        let rows = rows(Language::English, &refs(&objects), &HashMap::new(), &HashSet::new());
         let roots: Vec<String> = rows.iter().filter(|row| row.depth == 0).map(Row::text).collect();
         assert_eq!(
             roots,
@@ -652,7 +692,7 @@ Fermat five  n=5  twoSquaresFound: true
         let mut objects = five();
         objects[2].status["nameClashes"] = json!(["five-2-and-3-0"]);
         objects[1].status["problem"] = json!("n = 1000 is above 100");
-        let text = plain("default", &refs(&objects), &Kind::ALL);
+        let text = plain(Language::English, "default", &refs(&objects), &Kind::ALL);
         assert!(
             text.contains("allSquares: false  nameClashes: [five-2-and-3-0]"),
             "{text}"
@@ -665,7 +705,11 @@ Fermat five  n=5  twoSquaresFound: true
 
     #[test]
     fn kinds_the_cluster_does_not_serve_are_named() {
-        let header = header("ns", &[], &[Kind::Number]);
+        assert_eq!(
+            header(Language::Japanese, "ns", &[], &[Kind::Number]),
+            "ネームスペース ns: Fermat の CRD なし、Tuple の CRD なし、Number 0 個。status が spec に追いついていないもの 0 個"
+        );
+        let header = header(Language::English, "ns", &[], &[Kind::Number]);
         assert_eq!(
             header,
             "namespace ns: fermats not installed, tuples not installed, 0 Numbers; 0 without a status for their spec"
@@ -674,7 +718,7 @@ Fermat five  n=5  twoSquaresFound: true
 
     #[test]
     fn a_settled_tree_is_settled() {
-        assert_eq!(unsettled(&refs(&five())), None);
+        assert_eq!(unsettled(Language::English, &refs(&five())), None);
     }
 
     #[test]
@@ -682,35 +726,35 @@ Fermat five  n=5  twoSquaresFound: true
         let mut objects = five();
         objects[0].status = Value::Null;
         assert_eq!(
-            unsettled(&refs(&objects)).as_deref(),
+            unsettled(Language::English, &refs(&objects)).as_deref(),
             Some("Number five-2-and-3-1 has no status for its current spec yet")
         );
 
         let mut objects = five();
         objects.remove(0);
         assert_eq!(
-            unsettled(&refs(&objects)).as_deref(),
+            unsettled(Language::English, &refs(&objects)).as_deref(),
             Some("Tuple five-2-and-3 does not have its Number five-2-and-3-1 yet")
         );
 
         let mut objects = five();
         objects[4].status["allSquares"] = json!(false);
         assert_eq!(
-            unsettled(&refs(&objects)).as_deref(),
+            unsettled(Language::English, &refs(&objects)).as_deref(),
             Some("Tuple five-1-and-4 says allSquares: false, while its children say true")
         );
 
         let mut objects = five();
         objects[1].status["twoSquaresFound"] = json!(false);
         assert_eq!(
-            unsettled(&refs(&objects)).as_deref(),
+            unsettled(Language::English, &refs(&objects)).as_deref(),
             Some("Fermat five says twoSquaresFound: false, while its children say true")
         );
 
         let mut objects = five();
         objects.retain(|object| object.kind != Kind::Fermat);
         assert_eq!(
-            unsettled(&refs(&objects)).as_deref(),
+            unsettled(Language::English, &refs(&objects)).as_deref(),
             Some("Tuple five-2-and-3 waits for the garbage collector: its owner is gone")
         );
 
@@ -719,7 +763,7 @@ Fermat five  n=5  twoSquaresFound: true
         extra.spec = json!({"numbers": []});
         objects.push(extra);
         assert_eq!(
-            unsettled(&refs(&objects)).as_deref(),
+            unsettled(Language::English, &refs(&objects)).as_deref(),
             Some("Fermat five still has Tuple five-3-and-2, which it no longer wants")
         );
     }
@@ -737,6 +781,6 @@ Fermat five  n=5  twoSquaresFound: true
         ));
         let tuple = objects.iter_mut().find(|object| object.name == "five-2-and-3").unwrap();
         tuple.status["nameClashes"] = json!(["five-2-and-3-0"]);
-        assert_eq!(unsettled(&refs(&objects)), None);
+        assert_eq!(unsettled(Language::English, &refs(&objects)), None);
     }
 }

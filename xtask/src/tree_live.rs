@@ -19,6 +19,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use tokio::sync::mpsc;
 
+use crate::lang::Language;
+use crate::say;
 use crate::tree::{self, Kind, Mark, Object, Tone};
 
 /// How long a created, changed or deleted object stays highlighted.
@@ -144,13 +146,25 @@ async fn connect() -> Result<Client> {
         Err(kubeconfig) => kube::Config::incluster().map_err(|_| {
             // The YAML parser quotes the file over several lines: one line is enough.
             let why: Vec<String> = kubeconfig.to_string().lines().map(|line| line.trim().to_string()).collect();
+            let why = why.join(" ");
             anyhow::anyhow!(
-                "cannot read the kubeconfig ({}): start the local cluster with `cargo xtask up` and export the KUBECONFIG it prints",
-                why.join(" ")
+                "{}",
+                say!(
+                    "cannot read the kubeconfig ({why}): start the local cluster with `cargo xtask up` and export the KUBECONFIG it prints",
+                    "kubeconfig を読めません（{why}）。`cargo xtask up` でローカルのクラスターを起動し、表示される KUBECONFIG を export してください"
+                )
             )
         })?,
     };
-    Client::try_from(config).map_err(|err| anyhow::anyhow!("cannot use the kubeconfig's cluster: {err}"))
+    Client::try_from(config).map_err(|err| {
+        anyhow::anyhow!(
+            "{}",
+            say!(
+                "cannot use the kubeconfig's cluster: {err}",
+                "kubeconfig のクラスターを使えません: {err}"
+            )
+        )
+    })
 }
 
 /// Which of the workshop's kinds the cluster serves.
@@ -163,13 +177,21 @@ pub async fn installed_kinds(client: &Client, namespace: &str) -> Result<Vec<Kin
             // An unknown resource: "404 page not found", not a NotFound status.
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(err) => bail!(
-                "the cluster of the current kubeconfig context does not answer ({err}): is it running? (`cargo xtask up` starts the local one)"
+                "{}",
+                say!(
+                    "the cluster of the current kubeconfig context does not answer ({err}): is it running? (`cargo xtask up` starts the local one)",
+                    "現在の kubeconfig コンテキストのクラスターが応答しません（{err}）。動いていますか？（ローカルのものは `cargo xtask up` で起動します）"
+                )
             ),
         }
     }
     if installed.is_empty() {
         bail!(
-            "this cluster serves none of the workshop's kinds: install a stage's CRDs first, for example `cargo run --bin step04_fermat -- crd | kubectl apply --server-side -f -`"
+            "{}",
+            say!(
+                "this cluster serves none of the workshop's kinds: install a stage's CRDs first, for example `cargo run --bin step04_fermat -- crd | kubectl apply --server-side -f -`",
+                "このクラスターにはワークショップのリソースの種類がどれもありません。先に段階の CRD をインストールしてください。たとえば `cargo run --bin step04_fermat -- crd | kubectl apply --server-side -f -`"
+            )
         );
     }
     Ok(installed)
@@ -200,13 +222,19 @@ fn watch(
 /// `cargo xtask tree`.
 pub async fn run(options: Options) -> Result<()> {
     if !options.once && !std::io::stdout().is_terminal() {
-        bail!("the live tree needs a terminal: for a snapshot as text, add --once");
+        bail!(
+            "{}",
+            say!(
+                "the live tree needs a terminal: for a snapshot as text, add --once",
+                "リアルタイムのツリーには端末が必要です。その時点のツリーをテキストで見るときは --once を付けます"
+            )
+        );
     }
     let client = connect().await?;
     let namespace = (options.namespace.clone()).unwrap_or_else(|| client.default_namespace().to_string());
     if options.once {
-        let text = snapshot(&client, &namespace, options.wait_settled, options.timeout).await?;
-        print!("{text}");
+        let snapshot = snapshot(&client, &namespace, options.wait_settled, options.timeout).await?;
+        print!("{}", snapshot.text(Language::of_reader()));
         return Ok(());
     }
     let installed = installed_kinds(&client, &namespace).await?;
@@ -218,38 +246,77 @@ pub async fn run(options: Options) -> Result<()> {
     result
 }
 
-/// `--once`: the tree as plain text, once every kind is listed and, with
-/// `wait_settled`, once nothing is left to do (`tree::unsettled`). Gives up
-/// after `timeout` with the tree as it stands and the reason.
-pub async fn snapshot(client: &Client, namespace: &str, wait_settled: bool, timeout: Duration) -> Result<String> {
+/// The tree of a namespace at one moment, to print as text.
+pub struct Snapshot {
+    namespace: String,
+    objects: Vec<Object>,
+    installed: Vec<Kind>,
+}
+
+impl Snapshot {
+    /// The tree as plain text in `language` (see [`tree::plain`]).
+    pub fn text(&self, language: Language) -> String {
+        let objects: Vec<&Object> = self.objects.iter().collect();
+        tree::plain(language, &self.namespace, &objects, &self.installed)
+    }
+}
+
+/// `--once`: the tree, once every kind is listed and, with `wait_settled`,
+/// once nothing is left to do (`tree::unsettled`). Gives up after `timeout`
+/// with the tree as it stands and the reason.
+pub async fn snapshot(client: &Client, namespace: &str, wait_settled: bool, timeout: Duration) -> Result<Snapshot> {
+    let language = Language::of_reader();
     let installed = installed_kinds(client, namespace).await?;
     let mut events = watch(client, namespace, &installed);
     let mut state = State::default();
     let deadline = tokio::time::Instant::now() + timeout;
     let ready = |state: &State| {
         installed.iter().all(|kind| state.listed.contains(kind))
-            && (!wait_settled || tree::unsettled(&state.live()).is_none())
+            && (!wait_settled || tree::unsettled(language, &state.live()).is_none())
     };
     while !ready(&state) {
         match tokio::time::timeout_at(deadline, events.recv()).await {
             Ok(Some((kind, Ok(event)))) => state.apply(kind, event),
-            Ok(Some((kind, Err(err)))) => state.trouble = Some(format!("the watch of {} fails: {err}", kind.plural())),
-            Ok(None) => bail!("the watches ended"),
+            Ok(Some((kind, Err(err)))) => state.trouble = Some(watch_fails(kind, &err, false)),
+            Ok(None) => bail!("{}", say!("the watches ended", "watch が終了しました")),
             Err(_) => {
-                let why = match (&state.trouble, tree::unsettled(&state.live())) {
+                let why = match (&state.trouble, tree::unsettled(language, &state.live())) {
                     (Some(trouble), _) => trouble.clone(),
                     (None, Some(why)) => why,
-                    (None, None) => "the first list has not arrived".to_string(),
+                    (None, None) => say!("the first list has not arrived", "最初の list がまだ届いていません"),
                 };
+                let seconds = timeout.as_secs();
                 bail!(
-                    "{}not settled after {} s: {why}; is the controller running? (or wait longer with --timeout SECONDS)",
-                    tree::plain(namespace, &state.live(), &installed),
-                    timeout.as_secs()
+                    "{}{}",
+                    tree::plain(language, namespace, &state.live(), &installed),
+                    say!(
+                        "not settled after {seconds} s: {why}; is the controller running? (or wait longer with --timeout SECONDS)",
+                        "{seconds} 秒たっても落ち着きません: {why}。コントローラーは動いていますか？（--timeout SECONDS でもっと長く待てます）"
+                    )
                 );
             }
         }
     }
-    Ok(tree::plain(namespace, &state.live(), &installed))
+    Ok(Snapshot {
+        namespace: namespace.to_string(),
+        objects: state.objects.into_values().collect(),
+        installed,
+    })
+}
+
+/// The line that tells a watch fails, and whether it is retried.
+fn watch_fails(kind: Kind, err: &impl std::fmt::Display, retrying: bool) -> String {
+    let plural = kind.plural();
+    match retrying {
+        false => say!(
+            "the watch of {plural} fails: {err}",
+            "{plural} の watch が失敗しています: {err}"
+        ),
+        true => say!(
+            "the watch of {plural} fails: {err}; retrying",
+            "{plural} の watch が失敗しています: {err}。やり直しています"
+        ),
+    }
 }
 
 fn style(tone: Tone) -> Style {
@@ -318,7 +385,7 @@ async fn view(
             Some((kind, event)) = events.recv() => {
                 match event {
                     Ok(event) => state.apply(kind, event),
-                    Err(err) => state.trouble = Some(format!("the watch of {} fails: {err}; retrying", kind.plural())),
+                    Err(err) => state.trouble = Some(watch_fails(kind, &err, true)),
                 }
                 dirty = true;
             }
@@ -345,7 +412,13 @@ async fn view(
 
 /// Moves the cursor or folds the tree for one key.
 fn steer(code: KeyCode, state: &State, cursor: &mut Cursor, height: u16) {
-    let rows = tree::rows_in(&state.shown(), &|_| None, &cursor.collapsed, 0..0);
+    let rows = tree::rows_in(
+        Language::of_reader(),
+        &state.shown(),
+        &|_| None,
+        &cursor.collapsed,
+        0..0,
+    );
     if rows.is_empty() {
         return;
     }
@@ -404,11 +477,18 @@ fn draw(
 ) -> Result<()> {
     let shown = state.shown();
     let marks = |uid: &str| state.marks.get(uid).map(|(mark, _)| *mark);
-    let header = tree::header(namespace, &state.live(), installed);
+    let language = Language::of_reader();
+    let header = tree::header(language, namespace, &state.live(), installed);
     let height = usize::from(terminal.size()?.height.saturating_sub(2)).max(1);
     // Text only for the rows on screen; a second pass when the selected row
     // has moved off it.
-    let mut rows = tree::rows_in(&shown, &marks, &cursor.collapsed, cursor.top..cursor.top + height);
+    let mut rows = tree::rows_in(
+        language,
+        &shown,
+        &marks,
+        &cursor.collapsed,
+        cursor.top..cursor.top + height,
+    );
     let at = (cursor.selected.as_ref())
         .and_then(|uid| rows.iter().position(|row| row.uid == *uid))
         .unwrap_or(0);
@@ -422,7 +502,7 @@ fn draw(
     .min(rows.len().saturating_sub(height));
     if top != cursor.top {
         cursor.top = top;
-        rows = tree::rows_in(&shown, &marks, &cursor.collapsed, top..top + height);
+        rows = tree::rows_in(language, &shown, &marks, &cursor.collapsed, top..top + height);
     }
     terminal
         .draw(|frame| {
@@ -449,14 +529,16 @@ fn draw(
             frame.render_widget(Paragraph::new(lines), body);
             let help = match &state.trouble {
                 Some(trouble) => Line::styled(trouble.clone(), style(Tone::Warning)),
-                None => Line::styled(
-                    format!(
-                        "{}/{} · ↑↓ PgUp PgDn Home End: move · Enter: fold · ←→: fold, unfold · c/e: fold/unfold all · q: quit",
-                        (at + 1).min(rows.len()),
-                        rows.len()
-                    ),
-                    style(Tone::Dim),
-                ),
+                None => {
+                    let (at, count) = ((at + 1).min(rows.len()), rows.len());
+                    Line::styled(
+                        say!(
+                            "{at}/{count} · ↑↓ PgUp PgDn Home End: move · Enter: fold · ←→: fold, unfold · c/e: fold/unfold all · q: quit",
+                            "{at}/{count} · ↑↓ PgUp PgDn Home End: 移動 · Enter: 畳む · ←→: 畳む・開く · c/e: すべて畳む・開く · q: 終了"
+                        ),
+                        style(Tone::Dim),
+                    )
+                }
             };
             frame.render_widget(Paragraph::new(help), bottom);
         })

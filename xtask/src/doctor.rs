@@ -178,7 +178,7 @@ impl Doctor {
                     say!("kubectl is not found", "kubectl が見つかりません"),
                     say!(
                         "install kubectl, or run the `export` lines that `cargo xtask up` prints (it brings one)",
-                        "kubectl をインストールするか、`cargo xtask up` が表示する `export` の行を実行します（kubectl が付いてきます）"
+                        "kubectl をインストールするか、`cargo xtask up` が表示する `export` の行を実行してください（kubectl が付いてきます）"
                     ),
                 ));
                 return findings;
@@ -232,7 +232,7 @@ impl Doctor {
                 say!("rustc is not found", "rustc が見つかりません"),
                 say!(
                     "install Rust with rustup (https://rustup.rs)",
-                    "rustup で Rust をインストールします（https://rustup.rs）"
+                    "rustup で Rust をインストールしてください（https://rustup.rs）"
                 ),
             ),
         }
@@ -255,8 +255,8 @@ impl Doctor {
                 say!(
                     "start one: `cargo xtask up`, then run the two `export` lines it prints \
                      (or start kind, minikube or k3d)",
-                    "クラスターを起動します。`cargo xtask up` を実行し、表示される 2 行の `export` を実行してください\
-                     （または kind、minikube、k3d を起動します）"
+                    "クラスターを起動してください。`cargo xtask up` を実行し、表示される 2 行の `export` を実行します\
+                     （kind、minikube、k3d でもかまいません）"
                 ),
             ));
             return false;
@@ -380,7 +380,7 @@ impl Doctor {
                 ),
                 say!(
                     "install the CRDs of the stage you start: {}",
-                    "始める段階の CRD をインストールします: {}",
+                    "始める段階の CRD をインストールしてください: {}",
                     install("step01_crd")
                 ),
             ),
@@ -419,7 +419,7 @@ impl Doctor {
                 ),
                 say!(
                     "use a context with more rights in this namespace (the local control plane's is admin)",
-                    "このネームスペースでもっと権限のあるコンテキストを使ってください（ローカルのコントロールプレーンのものは admin です）"
+                    "このネームスペースでもっと権限のあるコンテキストを使ってください（ローカルコントロールプレーンのものは admin です）"
                 ),
             )
         }
@@ -448,13 +448,13 @@ impl Doctor {
         findings.push(match crate::assets::locate() {
             Some(assets) => Finding::ok(say!(
                 "the local control plane is built ({})",
-                "ローカルのコントロールプレーンはビルド済みです（{}）",
+                "ローカルコントロールプレーンはビルド済みです（{}）",
                 assets.dir.display()
             )),
             None => Finding::warn(
                 say!(
                     "the local control plane is not built (needed only without kind, minikube or k3d)",
-                    "ローカルのコントロールプレーンがビルドされていません（kind、minikube、k3d を使わないときだけ必要です）"
+                    "ローカルコントロールプレーンがビルドされていません（kind、minikube、k3d を使わないときだけ必要です）"
                 ),
                 say!(
                     "cargo xtask build (needs Go 1.26 or later, 8 to 12 minutes once)",
@@ -469,13 +469,19 @@ impl Doctor {
         {
             let gib = kib / (1024 * 1024);
             findings.push(if gib >= FREE_DISK_GIB {
-                Finding::ok(say!("{gib} GiB free on this disk", "このディスクの空きは {gib} GiB です"))
+                Finding::ok(say!(
+                    "{gib} GiB free on this disk",
+                    "このディスクの空きは {gib} GiB です"
+                ))
             } else {
                 Finding::warn(
-                    say!("only {gib} GiB free on this disk", "このディスクの空きは {gib} GiB しかありません"),
+                    say!(
+                        "only {gib} GiB free on this disk",
+                        "このディスクの空きは {gib} GiB しかありません"
+                    ),
                     say!(
                         "free up some space: builds and the local control plane need about {FREE_DISK_GIB} GiB",
-                        "空きを作ってください。ビルドとローカルのコントロールプレーンに {FREE_DISK_GIB} GiB ほど必要です"
+                        "空きを作ってください。ビルドとローカルコントロールプレーンに {FREE_DISK_GIB} GiB ほど必要です"
                     ),
                 )
             });

@@ -114,7 +114,7 @@ fn tree(args: &[String]) -> Result<ExitCode> {
                 "{}",
                 say!(
                     "`cargo xtask tree` does not know `{other}`: it takes --namespace NS, --once, --wait-settled and --timeout SECONDS",
-                    "`cargo xtask tree` は `{other}` を知りません。指定できるのは --namespace NS、--once、--wait-settled、--timeout SECONDS です"
+                    "`cargo xtask tree` に `{other}` というオプションはありません。指定できるのは --namespace NS、--once、--wait-settled、--timeout SECONDS です"
                 )
             ),
         }
@@ -145,7 +145,7 @@ fn up() -> Result<ExitCode> {
                     "A local control plane is already running in {} ({who}): this shell can use it.\n\
                      To run a second one beside it, give it a folder of its own:\n\
                      \n    MATH_CONTROLLER_CLUSTER=/tmp/my-plane cargo xtask up\n",
-                    "ローカルのコントロールプレーンは {} ですでに動いています（{who}）。このシェルからそのまま使えます。\n\
+                    "ローカルコントロールプレーンは {} ですでに動いています（{who}）。このシェルからそのまま使えます。\n\
                      もう 1 つ並べて動かすときは、専用のフォルダーを指定します。\n\
                      \n    MATH_CONTROLLER_CLUSTER=/tmp/my-plane cargo xtask up\n",
                     dir.display()
@@ -160,7 +160,7 @@ fn up() -> Result<ExitCode> {
             say!(
                 "The local control plane in {} does not answer ({} of its {recorded} processes run): \
                  starting a new one. The objects of the old one are lost.",
-                "{} のローカルのコントロールプレーンが応答しません（{recorded} 個のプロセスのうち {} 個が動いています）。\
+                "{} のローカルコントロールプレーンが応答しません（{recorded} 個のプロセスのうち {} 個が動いています）。\
                  新しく起動し直します。古いほうのオブジェクトは失われます。",
                 dir.display(),
                 running.len()
@@ -187,7 +187,7 @@ fn print_usage(dir: &std::path::Path, assets: &Assets, server: Option<&str>) {
             "{}",
             say!(
                 "The local control plane is running: Kubernetes {}, etcd {}, API server at {server}.",
-                "ローカルのコントロールプレーンが動いています: Kubernetes {}、etcd {}、API サーバーは {server}。",
+                "ローカルコントロールプレーンが動いています: Kubernetes {}、etcd {}、API サーバーは {server}。",
                 assets::kubernetes_version(),
                 assets::etcd_version()
             )
@@ -226,7 +226,7 @@ fn down() -> Result<ExitCode> {
             say!(
                 "Stopped the local control plane and removed its files, objects included: \
                  the next `cargo xtask up` starts empty.",
-                "ローカルのコントロールプレーンを止め、オブジェクトも含めてそのファイルを削除しました。\
+                "ローカルコントロールプレーンを止め、オブジェクトも含めてそのファイルを削除しました。\
                  次の `cargo xtask up` は空の状態から始まります。"
             )
         );
@@ -235,7 +235,7 @@ fn down() -> Result<ExitCode> {
             "{}",
             say!(
                 "No local control plane is running in {}.",
-                "{} で動いているローカルのコントロールプレーンはありません。",
+                "{} で動いているローカルコントロールプレーンはありません。",
                 dir.display()
             )
         );
@@ -394,7 +394,7 @@ fn check(args: &[String]) -> Result<ExitCode> {
             "\n{}",
             say!(
                 "Watching exercises/ for changes: save a file to check again, Ctrl-C to stop.",
-                "exercises/ の変更を待っています。ファイルを保存するともう一度チェックします。止めるときは Ctrl-C。"
+                "exercises/ の変更を監視しています。ファイルを保存するともう一度チェックします。止めるときは Ctrl-C。"
             )
         );
         let seen = check::newest_change(&exercises);
@@ -732,7 +732,7 @@ fn check_stage(stage: &str, all: bool) -> Result<bool> {
                 say!(
                     "started the checker's control plane with this stage's CRDs in {:.0} s: {why}.\n    \
                      It stays up for the next checks; `cargo xtask down` stops it.",
-                    "この段階の CRD を入れて、チェッカーのコントロールプレーンを {:.0} 秒で起動しました（{why}）。\n    \
+                    "この段階の CRD を入れて、チェッカーのコントロールプレーンを {:.0} 秒で起動しました。理由: {why}。\n    \
                      次のチェックでもそのまま使います。止めるときは `cargo xtask down` です。",
                     started.elapsed().as_secs_f64()
                 )
@@ -745,7 +745,7 @@ fn check_stage(stage: &str, all: bool) -> Result<bool> {
             "  {}",
             say!(
                 "(no local control-plane binaries: the scenarios use your current kubeconfig context)",
-                "（ローカルのコントロールプレーンのバイナリがないので、シナリオは現在の kubeconfig コンテキストで実行します）"
+                "（ローカルコントロールプレーンのバイナリがないので、シナリオは現在の kubeconfig コンテキストで実行します）"
             )
         );
         env.push(("USE_EXISTING_CLUSTER", "true".into()));
@@ -792,7 +792,7 @@ fn check_stage(stage: &str, all: bool) -> Result<bool> {
                 say!(
                     "{skipped} scenarios skipped: they need the local control plane \
                      (`cargo xtask build` builds it once), not counted either way",
-                    "{skipped} 個のシナリオを飛ばしました。ローカルのコントロールプレーンが必要です\
+                    "{skipped} 個のシナリオを飛ばしました。ローカルコントロールプレーンが必要です\
                      （`cargo xtask build` で一度だけビルドします）。成功にも失敗にも数えません"
                 )
             );
@@ -847,7 +847,7 @@ fn check_stage(stage: &str, all: bool) -> Result<bool> {
                 "{}",
                 say!(
                     "Parts still open (a todo! is left): {}",
-                    "まだ書いていないパート（todo! が残っています）: {}",
+                    "まだ書いていない部分（todo! が残っています）: {}",
                     listed.join(say!(", ", "、").as_str())
                 )
             );
@@ -868,7 +868,7 @@ fn check_stage(stage: &str, all: bool) -> Result<bool> {
         say!(
             "its unit tests and its lesson's scenarios pass (`--all` adds {beyond_lesson} robustness, \
              outage and load scenarios)",
-            "ユニットテストと、この段階で学ぶことのシナリオが通りました（`--all` で頑健性・障害・負荷の\
+            "ユニットテストと、この段階の内容を確かめるシナリオが通りました（`--all` で頑健性・障害・負荷の\
              シナリオ {beyond_lesson} 個が加わります）"
         )
     };

@@ -106,11 +106,11 @@ pub fn warm_checker_plane(assets: &Assets, crds: &str) -> Result<(PathBuf, Optio
         ),
         Found::Running => {
             let whose = started_by(&dir)
-                .map(|who| say!("; it was {who}", "。それは{who}ものです"))
+                .map(|who| say!("; it was {who}", "（{who}もの）"))
                 .unwrap_or_default();
             say!(
                 "the one running served other CRDs, another stage's or an older version{whose}",
-                "動いていたものは別の CRD（ほかの段階か、古いバージョン）を入れていました{whose}"
+                "動いていたもの{whose}には、ほかの段階か古いバージョンの CRD が入っていました"
             )
         }
         Found::Broken { .. } => say!(

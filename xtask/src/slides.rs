@@ -28,6 +28,29 @@ pub fn marp(slides: &Path) -> Option<PathBuf> {
     marp.is_file().then_some(marp)
 }
 
+/// Why the deck of `language` cannot be rendered here, with the fix; `None`
+/// if it can. Japanese needs a Japanese font: without one Chromium draws every
+/// character as an empty box, and the render still "succeeds".
+pub fn missing_for(slides: &Path, language: &str) -> Option<String> {
+    if let Some(why) = missing(slides) {
+        return Some(why);
+    }
+    (language == "ja" && !has_japanese_font()).then(|| {
+        "no Japanese font is installed, so the Japanese slides would show empty boxes: install one \
+         (Debian: `apt-get install fonts-noto-cjk`)"
+            .to_string()
+    })
+}
+
+/// Whether fontconfig knows a font for Japanese; true where there is no
+/// fontconfig to ask (macOS and Windows bring Japanese fonts with the system).
+pub fn has_japanese_font() -> bool {
+    match Command::new("fc-list").arg(":lang=ja").output() {
+        Ok(output) if output.status.success() => !output.stdout.is_empty(),
+        _ => true,
+    }
+}
+
 /// Why the slides cannot be rendered here, with the fix; `None` if they can.
 pub fn missing(slides: &Path) -> Option<String> {
     if marp(slides).is_none() {
@@ -69,7 +92,7 @@ pub fn slide_count(markdown: &str) -> usize {
 /// Renders `slides/<language>.md` into `out`: `<language>.html`, `.pdf` and
 /// `<language>.NNN.png`. Returns how many PNGs (slides) it wrote.
 pub fn render(slides: &Path, language: &str, out: &Path) -> Result<usize> {
-    if let Some(why) = missing(slides) {
+    if let Some(why) = missing_for(slides, language) {
         bail!("{why}");
     }
     let marp = marp(slides).context("no marp")?;

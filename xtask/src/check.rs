@@ -292,21 +292,25 @@ pub fn explain(language: Language, stage: &str, outcome: &Outcome, hints: &Hints
     if let Some(why) = &outcome.why {
         lines.extend(why.lines().map(|line| lang::links_for(language, line)));
     }
-    // A panic names its own place, and a failure that names its section
-    // knows better than the check's hint: the hint would blame the wrong thing.
-    let knows_its_place = outcome
-        .why
-        .as_deref()
-        .is_some_and(|why| why.contains("panicked") || own_section(why).is_some());
-    let short = &stage[..6];
-    if let Some(hint) = hints.get(&(short.to_string(), outcome.name.clone()))
-        && !knows_its_place
-    {
+    // A panic or an open part names its own place, and a failure that names
+    // its section knows better than the check's hint: the hint would blame
+    // the wrong thing, unless it sends the attendee to that same section.
+    let why = outcome.why.as_deref().unwrap_or_default();
+    let stopped = why.contains("panicked") || why.contains("not yet implemented") || why.contains("stopped at ");
+    let own = own_section(why);
+    let hint = hints
+        .get(&(stage[..6].to_string(), outcome.name.clone()))
+        .filter(|hint| !stopped && own.as_ref().is_none_or(|own| *own == hint.section));
+    if let Some(hint) = hint {
         let link = section_link_in(language, &hint.section).unwrap_or_default();
         lines.push(match language {
             Language::English => format!("hint: {} (read {link})", hint.text),
             Language::Japanese => format!("ヒント: {}（{link} を参照）", hint.text),
         });
+    } else if let Some(own) = own.filter(|_| !stopped && language == Language::Japanese) {
+        // The message names its section in English: so does the hint, in Japanese.
+        let link = section_link_in(language, &own).unwrap_or_default();
+        lines.push(format!("ヒント: この失敗は {own} の内容です（{link} を参照）"));
     }
     lines
 }
@@ -471,7 +475,17 @@ while waiting for fifteen; saw: status null
             why: Some("the controller sent no status write at all (see section 2.4)".to_string()),
         };
         assert_eq!(explain(Language::English, "step02_status", &outcome, &hints).len(), 1);
+        assert_eq!(
+            explain(Language::Japanese, "step02_status", &outcome, &hints)[1],
+            "ヒント: この失敗は 2.4 の内容です（steps/ja/02-status.md#24 を参照）"
+        );
         assert_eq!(sections_to_read("step02_status", &[&outcome], &hints, &[]), ["2.4"]);
+        // A hint for the section the failure names is the right one to show.
+        let hints = read_hints("step02 retried = compare before writing [2.4]\n");
+        assert_eq!(
+            explain(Language::Japanese, "step02_status", &outcome, &hints)[1],
+            "ヒント: compare before writing（steps/ja/02-status.md#24 を参照）"
+        );
     }
 
     #[test]

@@ -376,7 +376,7 @@ impl Doctor {
             (None, None) => Finding::warn(
                 say!(
                     "the cluster serves none of the stages' CRDs as they are printed now",
-                    "クラスターには、今の各段階が出力するとおりの CRD がどれも入っていません"
+                    "このクラスターには、どの段階の CRD も（今の形では）まだ入っていません"
                 ),
                 say!(
                     "install the CRDs of the stage you start: {}",
@@ -408,7 +408,7 @@ impl Doctor {
         if missing.is_empty() {
             Finding::ok(say!(
                 "you may do what {stage}'s controllers do",
-                "{stage} のコントローラーがすることは、すべて許可されています"
+                "{stage} のコントローラーに必要な操作は、すべて許可されています"
             ))
         } else {
             Finding::fail(

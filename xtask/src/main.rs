@@ -202,7 +202,7 @@ fn print_usage(dir: &std::path::Path, assets: &Assets, server: Option<&str>) {
              \n    cargo run --example step01_crd -- crd | kubectl apply --server-side -f -\n    cargo run --example step01_crd\n\
              \nIt has no nodes, so Pods never run; custom resources, controllers and garbage collection all work.\n\
              Stop it with `cargo xtask down`.",
-            "使うシェルで次の 2 行を実行します。\n\
+            "使うシェルで次の 2 行を実行してください。\n\
              \n    export KUBECONFIG={}\n    export PATH=\"{}:$PATH\"   # 同じバージョンの kubectl\n\
              \nそれから段階の CRD をインストールして、その段階を実行します。たとえば:\n\
              \n    cargo run --example step01_crd -- crd | kubectl apply --server-side -f -\n    cargo run --example step01_crd\n\
@@ -326,7 +326,7 @@ fn reset() -> Result<ExitCode> {
             "Done: no stage's CRDs were there. Install those of the stage you start, as its guide's \"Run it\" \
              shows; for stage 1:",
             "完了: どの段階の CRD も入っていませんでした。始める段階の CRD を、ガイドの「実行する」のとおりに\
-             インストールします。段階 1 なら次のとおりです。"
+             インストールしてください。段階 1 なら次のとおりです。"
         ),
     };
     println!("{which}\n\n    cargo run --example {next} -- crd | kubectl apply --server-side -f -");
@@ -579,7 +579,7 @@ fn doctor(args: &[String]) -> Result<ExitCode> {
         "{}",
         say!(
             "The workshop in {}:",
-            "ワークショップ（{}）:",
+            "ワークショップのフォルダー: {}",
             repository_root().display()
         )
     );
@@ -640,7 +640,10 @@ fn print_scenarios(stage: &str, scenarios: &[check::Outcome], hints: &check::Hin
         match panic {
             Some(panic) if panics_told.contains(&panic) => {
                 println!("  ✗ {}: {}", end_to_end(), outcome.name.replace('_', " "));
-                println!("      {}", say!("the same panic as above", "上と同じ panic"));
+                println!(
+                    "      {}",
+                    say!("the same panic as above", "上と同じ panic で止まりました")
+                );
             }
             _ => {
                 print_outcome(stage, &end_to_end(), outcome, hints);
@@ -733,7 +736,7 @@ fn check_stage(stage: &str, all: bool) -> Result<bool> {
                 say!(
                     "started the checker's control plane with this stage's CRDs in {:.0} s: {why}.\n    \
                      It stays up for the next checks; `cargo xtask down` stops it.",
-                    "この段階の CRD を入れて、チェッカーのコントロールプレーンを {:.0} 秒で起動しました。理由: {why}。\n    \
+                    "この段階の CRD を入れて、チェッカーのコントロールプレーンを {:.0} 秒で起動しました（{why}ため）。\n    \
                      次のチェックでもそのまま使います。止めるときは `cargo xtask down` です。",
                     started.elapsed().as_secs_f64()
                 )
@@ -819,15 +822,22 @@ fn check_stage(stage: &str, all: bool) -> Result<bool> {
     } else {
         say!(
             " (the end-to-end scenarios come once the unit tests pass)",
-            "（エンドツーエンドのシナリオは、ユニットテストがすべて通ってから）"
+            "（エンドツーエンドのシナリオは、ユニットテストがすべて通ってから実行します）"
         )
     };
     println!(
         "\n{}",
-        say!(
-            "{passed} of {total} checks pass{later}.",
-            "{total} 個のチェックのうち {passed} 個が通りました{later}。"
-        )
+        if passed == total {
+            say!(
+                "{passed} of {total} checks pass{later}.",
+                "{total} 個のチェックがすべて通りました。"
+            )
+        } else {
+            say!(
+                "{passed} of {total} checks pass{later}.",
+                "{total} 個のチェックのうち {passed} 個が通りました{later}。"
+            )
+        }
     );
     let failures: Vec<&check::Outcome> = outcomes.iter().filter(|outcome| !outcome.passed).collect();
     if !failures.is_empty() || !scenarios_passed {

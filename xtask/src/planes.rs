@@ -102,7 +102,7 @@ pub fn warm_checker_plane(assets: &Assets, crds: &str) -> Result<(PathBuf, Optio
         Found::Running if !too_long && same_crds => return Ok((dir, None)),
         Found::Running if too_long => say!(
             "its audit log had grown past 512 MiB",
-            "監査ログが 512 MiB を超えていました"
+            "監査ログが 512 MiB を超えていた"
         ),
         Found::Running => {
             let whose = started_by(&dir)
@@ -110,14 +110,14 @@ pub fn warm_checker_plane(assets: &Assets, crds: &str) -> Result<(PathBuf, Optio
                 .unwrap_or_default();
             say!(
                 "the one running served other CRDs, another stage's or an older version{whose}",
-                "動いていたもの{whose}には、ほかの段階か古いバージョンの CRD が入っていました"
+                "動いていたもの{whose}には、ほかの段階か古いバージョンの CRD が入っていた"
             )
         }
         Found::Broken { .. } => say!(
             "the one started before no longer answers",
-            "前に起動したものが応答しなくなっていました"
+            "前に起動したものが応答しなくなっていた"
         ),
-        Found::Nothing => say!("none was running", "動いているものがありませんでした"),
+        Found::Nothing => say!("none was running", "動いているものがなかった"),
     };
     if let Found::Running = found {
         stop(&dir)?;

@@ -21,6 +21,8 @@ fn the_copy_it_runs_in_is_the_one_it_works_on() {
     // package it runs, and the current folder is anywhere below the root.
     let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .arg("doctor")
+        // The messages compared below are the English ones, whatever the locale.
+        .env("MATH_CONTROLLER_LANG", "en")
         .current_dir(copy.join("exercises"))
         .env("CARGO_MANIFEST_DIR", copy.join("xtask"))
         .output()
@@ -32,6 +34,8 @@ fn the_copy_it_runs_in_is_the_one_it_works_on() {
     // Without cargo's variable, the current folder decides.
     let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .arg("doctor")
+        // The messages compared below are the English ones, whatever the locale.
+        .env("MATH_CONTROLLER_LANG", "en")
         .current_dir(copy.join("exercises/step01_crd"))
         .env_remove("CARGO_MANIFEST_DIR")
         .output()
@@ -48,6 +52,8 @@ fn outside_any_copy_it_says_where_to_run_it() {
     let elsewhere = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .arg("doctor")
+        // The messages compared below are the English ones, whatever the locale.
+        .env("MATH_CONTROLLER_LANG", "en")
         .current_dir(elsewhere.path())
         .env_remove("CARGO_MANIFEST_DIR")
         .output()

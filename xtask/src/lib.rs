@@ -18,6 +18,7 @@
 //! - [`lang`]: the language the tools speak (English, or Japanese under a
 //!   Japanese locale).
 //! - [`glossary`]: the Japanese texts keep to the terms of `steps/ja/glossary.md`.
+//! - [`macos`]: type-checks the workspace for macOS with Zig as the C compiler.
 //! - [`guides`]: writes the code blocks of the guides (`steps/`) from the code.
 //! - [`robustness`]: the table of bad inputs and faults, ROBUSTNESS.md.
 
@@ -30,6 +31,7 @@ pub mod doctor;
 pub mod glossary;
 pub mod guides;
 pub mod lang;
+pub mod macos;
 pub mod pki;
 pub mod planes;
 pub mod robustness;

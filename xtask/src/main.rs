@@ -19,6 +19,8 @@
 //!                      run the end-to-end scenarios and write ROBUSTNESS.md from the rows they record
 //! cargo xtask tree [--namespace NS] [--once [--wait-settled] [--timeout SECONDS]]
 //!                      the Fermat → Tuple → Number tree of a namespace, live; `--once` prints it as text
+//! cargo xtask macos   type-check every crate and target for macOS (Apple silicon and Intel), with Zig
+//!                      as the C compiler (fetched from PyPI once); linking needs Apple's SDK
 //! cargo xtask bench [--smoke | --loop | --size K --runs N --release]
 //!                      measure the finished controller against the API server's floor (BENCHMARKS.md);
 //!                      `--loop`: the attendee's edit-compile-run loop
@@ -66,8 +68,9 @@ fn main() -> ExitCode {
         Some("robustness") => robustness(),
         Some("bench") => bench(&args[1..]),
         Some("tree") => tree(&args[1..]),
+        Some("macos") => macos(),
         _ => Err(anyhow::anyhow!(
-            "usage: cargo xtask up | down | reset | check [STAGE] [--all] [--watch] | doctor [STAGE] | prepare | slides | guides | build [--cross] | test [-- FILTER] | robustness | bench [--smoke | --loop] | tree [--namespace NS] [--once [--wait-settled]]"
+            "usage: cargo xtask up | down | reset | check [STAGE] [--all] [--watch] | doctor [STAGE] | prepare | slides | guides | build [--cross] | test [-- FILTER] | robustness | bench [--smoke | --loop] | tree [--namespace NS] [--once [--wait-settled]] | macos"
         )),
     };
     match result {
@@ -1025,6 +1028,26 @@ fn build(args: &[String]) -> Result<ExitCode> {
             println!("{}", assets::build_for(goos, goarch)?.display());
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cargo xtask macos`: the workspace type-checked for both kinds of Mac.
+fn macos() -> Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let (zig_dir, zigbuild) = xtask::macos::tools(&xtask::macos::tools_dir()?)?;
+    xtask::macos::add_targets()?;
+    let targets = xtask::macos::TARGETS.join(" and ");
+    eprintln!("type-checking every crate and target for {targets}…");
+    let status = xtask::macos::check_command(&repository_root(), &zig_dir, &zigbuild, &xtask::macos::target_dir()?)
+        .status()
+        .context("cannot run cargo-zigbuild")?;
+    if !status.success() {
+        bail!("the workspace does not type-check for macOS (see above)");
+    }
+    println!(
+        "every crate and target type-checks for {targets} ({:.0} s); not linked: that needs Apple's SDK",
+        started.elapsed().as_secs_f64()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

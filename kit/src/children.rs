@@ -74,6 +74,13 @@ impl<K> Plan<K> {
     }
 }
 
+/// Whether the API server refused a write because the kind's CRD is being
+/// deleted (and with it every object of the kind).
+fn crd_terminating(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status)
+        if status.code == 403 && status.message.contains("custom resource definition is terminating"))
+}
+
 /// Whether `child` names the object with uid `owner_uid` as its controller.
 pub fn is_controlled_by<K: Resource>(child: &K, owner_uid: &str) -> bool {
     child
@@ -302,6 +309,11 @@ where
                     // The cache is behind: the object exists. Whether it is ours or a
                     // clash, the next reconcile tells, once the cache shows it.
                     Err(kube::Error::Api(status)) if status.is_already_exists() => self.sent(owner_uid, name, None),
+                    // The kind is being deleted with its CRD, and every object of
+                    // it, this parent's too: nothing to retry. Told once.
+                    Err(source) if crd_terminating(&source) => {
+                        crate::outage::report(crate::outage::Trouble::CrdsGone, &source);
+                    }
                     Err(source) => return Err(Error::Create { kind, name, source }),
                 }
             }

@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 
 use crate::Shutdown;
 use crate::backoff::watch_backoff;
+use crate::outage;
 
 /// Runs `controller` with `reconcile`, `error_policy` and `context` until
 /// `shutdown` resolves: the reconciles under way then finish, and no new one
@@ -46,6 +47,13 @@ pub async fn run<K, Ctx, Fut, E>(
                 // A child woke a parent that does not exist (deleted, or
                 // never created): nothing to do.
                 Err(controller::Error::ObjectNotFound(object)) => debug!(%object, "no such object"),
+                // A watch that fails because the API server is away (or the
+                // CRDs are gone) is told once for the whole program.
+                Err(controller::Error::QueueError(err)) => match outage::of_watch_error(&err) {
+                    outage::Meaning::Trouble(trouble) => outage::report(trouble, &err),
+                    outage::Meaning::Passing => debug!(%err, "the watch starts again"),
+                    outage::Meaning::Own => warn!(%err, "a watch fails"),
+                },
                 Err(err) => warn!(%err, "controller error"),
             }
         })

@@ -289,7 +289,12 @@ async fn elect(leases: Api<Lease>, me: Identity, tell: watch::Sender<bool>, mut 
                         kube::Error::Api(status) => status.message.clone(),
                         err => err.to_string(),
                     };
-                    if told_error != what {
+                    if let Some(trouble) = crate::outage::of_request_error(&err)
+                        && trouble == crate::outage::Trouble::Unreachable
+                    {
+                        // The API server is away: told once for the program.
+                        crate::outage::report(trouble, &err);
+                    } else if told_error != what {
                         warn!("cannot read or write the Lease {LEASE_NAME} (leader election): {what}; trying again");
                         told_error = what;
                     } else {
@@ -298,7 +303,12 @@ async fn elect(leases: Api<Lease>, me: Identity, tell: watch::Sender<bool>, mut 
                     // A leader that cannot renew stops leading before its Lease runs out.
                     let runs_out = Duration::from_secs(LEASE_SECONDS as u64) - RETRY_AFTER * 2;
                     if *tell.borrow() && renewed.is_none_or(|at| at.elapsed() >= runs_out) {
-                        warn!("cannot renew the Lease {LEASE_NAME}: {err}");
+                        // During an outage the program has said why already.
+                        if crate::outage::ongoing() {
+                            debug!(%err, "cannot renew the Lease");
+                        } else {
+                            warn!("cannot renew the Lease {LEASE_NAME}: {err}");
+                        }
                         tell.send_replace(false);
                     }
                     tokio::time::sleep(RETRY_AFTER).await;

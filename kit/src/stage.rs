@@ -63,7 +63,7 @@ impl Stage {
         Fut: Future<Output = ()>,
     {
         tracing_subscriber::fmt()
-            .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+            .with_env_filter(EnvFilter::new(log_filter(std::env::var("RUST_LOG").ok().as_deref())))
             .with_ansi(std::io::stdout().is_terminal())
             .init();
         let args: Vec<String> = std::env::args().skip(1).collect();
@@ -97,6 +97,15 @@ impl Stage {
         }
         let client = connect().await?;
         self.require_crds(&client).await?;
+        let required = required_resources(&self.crds);
+        crate::outage::watch_over(
+            client.clone(),
+            move |client| {
+                let required = required.clone();
+                async move { missing_resource(&client, &required).await.ok().flatten().is_none() }.boxed()
+            },
+            format!("{} -- crd | kubectl apply --server-side -f -", self.cargo_run()),
+        );
         let shutdown = stop_signal().boxed().shared();
         if !self.leader_election {
             info!("controllers running; press Ctrl-C to stop");
@@ -136,25 +145,54 @@ impl Stage {
     /// Checks that this stage's CRDs are installed, so that a missing one is
     /// reported once, with the fix, instead of as a stream of watch errors.
     async fn require_crds(&self, client: &Client) -> anyhow::Result<()> {
-        for (group_version, resource) in required_resources(&self.crds) {
-            let found: Vec<String> = match client.list_api_group_resources(&group_version).await {
-                Ok(list) => list.resources.into_iter().map(|resource| resource.name).collect(),
-                // 404: not even one CRD of the group is installed. (Match the code:
-                // this 404's body is not a Status, and `is_not_found()` misses it.)
-                Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
-                Err(err) => {
-                    bail!("cannot ask the API server which resources it serves ({err}); check `kubectl api-resources`")
-                }
-            };
-            if !found.contains(&resource) {
-                bail!(
-                    "the API server does not serve `{resource}` in {group_version}: install this stage's CRDs with \
-                     `{} -- crd | kubectl apply --server-side -f -`",
-                    self.cargo_run()
-                );
+        match missing_resource(client, &required_resources(&self.crds)).await {
+            Ok(None) => Ok(()),
+            Ok(Some((group_version, resource))) => bail!(
+                "the API server does not serve `{resource}` in {group_version}: install this stage's CRDs with \
+                 `{} -- crd | kubectl apply --server-side -f -`",
+                self.cargo_run()
+            ),
+            Err(err) => {
+                bail!("cannot ask the API server which resources it serves ({err}); check `kubectl api-resources`")
             }
         }
-        Ok(())
+    }
+}
+
+/// The first of `required` (group and version, resource) that the API
+/// server does not serve, if any.
+async fn missing_resource(client: &Client, required: &[(String, String)]) -> kube::Result<Option<(String, String)>> {
+    for (group_version, resource) in required {
+        let found: Vec<String> = match client.list_api_group_resources(group_version).await {
+            Ok(list) => list.resources.into_iter().map(|resource| resource.name).collect(),
+            // 404: not even one CRD of the group is installed. (Match the code:
+            // this 404's body is not a Status, and `is_not_found()` misses it.)
+            Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
+            Err(err) => return Err(err),
+        };
+        if !found.contains(resource) {
+            return Ok(Some((group_version.clone(), resource.clone())));
+        }
+    }
+    Ok(None)
+}
+
+/// The log filter for `RUST_LOG` (`info` when unset). kube-client logs
+/// every failed request at error level: during an outage, several a second.
+/// The kit tells the outage instead (see [`crate::outage`]), so those lines
+/// are left out unless `RUST_LOG` asks for debug or trace, or names kube_client.
+fn log_filter(rust_log: Option<&str>) -> String {
+    let asked = rust_log
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+        .unwrap_or("info");
+    if ["debug", "trace", "kube_client"]
+        .iter()
+        .any(|word| asked.contains(word))
+    {
+        asked.to_string()
+    } else {
+        format!("{asked},kube_client::client=off")
     }
 }
 
@@ -289,6 +327,14 @@ mod tests {
             },
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn failed_requests_are_logged_only_when_debug_is_asked_for() {
+        assert_eq!(log_filter(None), "info,kube_client::client=off");
+        assert_eq!(log_filter(Some("info")), "info,kube_client::client=off");
+        assert_eq!(log_filter(Some("debug")), "debug");
+        assert_eq!(log_filter(Some("info,kube_client=debug")), "info,kube_client=debug");
     }
 
     #[test]

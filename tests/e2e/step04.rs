@@ -794,11 +794,65 @@ async fn outage(s: &Scenario<'_>, process: &str) -> Result<Instant> {
     Ok(Instant::now())
 }
 
+/// The warnings and errors the controller printed since `from` (a length of
+/// its log). The INFO lines of the reconciles that follow the watches' new
+/// lists are the lesson's own, as at every start.
+fn lines_since(s: &Scenario<'_>, from: usize) -> Vec<String> {
+    let log = s.controller_log();
+    log.get(from..)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// An outage is told in a few lines: what is wrong when it starts, and that
+/// it is over when it ends (`back`, a line of the log, for an outage the
+/// controller notices); the failing requests only at debug level.
+async fn told_in_a_few_lines(s: &Scenario<'_>, what: &str, from: usize, back: Option<&str>) -> Result<()> {
+    if let Some(back) = back {
+        s.eventually(&format!("the controller to log \"{back}\""), || async move {
+            let log = s.controller_log();
+            match log.get(from..).unwrap_or_default().contains(back) {
+                true => Ok(()),
+                false => Err(format!("it logged:\n{}", crate::cluster::last_lines(&log, 10))),
+            }
+        })
+        .await?;
+    }
+    let lines = lines_since(s, from);
+    eprintln!("{what}: the controller printed {} warnings and errors", lines.len());
+    for line in &lines {
+        eprintln!("    {line}");
+    }
+    ensure!(
+        lines.len() <= OUTAGE_LINES,
+        "{what}: the controller printed {} lines, more than {OUTAGE_LINES}:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+    Ok(())
+}
+
+/// At most this many warnings and errors for one outage: the outage itself,
+/// and the Lease's renewal failing.
+const OUTAGE_LINES: usize = 3;
+
 async fn after_an_api_server_outage_a_new_fermat_settles(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
     s.apply(&fermat("before", 13))?;
     ensure!(settled_answer(&s, "before", 13).await?, "13 was not found");
+    let from = s.controller_log().len();
     let back = outage(&s, "kube-apiserver").await?;
+    ensure!(settled_answer(&s, "before", 13).await?, "13 is no longer found");
+    told_in_a_few_lines(
+        &s,
+        "a 20 s API-server outage",
+        from,
+        Some("the API server answers again, after"),
+    )
+    .await?;
     s.apply(&fermat("after", 25))?;
     robustness::fault(
         &s,
@@ -815,6 +869,7 @@ async fn after_the_crds_are_reinstalled_a_new_fermat_settles(mut s: Scenario<'_>
     s.apply(&fermat("before", 13))?;
     ensure!(settled_answer(&s, "before", 13).await?, "13 was not found");
     let crds = Stage::Step04.crds()?;
+    let from = s.controller_log().len();
     let deleted = s.kubectl_output(&["delete", "-f", "-", "--wait=true"], Some(&crds))?;
     ensure!(
         deleted.status.success(),
@@ -828,6 +883,13 @@ async fn after_the_crds_are_reinstalled_a_new_fermat_settles(mut s: Scenario<'_>
         .context("this scenario needs a local control plane")?;
     plane.install_crds(&crds)?;
     let back = Instant::now();
+    told_in_a_few_lines(
+        &s,
+        "the CRDs gone for 20 s",
+        from,
+        Some("this stage's kinds are served again, after"),
+    )
+    .await?;
     s.apply(&fermat("after", 25))?;
     robustness::fault(
         &s,
@@ -846,7 +908,11 @@ async fn after_an_etcd_outage_nothing_is_lost_and_a_new_fermat_settles(mut s: Sc
     s.apply(&fermat("before", 13))?;
     ensure!(settled_answer(&s, "before", 13).await?, "13 was not found");
     let before = numbers(&s).await.map_err(anyhow::Error::msg)?;
+    let from = s.controller_log().len();
     let back = outage(&s, "etcd").await?;
+    // The API server keeps its watches open while etcd is away: the
+    // controller may not notice at all.
+    told_in_a_few_lines(&s, "a 20 s etcd outage", from, None).await?;
     s.apply(&fermat("after", 25))?;
     robustness::fault(
         &s,

@@ -95,7 +95,7 @@ impl Stage {
                 run = self.cargo_run()
             ),
         }
-        let client = connect().await?;
+        let client = connect(&self.user_agent()).await?;
         self.require_crds(&client).await?;
         let required = required_resources(&self.crds);
         crate::outage::watch_over(
@@ -128,6 +128,23 @@ impl Stage {
         leadership.step_down().await;
         info!("stopped");
         Ok(())
+    }
+
+    /// How the program names itself to the API server, in every request:
+    /// an audit log then tells which stage, and whose (the workbench's or
+    /// the finished one), sent what.
+    fn user_agent(&self) -> String {
+        let which = if self.cargo_run().contains("--example") {
+            "workbench"
+        } else {
+            "finished"
+        };
+        format!(
+            "{}-{}/{} ({which})",
+            crate::CONTROLLER_NAME,
+            self.name,
+            env!("CARGO_PKG_VERSION")
+        )
     }
 
     /// The command that runs this program: `cargo run --example …` for your
@@ -246,9 +263,10 @@ fn collect_descriptions(value: &serde_json::Value, path: &str, found: &mut Vec<(
     }
 }
 
-/// Connects to the cluster of the current kubeconfig context, and checks that it answers.
-async fn connect() -> anyhow::Result<Client> {
-    let config = Config::infer().await.map_err(|err| {
+/// Connects to the cluster of the current kubeconfig context as
+/// `user_agent`, and checks that it answers.
+async fn connect(user_agent: &str) -> anyhow::Result<Client> {
+    let mut config = Config::infer().await.map_err(|err| {
         // Outside a cluster, what went wrong with the kubeconfig is the cause that matters.
         let cause = std::error::Error::source(&err).map_or_else(|| err.to_string(), ToString::to_string);
         anyhow!(
@@ -257,6 +275,9 @@ async fn connect() -> anyhow::Result<Client> {
         )
     })?;
     let server = config.cluster_url.clone();
+    if let Ok(value) = http::HeaderValue::from_str(user_agent) {
+        config.headers.push((http::header::USER_AGENT, value));
+    }
     let client = Client::try_from(config).context("cannot build a client from the kubeconfig")?;
     client.apiserver_version().await.map_err(|err| match err {
         kube::Error::Api(status) if status.code == 401 => anyhow!(

@@ -25,7 +25,38 @@ pub fn cases() -> Vec<Case> {
             a_restarted_controller_rewrites_no_status_that_is_already_right,
             needs_audit_log
         ),
+        case!(
+            Stage::Step02,
+            every_request_of_the_controller_names_its_program,
+            needs_audit_log,
+            beyond_lesson
+        ),
     ]
+}
+
+/// The controller names itself to the API server (its User-Agent), so that
+/// an audit log tells which program, and which stage, sent a request.
+async fn every_request_of_the_controller_names_its_program(mut s: Scenario<'_>) -> Result<()> {
+    s.start_controller(Stage::Step02)?;
+    s.apply(
+        "apiVersion: math.workshop.example/v1beta1\nkind: Number\nmetadata:\n  name: fifteen\nspec:\n  value: 15\n",
+    )?;
+    s.expect_status_field("Number", "fifteen", "fizzBuzz", serde_json::json!("FizzBuzz"))
+        .await?;
+    let writes: Vec<String> = s
+        .recorded_writes()?
+        .into_iter()
+        .filter(|write| write.subresource == "status" && write.name == "fifteen")
+        .map(|write| write.user_agent)
+        .collect();
+    ensure!(!writes.is_empty(), "the audit log has no status write of fifteen");
+    ensure!(
+        writes
+            .iter()
+            .all(|agent| agent.starts_with("math-controller-step02_status/") && agent.ends_with(')')),
+        "the status writes came with the User-Agents {writes:?}, not math-controller-step02_status/VERSION (…)"
+    );
+    Ok(())
 }
 
 fn number(name: &str, value: i64) -> String {

@@ -51,6 +51,7 @@ pub async fn run<K, Ctx, Fut, E>(
                 // CRDs are gone) is told once for the whole program.
                 Err(controller::Error::QueueError(err)) => match outage::of_watch_error(&err) {
                     outage::Meaning::Trouble(trouble) => outage::report(trouble, &err),
+                    outage::Meaning::Forbidden(message) => outage::forbidden(&message),
                     outage::Meaning::Passing => debug!(%err, "the watch starts again"),
                     outage::Meaning::Own => warn!(%err, "a watch fails"),
                 },

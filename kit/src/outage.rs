@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use kube::Client;
 use kube::runtime::watcher;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// What is wrong, as far as every controller of the program is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,10 +28,13 @@ pub enum Trouble {
 }
 
 /// What a watch's error means.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Meaning {
     /// Trouble of the whole program.
     Trouble(Trouble),
+    /// The program may not list or watch a kind (403 Forbidden): the API
+    /// server's message names the verb, the resource and the identity.
+    Forbidden(String),
     /// A hiccup the watch gets over by itself: said at debug level.
     Passing,
     /// Something else, to tell as it is.
@@ -41,6 +44,12 @@ pub enum Meaning {
 /// What a watch's error means (see [`Meaning`]).
 pub fn of_watch_error(error: &watcher::Error) -> Meaning {
     match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+            if status.code == 403 =>
+        {
+            Meaning::Forbidden(status.message.clone())
+        }
         watcher::Error::InitialListFailed(error)
         | watcher::Error::WatchStartFailed(error)
         | watcher::Error::WatchFailed(error) => of_request_error(error).map_or(Meaning::Own, Meaning::Trouble),
@@ -63,6 +72,27 @@ pub fn of_request_error(error: &kube::Error) -> Option<Trouble> {
         kube::Error::Api(_) => None,
         _ => Some(Trouble::Unreachable),
     }
+}
+
+/// The refusals told so far, so that each is told once.
+static FORBIDDEN_TOLD: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Tells, once for each `message`, that the API server forbids the program
+/// to list or watch a kind: its reconciles wait for that list, so nothing
+/// happens until the permission is granted.
+pub fn forbidden(message: &str) {
+    let Ok(mut told) = FORBIDDEN_TOLD.lock() else {
+        return;
+    };
+    if told.iter().any(|seen| seen == message) {
+        debug!(message, "still forbidden");
+        return;
+    }
+    told.push(message.to_string());
+    error!(
+        "{message}: the controllers wait for this list and do nothing until it is allowed; grant the verb in the \
+         program's Role (deploy/rbac.yaml lists what the finished controller needs)"
+    );
 }
 
 /// The program's account of its trouble.
@@ -203,7 +233,7 @@ mod tests {
     }
 
     #[test]
-    fn an_expired_watch_is_no_trouble_and_a_forbidden_list_is_its_own() {
+    fn an_expired_watch_is_no_trouble_and_a_forbidden_list_names_what_is_missing() {
         assert_eq!(
             of_watch_error(&watcher::Error::WatchError(Box::new(status(410)))),
             Meaning::Passing
@@ -212,7 +242,10 @@ mod tests {
             of_watch_error(&watcher::Error::WatchError(Box::new(status(404)))),
             Meaning::Trouble(Trouble::CrdsGone)
         );
-        let forbidden = watcher::Error::InitialListFailed(kube::Error::Api(Box::new(status(403))));
-        assert_eq!(of_watch_error(&forbidden), Meaning::Own);
+        let mut refused = status(403);
+        refused.message = "numbers is forbidden: User \"x\" cannot list resource \"numbers\"".to_string();
+        let forbidden = watcher::Error::InitialListFailed(kube::Error::Api(Box::new(refused.clone())));
+        assert_eq!(of_watch_error(&forbidden), Meaning::Forbidden(refused.message));
+        assert_eq!(of_watch_error(&watcher::Error::NoResourceVersion), Meaning::Own);
     }
 }

@@ -195,9 +195,11 @@ async fn missing_resource(client: &Client, required: &[(String, String)]) -> kub
 }
 
 /// The log filter for `RUST_LOG` (`info` when unset). kube-client logs
-/// every failed request at error level: during an outage, several a second.
-/// The kit tells the outage instead (see [`crate::outage`]), so those lines
-/// are left out unless `RUST_LOG` asks for debug or trace, or names kube_client.
+/// every failed request at error level (during an outage, several a
+/// second), and kube-runtime's watcher each refused list: the kit tells the
+/// outage or the refusal once instead (see [`crate::outage`]), so those
+/// lines are left out unless `RUST_LOG` asks for debug or trace, or names
+/// kube_client.
 fn log_filter(rust_log: Option<&str>) -> String {
     let asked = rust_log
         .map(str::trim)
@@ -209,7 +211,7 @@ fn log_filter(rust_log: Option<&str>) -> String {
     {
         asked.to_string()
     } else {
-        format!("{asked},kube_client::client=off")
+        format!("{asked},kube_client::client=off,kube_runtime::watcher=error")
     }
 }
 
@@ -352,8 +354,14 @@ mod tests {
 
     #[test]
     fn failed_requests_are_logged_only_when_debug_is_asked_for() {
-        assert_eq!(log_filter(None), "info,kube_client::client=off");
-        assert_eq!(log_filter(Some("info")), "info,kube_client::client=off");
+        assert_eq!(
+            log_filter(None),
+            "info,kube_client::client=off,kube_runtime::watcher=error"
+        );
+        assert_eq!(
+            log_filter(Some("info")),
+            "info,kube_client::client=off,kube_runtime::watcher=error"
+        );
         assert_eq!(log_filter(Some("debug")), "debug");
         assert_eq!(log_filter(Some("info,kube_client=debug")), "info,kube_client=debug");
     }

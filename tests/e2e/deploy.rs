@@ -17,12 +17,91 @@ const DEPLOYMENT: &str = include_str!("../../deploy/deployment.yaml");
 const SERVICE_ACCOUNT: &str = "math-controller";
 
 pub fn cases() -> Vec<Case> {
-    vec![case!(
-        Stage::Step04,
-        the_finished_controller_needs_exactly_the_role_it_ships,
-        needs_audit_log,
-        beyond_lesson
-    )]
+    vec![
+        case!(
+            Stage::Step04,
+            the_finished_controller_needs_exactly_the_role_it_ships,
+            needs_audit_log,
+            beyond_lesson
+        ),
+        case!(
+            Stage::Step04,
+            a_list_the_role_forbids_is_told_once_naming_the_verb,
+            needs_audit_log,
+            beyond_lesson
+        ),
+    ]
+}
+
+/// With a Role that lacks `list` on Tuples and Numbers, the controller
+/// cannot fill the caches its reconciles wait for: it says so once for each
+/// refused list, naming the verb and the resource, instead of waiting in
+/// silence or repeating the refusal every second.
+async fn a_list_the_role_forbids_is_told_once_naming_the_verb(mut s: Scenario<'_>) -> Result<()> {
+    let without_list = RBAC.replace(
+        "  resources: [tuples, numbers]\n  verbs: [list, watch, create, patch, delete]",
+        "  resources: [tuples, numbers]\n  verbs: [watch, create, patch, delete]",
+    );
+    ensure!(
+        without_list != RBAC,
+        "deploy/rbac.yaml no longer has the rule this scenario takes list out of"
+    );
+    s.apply(&without_list)?;
+    let kubeconfig = service_account_kubeconfig(&s)?;
+    s.start_controller_as(Stage::Step04, &kubeconfig)?;
+    s.apply(&crate::step04::fermat("thirteen", 13))?;
+    let s = &s;
+    let told = |resource: &'static str| {
+        move |line: &&str| line.contains(" ERROR ") && line.contains(&format!("cannot list resource \"{resource}\""))
+    };
+    s.eventually(
+        "the controller to say that it may not list tuples and numbers",
+        || async move {
+            let log = s.controller_log();
+            let lines: Vec<&str> = log.lines().collect();
+            match (lines.iter().any(told("tuples")), lines.iter().any(told("numbers"))) {
+                (true, true) => Ok(()),
+                _ => Err(format!("it logged:\n{}", crate::cluster::last_lines(&log, 10))),
+            }
+        },
+    )
+    .await?;
+    // Each further refusal of the same list is said at debug level only:
+    // wait until the API server has refused it three times.
+    let username = format!("system:serviceaccount:{}:{SERVICE_ACCOUNT}", s.namespace);
+    let username = &username;
+    s.eventually(
+        "the API server to refuse the list of numbers three times",
+        || async move {
+            let refused = s
+                .recorded_requests_by(username)
+                .map_err(|err| format!("{err:#}"))?
+                .into_iter()
+                .filter(|request| request.verb == "list" && request.resource == "numbers" && request.code == 403)
+                .count();
+            match refused {
+                3.. => Ok(()),
+                n => Err(format!("it refused it {n} times")),
+            }
+        },
+    )
+    .await?;
+    let told_times = s.controller_log().lines().filter(told("numbers")).count();
+    ensure!(
+        told_times == 1,
+        "the refusal of the list of numbers was told {told_times} times"
+    );
+    let log = s.controller_log();
+    let noise: Vec<&str> = log
+        .lines()
+        .filter(|line| (line.contains(" WARN ") || line.contains(" ERROR ")) && line.contains("403"))
+        .collect();
+    ensure!(
+        noise.is_empty(),
+        "the refusals were also told as:\n{}",
+        noise.join("\n")
+    );
+    Ok(())
 }
 
 /// What a Role grants, as (resource, subresource, verb).

@@ -34,7 +34,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::{Client, ResourceExt};
 use tokio::sync::{oneshot, watch};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::CONTROLLER_NAME;
 
@@ -402,22 +402,34 @@ async fn until_gone(pid: Option<u32>) {
     }
 }
 
+/// The election's task has ended while the program runs (it only ends when
+/// asked to, so this is a bug): this copy can neither lead nor know who does.
+#[derive(Debug, thiserror::Error)]
+#[error("the leader election stopped: this copy cannot run the controllers; start the program again")]
+pub struct ElectionEnded;
+
 impl Leadership {
-    /// Waits until this copy leads. If the election itself has ended (it
-    /// only does when the program stops), this copy never leads again.
-    pub async fn leading(&mut self) {
-        if self.leading.wait_for(|leading| *leading).await.is_err() {
-            error!("the leader election stopped: this copy will not run the controllers; restart it");
-            return futures::future::pending().await;
-        }
+    /// Waits until this copy leads; fails if the election has ended.
+    pub async fn leading(&mut self) -> Result<(), ElectionEnded> {
+        // A closed channel still holds the last value: ended is ended.
+        self.leading.has_changed().map_err(|_| ElectionEnded)?;
+        self.leading
+            .wait_for(|leading| *leading)
+            .await
+            .map_err(|_| ElectionEnded)?;
         info!("leading: this copy holds the Lease {LEASE_NAME}");
+        Ok(())
     }
 
     /// Resolves when this copy no longer leads (another copy took the Lease,
-    /// for example after this one could not renew it during an outage), or
-    /// when the election has ended.
-    pub async fn lost(&mut self) {
-        let _ = self.leading.wait_for(|leading| !*leading).await;
+    /// for example after this one could not renew it during an outage); fails
+    /// if the election has ended, which is not losing the Lease.
+    pub async fn lost(&mut self) -> Result<(), ElectionEnded> {
+        self.leading
+            .wait_for(|leading| !*leading)
+            .await
+            .map_err(|_| ElectionEnded)?;
+        Ok(())
     }
 
     /// Leaves the election, clearing the Lease if this copy holds it, so that
@@ -433,6 +445,24 @@ impl Leadership {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Leadership whose election task has ended, `leading` as it last said.
+    fn ended(leading: bool) -> Leadership {
+        let (tell, receiver) = watch::channel(leading);
+        drop(tell);
+        Leadership {
+            leading: receiver,
+            stop: None,
+            task: tokio::spawn(async {}),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ended_election_is_neither_leading_nor_a_lost_lease() {
+        assert!(ended(false).leading().await.is_err());
+        assert!(ended(true).lost().await.is_err());
+        assert!(ended(true).leading().await.is_err());
+    }
 
     fn me() -> Identity {
         Identity {

@@ -116,13 +116,16 @@ impl Stage {
         let mut leadership = leader::join(client.clone()).await?;
         loop {
             tokio::select! {
-                () = leadership.leading() => {}
+                led = leadership.leading() => led?,
                 () = shutdown.clone() => break,
             }
             info!("controllers running; press Ctrl-C to stop");
             tokio::select! {
                 () = controllers(client.clone(), shutdown.clone()) => break,
-                () = leadership.lost() => warn!("this copy no longer holds the Lease: the controllers stop until it leads again"),
+                lost = leadership.lost() => {
+                    lost?;
+                    warn!("this copy no longer holds the Lease: the controllers stop until it leads again");
+                }
             }
         }
         leadership.step_down().await;

@@ -276,8 +276,7 @@ impl Controller {
 
     /// Stops it as Ctrl-C does, so that it clears its Lease; kills it if it lingers.
     fn stop(mut self) {
-        // SAFETY: kill(2) has no memory effects.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        crate::control_plane::signal(self.child.id(), libc::SIGINT);
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {

@@ -31,8 +31,8 @@ pub fn forget_folder(path: &PathBuf) {
 /// Kills every registered process and removes every registered folder.
 pub fn remove_everything() {
     for pid in std::mem::take(&mut *lock(&PROCESSES)) {
-        // SAFETY: kill(2) has no memory effects; a pid that has already exited is harmless.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        // A pid that has already exited is harmless; 0 or one out of range is never sent.
+        crate::control_plane::signal(pid, libc::SIGKILL);
     }
     for folder in std::mem::take(&mut *lock(&FOLDERS)) {
         let _ = std::fs::remove_dir_all(folder);

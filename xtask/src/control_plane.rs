@@ -426,7 +426,7 @@ pub fn kill_processes(pids: &[u32]) {
 
 /// Sends `signal` to process `pid`; never to a group or to every process,
 /// which a pid of 0 or one that does not fit a pid_t would mean.
-fn signal(pid: u32, signal: libc::c_int) {
+pub fn signal(pid: u32, signal: libc::c_int) {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return;
     };
@@ -439,8 +439,11 @@ fn signal(pid: u32, signal: libc::c_int) {
 /// Whether a process with this id exists and has not been reaped, as a
 /// zombie would (a zombie is an exited child not yet waited for).
 pub fn is_running(pid: u32) -> bool {
+    let Ok(pid_t) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
     // SAFETY: signal 0 only checks that the process exists.
-    let exists = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+    let exists = pid_t > 0 && unsafe { libc::kill(pid_t, 0) } == 0;
     exists && !is_zombie(pid)
 }
 
@@ -566,18 +569,30 @@ current-context: local
     )
 }
 
-/// Three different ports on 127.0.0.1 that nothing listens on right now.
-/// (Held open together, so that the kernel cannot hand out one twice.)
+/// Three different ports on 127.0.0.1 that nothing listens on right now,
+/// and that this process has not handed out before. The ports are released
+/// before etcd and the API server bind them: a plane started at the same
+/// time by another thread (the tests start several) must not be given the
+/// same ones in between.
 fn free_ports() -> Result<[u16; 3]> {
-    let listeners = [(); 3].map(|_| TcpListener::bind("127.0.0.1:0"));
-    let mut ports = [0; 3];
-    for (port, listener) in ports.iter_mut().zip(listeners) {
-        *port = listener
-            .context("cannot bind a port on 127.0.0.1")?
-            .local_addr()?
-            .port();
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Held open together while choosing, so that the kernel cannot hand out one twice.
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    while ports.len() < 3 {
+        let listener = TcpListener::bind("127.0.0.1:0").context("cannot bind a port on 127.0.0.1")?;
+        let port = listener.local_addr()?.port();
+        if !handed_out.contains(&port) {
+            ports.push(port);
+        }
+        held.push(listener);
+        if held.len() > 64 {
+            bail!("cannot find three free ports on 127.0.0.1");
+        }
     }
-    Ok(ports)
+    handed_out.extend(&ports);
+    Ok([ports[0], ports[1], ports[2]])
 }
 
 /// The last lines of a log file, for error messages.
@@ -600,6 +615,25 @@ pub fn last_lines(text: &str, count: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn planes_started_at_once_never_share_a_port() {
+        let handed: Vec<u16> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..4).map(|_| scope.spawn(|| free_ports().unwrap())).collect();
+            threads.into_iter().flat_map(|thread| thread.join().unwrap()).collect()
+        });
+        let mut unique = handed.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), handed.len(), "{handed:?}");
+    }
+
+    #[test]
+    fn no_pid_that_means_a_group_or_every_process_counts_as_running() {
+        assert!(!is_running(0));
+        assert!(!is_running(u32::MAX));
+        assert!(is_running(std::process::id()));
+    }
 
     fn sleeper() -> Child {
         Command::new("sleep").arg("600").spawn().expect("sleep starts")

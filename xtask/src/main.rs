@@ -1241,10 +1241,7 @@ fn bench(args: &[String]) -> Result<ExitCode> {
     let dir = tempfile::Builder::new().prefix("math-controller-bench-").tempdir()?;
     xtask::cleanup::register_folder(dir.path().to_path_buf());
     let mut plane = ControlPlane::start(&assets, dir.path().join("plane"), Lifetime::Attached)?;
-    let crds = Command::new(target.join("debug").join("step04_fermat"))
-        .arg("crd")
-        .output()?;
-    plane.install_crds(&String::from_utf8(crds.stdout)?)?;
+    plane.install_crds(&stage_crds(&target.join("debug").join("step04_fermat"))?)?;
     plane.start_controller_manager()?;
     eprintln!("benchmarking on a control plane of its own…");
     let runtime = tokio::runtime::Runtime::new()?;
@@ -1293,7 +1290,14 @@ fn attendee_loop() -> Result<ExitCode> {
     let listed = Command::new("git")
         .args(["ls-files", "-z"])
         .current_dir(&root)
-        .output()?;
+        .output()
+        .context("cannot run git: the loop copies the repository's files as git lists them")?;
+    if !listed.status.success() {
+        bail!(
+            "`git ls-files` failed: {}",
+            String::from_utf8_lossy(&listed.stderr).trim()
+        );
+    }
     for path in String::from_utf8(listed.stdout)?.split('\0').filter(|p| !p.is_empty()) {
         let to = copy.path().join(path);
         if let Some(parent) = to.parent() {

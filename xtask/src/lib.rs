@@ -14,6 +14,7 @@
 //!   (`cargo xtask up`, the checker's warm plane).
 //! - [`check`]: reads test results and hints for `cargo xtask check`.
 //! - [`doctor`]: what `cargo xtask doctor` checks on a machine.
+//! - [`soak`]: the finished controller under a long run of random faults (outside CI).
 //! - [`slides`]: renders the slides with Marp and the system's Chromium.
 //! - [`lang`]: the language the tools speak (English, or Japanese under a
 //!   Japanese locale).
@@ -36,6 +37,7 @@ pub mod pki;
 pub mod planes;
 pub mod robustness;
 pub mod slides;
+pub mod soak;
 pub mod tree;
 pub mod tree_live;
 

@@ -21,6 +21,9 @@
 //!                      the Fermat → Tuple → Number tree of a namespace, live; `--once` prints it as text
 //! cargo xtask macos   type-check every crate and target for macOS (Apple silicon and Intel), with Zig
 //!                      as the C compiler (fetched from PyPI once); linking needs Apple's SDK
+//! cargo xtask soak [--faults N] [--seed S]
+//!                      the finished controller under N random faults (API server, etcd, controller
+//!                      killed, laptop sleep) while Fermats change; writes its section of ROBUSTNESS.md
 //! cargo xtask bench [--smoke | --loop | --size K --runs N --release]
 //!                      measure the finished controller against the API server's floor (BENCHMARKS.md);
 //!                      `--loop`: the attendee's edit-compile-run loop
@@ -69,8 +72,9 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("tree") => tree(&args[1..]),
         Some("macos") => macos(),
+        Some("soak") => soak(&args[1..]),
         _ => Err(anyhow::anyhow!(
-            "usage: cargo xtask up | down | reset | check [STAGE] [--all] [--watch] | doctor [STAGE] | prepare | slides | guides | build [--cross] | test [-- FILTER] | robustness | bench [--smoke | --loop] | tree [--namespace NS] [--once [--wait-settled]] | macos"
+            "usage: cargo xtask up | down | reset | check [STAGE] [--all] [--watch] | doctor [STAGE] | prepare | slides | guides | build [--cross] | test [-- FILTER] | robustness | bench [--smoke | --loop] | tree [--namespace NS] [--once [--wait-settled]] | macos | soak [--faults N] [--seed S]"
         )),
     };
     match result {
@@ -1031,6 +1035,51 @@ fn build(args: &[String]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `cargo xtask soak [--faults N] [--seed S]`: outside CI, see soak.rs.
+fn soak(args: &[String]) -> Result<ExitCode> {
+    let mut faults = 50;
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_secs())
+        .unwrap_or(1);
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        let value = words.next().and_then(|value| value.parse::<u64>().ok());
+        match (word.as_str(), value) {
+            ("--faults", Some(value)) => faults = value as usize,
+            ("--seed", Some(value)) => seed = value,
+            _ => bail!("`cargo xtask soak` takes --faults N and --seed S, as in `--faults 50 --seed 7`"),
+        }
+    }
+    let assets = assets::locate_or_build()?;
+    run_cargo(&["build", "--bins"])?;
+    let target = target_dir();
+    let program = target.join("debug").join("step04_fermat");
+    let dir = tempfile::Builder::new().prefix("math-controller-soak-").tempdir()?;
+    xtask::cleanup::register_folder(dir.path().to_path_buf());
+    let mut plane = ControlPlane::start(&assets, dir.path().join("plane"), Lifetime::Attached)?;
+    plane.install_crds(&stage_crds(&program)?)?;
+    plane.start_controller_manager()?;
+    let log = xtask::soak::fresh_log(&xtask::soak::folder(&target))?;
+    eprintln!(
+        "soaking with {faults} faults, seed {seed}; the controller logs to {}",
+        log.display()
+    );
+    let started = std::time::Instant::now();
+    let runtime = tokio::runtime::Runtime::new()?;
+    let outcomes = runtime.block_on(xtask::soak::run(&plane, &program, &log, faults, seed))?;
+    let section = xtask::soak::report(&outcomes, seed, started.elapsed().as_secs_f64() / 60.0);
+    println!("\n{section}");
+    let document = repository_root().join(robustness::DOCUMENT);
+    let committed = std::fs::read_to_string(&document).unwrap_or_default();
+    let kept = robustness::split_soak(&committed).0.trim_end();
+    std::fs::write(&document, format!("{kept}\n\n{}\n\n{section}", robustness::SOAK_MARKER))
+        .with_context(|| format!("cannot write {}", document.display()))?;
+    println!("wrote {}", document.display());
+    let settled = outcomes.iter().all(|outcome| outcome.recovery.is_some());
+    Ok(if settled { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
 /// `cargo xtask macos`: the workspace type-checked for both kinds of Mac.
 fn macos() -> Result<ExitCode> {
     let started = std::time::Instant::now();
@@ -1164,8 +1213,15 @@ fn robustness() -> Result<ExitCode> {
     }
     let rows = robustness::read(&report)?;
     let document = repository_root().join(robustness::DOCUMENT);
-    std::fs::write(&document, robustness::render(&rows, &assets::kubernetes_version()))
-        .with_context(|| format!("cannot write {}", document.display()))?;
+    let committed = std::fs::read_to_string(&document).unwrap_or_default();
+    let soak = robustness::split_soak(&committed).1;
+    let rendered = robustness::render(&rows, &assets::kubernetes_version());
+    let written = if soak.is_empty() {
+        rendered
+    } else {
+        format!("{rendered}\n{soak}")
+    };
+    std::fs::write(&document, written).with_context(|| format!("cannot write {}", document.display()))?;
     println!("wrote {} ({} rows)", document.display(), rows.len());
     Ok(ExitCode::SUCCESS)
 }

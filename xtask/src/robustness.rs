@@ -19,6 +19,19 @@ pub const REPORT_ENV: &str = "E2E_REPORT";
 /// The document, from the repository's root.
 pub const DOCUMENT: &str = "ROBUSTNESS.md";
 
+/// The line after which `cargo xtask soak` writes its section; `cargo xtask
+/// robustness` keeps what follows it.
+pub const SOAK_MARKER: &str = "<!-- soak: written by `cargo xtask soak`, kept by `cargo xtask robustness` -->";
+
+/// `document` split at [`SOAK_MARKER`]: the scenarios' part, and the soak's
+/// (the marker and what follows it; empty without one).
+pub fn split_soak(document: &str) -> (&str, &str) {
+    match document.find(SOAK_MARKER) {
+        Some(at) => document.split_at(at),
+        None => (document, ""),
+    }
+}
+
 /// One row of the table.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Row {
@@ -182,7 +195,9 @@ pub fn render(rows: &[Row], kubernetes_version: &str) -> String {
 /// The part of a document that must not change from run to run: every line
 /// but the recovery times (the last cell of a fault's row, whose id starts with X).
 pub fn stable_part(document: &str) -> Vec<String> {
-    document
+    split_soak(document)
+        .0
+        .trim_end()
         .lines()
         .map(|line| match line.starts_with("| X") {
             true => line

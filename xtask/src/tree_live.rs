@@ -254,6 +254,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The objects of the namespace at that moment.
+    pub fn objects(&self) -> &[Object] {
+        &self.objects
+    }
+
     /// The tree as plain text in `language` (see [`tree::plain`]).
     pub fn text(&self, language: Language) -> String {
         let objects: Vec<&Object> = self.objects.iter().collect();

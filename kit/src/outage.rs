@@ -148,14 +148,15 @@ pub fn report(trouble: Trouble, error: &dyn Display) {
         }
         *since = Some((trouble, Instant::now()));
     }
-    tell_start(trouble, &error.to_string(), &watch.install);
+    tell_start(trouble, &format!(" ({error})"), &watch.install);
     tokio::spawn(probe(watch));
 }
 
-fn tell_start(trouble: Trouble, error: &str, install: &str) {
+/// The line that tells `trouble` has started; `cause` is empty or " (the error)".
+fn tell_start(trouble: Trouble, cause: &str, install: &str) {
     match trouble {
         Trouble::Unreachable => warn!(
-            "the API server is out of reach or failing ({error}): the controllers wait, and go on by themselves \
+            "the API server is out of reach or failing{cause}: the controllers wait, and go on by themselves \
              when it is back (RUST_LOG=debug shows every failed request)"
         ),
         Trouble::CrdsGone => warn!(

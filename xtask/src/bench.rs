@@ -228,17 +228,23 @@ fn fermat(name: &str, n: i64) -> serde_json::Value {
     })
 }
 
-/// The controller under test, as a process of its own.
-struct Controller {
+/// The controller under test, as a process of its own (the bench's and the soak's).
+pub(crate) struct Controller {
     child: Child,
 }
 
 impl Controller {
-    fn start(program: &Path, kubeconfig: &Path, log: &Path) -> Result<Controller> {
+    /// Starts `program` on `kubeconfig`, its output appended to `log`, with
+    /// `RUST_LOG` set to `rust_log` (or left to the program's default).
+    pub(crate) fn start(program: &Path, kubeconfig: &Path, log: &Path, rust_log: Option<&str>) -> Result<Controller> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
-        let child = Command::new(program)
+        let mut command = Command::new(program);
+        match rust_log {
+            Some(filter) => command.env("RUST_LOG", filter),
+            None => command.env_remove("RUST_LOG"),
+        };
+        let child = command
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "warn")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -247,6 +253,17 @@ impl Controller {
             .with_context(|| format!("cannot start {}", program.display()))?;
         crate::cleanup::register_process(child.id());
         Ok(Controller { child })
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills it at once (SIGKILL), as a crash would.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        crate::cleanup::forget_process(self.child.id());
     }
 
     /// CPU seconds used so far, and the peak resident memory in MiB (Linux).
@@ -293,8 +310,7 @@ impl Controller {
 
 impl Drop for Controller {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
@@ -540,7 +556,7 @@ pub async fn run(plane: &ControlPlane, plan: &Plan) -> Result<Results> {
             for repetition in 0..plan.repetitions {
                 let names: Vec<String> = (0..size).map(|index| format!("b{index}")).collect();
                 let log = plane.dir.join("logs").join(format!("bench-{build}.log"));
-                let controller = Controller::start(program, &controller_kubeconfig, &log)?;
+                let controller = Controller::start(program, &controller_kubeconfig, &log, Some("warn"))?;
                 // The controller leads and has listed everything before the clock starts.
                 tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -592,7 +608,7 @@ pub async fn run(plane: &ControlPlane, plan: &Plan) -> Result<Results> {
                 let controller = if repetition == 0 && last_build {
                     controller.stop();
                     let window = Window::open(&plane.audit_log, None);
-                    let controller = Controller::start(program, &controller_kubeconfig, &log)?;
+                    let controller = Controller::start(program, &controller_kubeconfig, &log, Some("warn"))?;
                     tokio::time::sleep(Duration::from_secs(30)).await;
                     measures.push(window.close(&plane.audit_log, &controller, (build, "restart", size))?);
                     let window = Window::open(&plane.audit_log, Some(&controller));

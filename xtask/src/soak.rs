@@ -9,12 +9,13 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use kube::{Client, Config};
 
+use crate::bench::Controller;
 use crate::control_plane::ControlPlane;
 use crate::tree::Kind;
 
@@ -74,40 +75,6 @@ pub struct Outcome {
     pub lines: usize,
 }
 
-/// The controller under soak, as a process of its own, its output appended to `log`.
-struct Controller {
-    child: Child,
-}
-
-impl Controller {
-    fn start(program: &Path, kubeconfig: &Path, log: &Path) -> Result<Controller> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
-        let child = Command::new(program)
-            .env("KUBECONFIG", kubeconfig)
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {}", program.display()))?;
-        crate::cleanup::register_process(child.id());
-        Ok(Controller { child })
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        crate::cleanup::forget_process(self.child.id());
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Runs `faults` faults on `plane` (stage 4's CRDs and kube-controller-manager
 /// running) against `program`, logging to `log`, with random choices from `seed`.
 pub async fn run(plane: &ControlPlane, program: &Path, log: &Path, faults: usize, seed: u64) -> Result<Vec<Outcome>> {
@@ -119,7 +86,7 @@ pub async fn run(plane: &ControlPlane, program: &Path, log: &Path, faults: usize
         .await?,
     )?;
     let mut random = Random::new(seed);
-    let mut controller = Controller::start(program, &plane.kubeconfig, log)?;
+    let mut controller = Controller::start(program, &plane.kubeconfig, log, None)?;
     let mut wanted: BTreeMap<String, i64> = BTreeMap::new();
     let mut next_name = 0;
     let mut outcomes = Vec::new();
@@ -149,11 +116,11 @@ pub async fn run(plane: &ControlPlane, program: &Path, log: &Path, faults: usize
                 // Work arrives while no controller runs.
                 change_fermats(plane, &mut wanted, &mut random, &mut next_name);
                 tokio::time::sleep(Duration::from_secs(seconds)).await;
-                controller = Controller::start(program, &plane.kubeconfig, log)?;
+                controller = Controller::start(program, &plane.kubeconfig, log, None)?;
             }
             Fault::Sleep(seconds) => {
                 let mut pids = plane.pids();
-                pids.push(controller.child.id());
+                pids.push(controller.pid());
                 for pid in &pids {
                     crate::control_plane::signal(*pid, libc::SIGSTOP);
                 }

@@ -20,9 +20,16 @@ use crate::Shutdown;
 use crate::backoff::watch_backoff;
 use crate::outage;
 
+/// How many objects one controller reconciles at once; the others wait in
+/// its queue. Each reconcile under way holds its copy of what the cache
+/// shows and its plan, and the program sends at most
+/// [`REQUESTS_AT_ONCE`](crate::stage::REQUESTS_AT_ONCE) requests anyway:
+/// more at once would only wait, and take memory while they do.
+pub const RECONCILES_AT_ONCE: u16 = 64;
+
 /// Runs `controller` with `reconcile`, `error_policy` and `context` until
 /// `shutdown` resolves: the reconciles under way then finish, and no new one
-/// starts. A broken watch is opened again within a second
+/// starts. [`RECONCILES_AT_ONCE`] objects are reconciled at a time. A broken watch is opened again within a second
 /// ([`watch_backoff`]); a failed reconcile is `error_policy`'s to log.
 pub async fn run<K, Ctx, Fut, E>(
     controller: Controller<K>,
@@ -37,6 +44,7 @@ pub async fn run<K, Ctx, Fut, E>(
     E: std::error::Error + Send + 'static,
 {
     controller
+        .with_config(controller::Config::default().concurrency(RECONCILES_AT_ONCE))
         .trigger_backoff(watch_backoff())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)

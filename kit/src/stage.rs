@@ -18,6 +18,7 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{Client, Config};
+use tower::limit::ConcurrencyLimitLayer;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -268,6 +269,13 @@ fn collect_descriptions(value: &serde_json::Value, path: &str, found: &mut Vec<(
     }
 }
 
+/// How many requests the program has in flight at most; the others wait
+/// their turn. kube-rs speaks HTTP/1.1, one request per connection, each
+/// connection with its TLS state and buffers: without a limit, 1,500 Tuples
+/// reconciled at once open hundreds of connections, which then idle for 90 s.
+/// The API server itself is fastest at about this many (BENCHMARKS.md, the floor).
+pub const REQUESTS_AT_ONCE: usize = 64;
+
 /// Connects to the cluster of the current kubeconfig context as
 /// `user_agent`, and checks that it answers.
 async fn connect(user_agent: &str) -> anyhow::Result<Client> {
@@ -283,7 +291,10 @@ async fn connect(user_agent: &str) -> anyhow::Result<Client> {
     if let Ok(value) = http::HeaderValue::from_str(user_agent) {
         config.headers.push((http::header::USER_AGENT, value));
     }
-    let client = Client::try_from(config).context("cannot build a client from the kubeconfig")?;
+    let client = kube::client::ClientBuilder::try_from(config)
+        .context("cannot build a client from the kubeconfig")?
+        .with_layer(&ConcurrencyLimitLayer::new(REQUESTS_AT_ONCE))
+        .build();
     client.apiserver_version().await.map_err(|err| match err {
         kube::Error::Api(status) if status.code == 401 => anyhow!(
             "the Kubernetes API server at {server} does not accept the kubeconfig's credentials \
@@ -319,10 +330,21 @@ async fn stop_signal() {
     }
     info!("stopping after the reconciles under way (Ctrl-C again to stop at once)");
     tokio::spawn(async {
-        let _ = tokio::signal::ctrl_c().await;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = tokio::time::sleep(STOP_LIMIT) => warn!(
+                "still stopping after {} s: stopping at once; the next run takes up what was under way",
+                STOP_LIMIT.as_secs()
+            ),
+        }
         std::process::exit(130);
     });
 }
+
+/// How long the program may take to stop after Ctrl-C: a reconcile takes a
+/// few requests, and a stop that takes longer is stuck on something (a
+/// request to an API server that no longer answers).
+const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 #[cfg(test)]
 mod tests {

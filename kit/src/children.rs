@@ -18,9 +18,12 @@
 //!   the cache does not show yet; Kubernetes' own ReplicaSet controller keeps
 //!   the same record and calls it "expectations".
 //! - **bounded writes.** A plan's writes are sent [`WRITES_AT_ONCE`] at a time.
-//! - **Events.** Each child created, put back or deleted, and each name clash
-//!   found or cleared, is told in an Event on the parent, which `kubectl
-//!   describe` shows. In Go: `record.EventRecorder`.
+//! - **Events.** What a reconcile did to the children is told in Events on
+//!   the parent, which `kubectl describe` shows: one for the children it
+//!   created, one for those it deleted, one per child put back, and one per
+//!   name clash found or cleared. A new parent's first children are not told:
+//!   they are what creating it asked for, and `kubectl get` shows them. In Go:
+//!   `record.EventRecorder`.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -209,6 +212,9 @@ where
         let api = Api::<K>::default_namespaced(client.clone());
         let (cache, writer) = reflector::store();
         let changes = watcher(api.clone(), watcher::Config::default())
+            // No controller reads who wrote which field: the cache keeps
+            // each object without it, about half its size.
+            .modify(|object| object.managed_fields_mut().clear())
             .reflect(writer)
             .touched_objects();
         // Many reconciles wait for the first list at once. `Shared` wakes them
@@ -250,15 +256,15 @@ where
     }
 
     /// Carries out `plan` for `parent`: every write is sent, `WRITES_AT_ONCE`
-    /// at a time, and the first one refused is the error. Each write taken,
-    /// and each name clash that appears or clears, is told in an Event.
+    /// at a time, and the first one refused is the error. The writes taken,
+    /// and each name clash that appears or clears, are told in Events.
     ///
     /// The action to return from reconcile if nothing else failed: look
     /// again after `IN_FLIGHT_LIMIT` while writes are in flight (the cache
     /// showing them wakes the parent sooner), else wait for a change.
     pub async fn apply<P>(&self, parent: &P, plan: &Plan<K>) -> Result<Action, Error>
     where
-        P: Resource<DynamicType = ()>,
+        P: Resource<DynamicType = ()> + Serialize,
     {
         let reference = parent.object_ref(&());
         let owner_uid = parent.uid().unwrap_or_default();
@@ -276,10 +282,21 @@ where
         let writes: Vec<_> = (plan.create.iter().map(Write::Create))
             .chain(plan.update.iter().map(Write::Update))
             .chain(plan.delete.iter().map(Write::Delete))
-            .map(|write| self.send(write, &reference, &owner_uid))
+            .map(|write| self.send(write, &owner_uid))
             .collect();
-        let results: Vec<Result<(), Error>> = stream::iter(writes).buffer_unordered(WRITES_AT_ONCE).collect().await;
-        results.into_iter().collect::<Result<(), Error>>()?;
+        let results: Vec<Result<Done, Error>> = stream::iter(writes).buffer_unordered(WRITES_AT_ONCE).collect().await;
+        let (mut done, mut refused) = (Vec::new(), None);
+        for result in results {
+            match result {
+                Ok(write) => done.push(write),
+                Err(error) => refused = refused.or(Some(error)),
+            }
+        }
+        // What was done is told even when another write was refused.
+        self.tell_writes(&reference, !has_status(parent), done).await;
+        if let Some(error) = refused {
+            return Err(error);
+        }
         if self.lock_in_flight().contains_key(&owner_uid) {
             Ok(Action::requeue(IN_FLIGHT_LIMIT))
         } else {
@@ -287,8 +304,8 @@ where
         }
     }
 
-    /// Sends one write, records it if it creates or deletes, and tells it.
-    async fn send(&self, write: Write<'_, K>, parent: &ObjectReference, owner_uid: &str) -> Result<(), Error> {
+    /// Sends one write, records it if it creates or deletes, and says what it did.
+    async fn send(&self, write: Write<'_, K>, owner_uid: &str) -> Result<Done, Error> {
         let kind = K::kind(&()).to_string();
         match write {
             Write::Create(child) => {
@@ -301,32 +318,32 @@ where
                 };
                 match self.api.create(&params, child).await {
                     Ok(created) => {
-                        self.sent(owner_uid, name.clone(), None);
-                        let note = format!("created {kind} {name}");
-                        self.tell(parent, EventType::Normal, "Created", note, created.object_ref(&()))
-                            .await;
+                        self.sent(owner_uid, name, None);
+                        Ok(Done::Created(created.object_ref(&())))
                     }
                     // The cache is behind: the object exists. Whether it is ours or a
                     // clash, the next reconcile tells, once the cache shows it.
-                    Err(kube::Error::Api(status)) if status.is_already_exists() => self.sent(owner_uid, name, None),
+                    Err(kube::Error::Api(status)) if status.is_already_exists() => {
+                        self.sent(owner_uid, name, None);
+                        Ok(Done::Nothing)
+                    }
                     // The kind is being deleted with its CRD, and every object of
                     // it, this parent's too: nothing to retry. Told once.
                     Err(source) if crd_terminating(&source) => {
                         crate::outage::report(crate::outage::Trouble::CrdsGone, &source);
+                        Ok(Done::Nothing)
                     }
-                    Err(source) => return Err(Error::Create { kind, name, source }),
+                    Err(source) => Err(Error::Create { kind, name, source }),
                 }
             }
             Write::Update(child) => {
                 let name = child.name_any();
                 // Server-side apply: `force` takes back the fields that someone else edited.
                 let params = PatchParams::apply(CONTROLLER_NAME).force();
-                if let Err(source) = self.api.patch(&name, &params, &Patch::Apply(child)).await {
-                    return Err(Error::Update { kind, name, source });
+                match self.api.patch(&name, &params, &Patch::Apply(child)).await {
+                    Ok(put_back) => Ok(Done::PutBack(put_back.object_ref(&()))),
+                    Err(source) => Err(Error::Update { kind, name, source }),
                 }
-                let note = format!("put back the spec of {kind} {name}, which had been edited");
-                self.tell(parent, EventType::Normal, "PutBack", note, child.object_ref(&()))
-                    .await;
             }
             Write::Delete(child) => {
                 let name = child.name_any();
@@ -340,18 +357,15 @@ where
                 };
                 match self.api.delete(&name, &params).await {
                     Ok(_) => {
-                        self.sent(owner_uid, name.clone(), child.uid());
-                        let note = format!("deleted {kind} {name}, no longer wanted");
-                        self.tell(parent, EventType::Normal, "Deleted", note, child.object_ref(&()))
-                            .await;
+                        self.sent(owner_uid, name, child.uid());
+                        Ok(Done::Deleted(child.object_ref(&())))
                     }
                     // Already gone: the goal is reached.
-                    Err(kube::Error::Api(status)) if status.is_not_found() => {}
-                    Err(source) => return Err(Error::Delete { kind, name, source }),
+                    Err(kube::Error::Api(status)) if status.is_not_found() => Ok(Done::Nothing),
+                    Err(source) => Err(Error::Delete { kind, name, source }),
                 }
             }
         }
-        Ok(())
     }
 
     fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<SentWrite>>> {
@@ -393,6 +407,34 @@ where
             in_flight.remove(owner_uid);
         }
         unseen
+    }
+
+    /// Tells the writes taken for `parent` in Events: one for the children
+    /// created (none for a `new_parent`'s first children), one for those
+    /// deleted, one per child put back (someone edited it: each one is news).
+    async fn tell_writes(&self, parent: &ObjectReference, new_parent: bool, done: Vec<Done>) {
+        let kind = K::kind(&());
+        let (mut created, mut deleted) = (Vec::new(), Vec::new());
+        for write in done {
+            match write {
+                Done::Created(child) => created.push(child),
+                Done::Deleted(child) => deleted.push(child),
+                Done::PutBack(child) => {
+                    let name = child.name.clone().unwrap_or_default();
+                    let note = format!("put back the spec of {kind} {name}, which had been edited");
+                    self.tell(parent, EventType::Normal, "PutBack", note, child).await;
+                }
+                Done::Nothing => {}
+            }
+        }
+        if !created.is_empty() && !new_parent {
+            let (note, first) = summary("created", &kind, "", created);
+            self.tell(parent, EventType::Normal, "Created", note, first).await;
+        }
+        if !deleted.is_empty() {
+            let (note, first) = summary("deleted", &kind, ", no longer wanted", deleted);
+            self.tell(parent, EventType::Normal, "Deleted", note, first).await;
+        }
     }
 
     /// Tells in Events which of `clashes` are new, and which of those told
@@ -446,7 +488,8 @@ where
     ///
     /// The recorder gathers repeats (same reason, same parent, same child) into
     /// one Event with a count. The child's reference carries its uid, so a child
-    /// deleted and created again gets an Event of its own.
+    /// deleted and created again gets an Event of its own; only the same child
+    /// put back again repeats one.
     async fn tell(
         &self,
         parent: &ObjectReference,
@@ -466,6 +509,49 @@ where
             warn!(%err, reason, "cannot write an event");
         }
     }
+}
+
+/// What one write did, for the Events that tell it.
+enum Done {
+    Created(ObjectReference),
+    PutBack(ObjectReference),
+    Deleted(ObjectReference),
+    /// Nothing to tell: the child existed already, or was gone already.
+    Nothing,
+}
+
+/// How many children an Event names before it says how many more there are.
+const NAMED_IN_AN_EVENT: usize = 5;
+
+/// The note of an Event about `children` (at least one), and the child it
+/// concerns: the first by name. "created Number heal-1", or "deleted 50
+/// Tuples, no longer wanted: a, b, c, d, e and 45 more".
+fn summary(verb: &str, kind: &str, why: &str, mut children: Vec<ObjectReference>) -> (String, ObjectReference) {
+    children.sort_by(|a, b| a.name.cmp(&b.name));
+    let names: Vec<&str> = children
+        .iter()
+        .map(|child| child.name.as_deref().unwrap_or_default())
+        .collect();
+    let note = match names.as_slice() {
+        [one] => format!("{verb} {kind} {one}{why}"),
+        _ => {
+            let shown = names[..names.len().min(NAMED_IN_AN_EVENT)].join(", ");
+            let more = names.len().saturating_sub(NAMED_IN_AN_EVENT);
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            format!("{verb} {} {kind}s{why}: {shown}{more}", names.len())
+        }
+    };
+    (note, children.swap_remove(0))
+}
+
+/// Whether `object` has a status: a parent without one is new, and has not
+/// been reconciled yet.
+fn has_status<P: Serialize>(object: &P) -> bool {
+    serde_json::to_value(object).is_ok_and(|value| value.get("status").is_some_and(|status| !status.is_null()))
 }
 
 /// One write that a plan asks for.
@@ -518,6 +604,42 @@ pub(crate) mod tests {
 
     fn children() -> Children<Item> {
         Children::watch(&unused_client()).0
+    }
+
+    fn reference(name: &str) -> ObjectReference {
+        ObjectReference {
+            name: Some(name.to_string()),
+            ..ObjectReference::default()
+        }
+    }
+
+    #[test]
+    fn an_event_names_one_child_or_counts_many() {
+        let (note, child) = summary("created", "Number", "", vec![reference("heal-1")]);
+        assert_eq!(
+            (note.as_str(), child.name.as_deref()),
+            ("created Number heal-1", Some("heal-1"))
+        );
+        let two = vec![reference("t-1"), reference("t-0")];
+        let (note, child) = summary("created", "Number", "", two);
+        assert_eq!(
+            (note.as_str(), child.name.as_deref()),
+            ("created 2 Numbers: t-0, t-1", Some("t-0"))
+        );
+        let many = (0..50).map(|i| reference(&format!("f-{i:02}"))).collect();
+        let (note, _) = summary("deleted", "Tuple", ", no longer wanted", many);
+        assert_eq!(
+            note,
+            "deleted 50 Tuples, no longer wanted: f-00, f-01, f-02, f-03, f-04 and 45 more"
+        );
+    }
+
+    #[test]
+    fn a_parent_without_a_status_is_new() {
+        let mut item = Item::new("parent", ItemSpec { value: 1 });
+        assert!(!has_status(&item));
+        item.status = Some(1);
+        assert!(has_status(&item));
     }
 
     #[tokio::test]

@@ -127,11 +127,54 @@ impl Cluster {
     pub fn start_local(stage: Stage, assets: &xtask::assets::Assets, root: &Path) -> Result<Cluster> {
         let mut plane = ControlPlane::start(assets, root.join(stage.name()), Lifetime::Attached)?;
         plane.install_crds(&stage.crds()?)?;
-        plane.start_controller_manager()?;
+        plane.start_controller_manager_at(xtask::control_plane::FAST_CONTROLLER_MANAGER_QPS)?;
         Ok(Cluster::Local {
             plane: Box::new(plane),
             kubectl: assets.kubectl(),
         })
+    }
+
+    /// Starts a control plane per stage, as [`Cluster::start_local`] does,
+    /// side by side: this thread launches every plane (their processes end
+    /// with it) and starts their kube-controller-managers; other threads
+    /// wait for the API servers and install the CRDs meanwhile.
+    pub fn start_locals(stages: &[Stage], assets: &xtask::assets::Assets, root: &Path) -> Vec<Result<Cluster>> {
+        let launched: Vec<Result<ControlPlane>> = stages
+            .iter()
+            .map(|stage| ControlPlane::launch(assets, root.join(stage.name()), Lifetime::Attached))
+            .collect();
+        let ready: Vec<Result<ControlPlane>> = std::thread::scope(|scope| {
+            let waits: Vec<_> = launched
+                .into_iter()
+                .zip(stages)
+                .map(|(plane, &stage)| {
+                    scope.spawn(move || {
+                        let plane = plane?;
+                        plane.wait_until_ready()?;
+                        plane.install_crds(&stage.crds()?)?;
+                        Ok(plane)
+                    })
+                })
+                .collect();
+            waits
+                .into_iter()
+                .map(|wait| {
+                    wait.join()
+                        .unwrap_or_else(|_| Err(anyhow!("starting the control plane panicked")))
+                })
+                .collect()
+        });
+        ready
+            .into_iter()
+            .map(|plane| {
+                let mut plane = plane?;
+                plane.start_controller_manager_at(xtask::control_plane::FAST_CONTROLLER_MANAGER_QPS)?;
+                Ok(Cluster::Local {
+                    kubectl: assets.kubectl(),
+                    plane: Box::new(plane),
+                })
+            })
+            .collect()
     }
 
     /// The warm plane in `dir`, which must have been started with `stage`'s
@@ -156,7 +199,7 @@ impl Cluster {
     /// Starts a control plane with no CRD at all.
     pub fn start_bare(assets: &xtask::assets::Assets, dir: &Path) -> Result<Cluster> {
         let mut plane = ControlPlane::start(assets, dir.to_path_buf(), Lifetime::Attached)?;
-        plane.start_controller_manager()?;
+        plane.start_controller_manager_at(xtask::control_plane::FAST_CONTROLLER_MANAGER_QPS)?;
         Ok(Cluster::Local {
             plane: Box::new(plane),
             kubectl: assets.kubectl(),

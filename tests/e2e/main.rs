@@ -170,12 +170,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            for stage in needed {
-                eprintln!("starting a control plane for {}…", stage.name());
-                let cluster = Cluster::start_local(stage, &assets, root.path())
-                    .map(Arc::new)
-                    .map_err(|err| format!("{err:#}"));
-                clusters.push((stage, cluster));
+            let names: Vec<&str> = needed.iter().map(|stage| stage.name()).collect();
+            eprintln!("starting a control plane for each of {}…", names.join(", "));
+            let started = Cluster::start_locals(&needed, &assets, root.path());
+            for (stage, cluster) in needed.into_iter().zip(started) {
+                clusters.push((stage, cluster.map(Arc::new).map_err(|err| format!("{err:#}"))));
             }
         }
     }

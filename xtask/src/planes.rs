@@ -74,7 +74,7 @@ pub fn start(assets: &Assets, dir: &Path, crds: Option<&str>) -> Result<String> 
         plane.install_crds(crds)?;
         fs::write(dir.join(CRDS_FILE), crds).context("cannot record the installed CRDs")?;
     }
-    plane.start_controller_manager()?;
+    plane.start_controller_manager_at(crate::control_plane::FAST_CONTROLLER_MANAGER_QPS)?;
     let server = plane.server.clone();
     let pids = plane.keep_running();
     let pid_list: Vec<String> = pids.iter().map(u32::to_string).collect();

@@ -3,7 +3,7 @@
 //! lays out (or one plain snapshot with `--once`).
 
 use std::collections::{HashMap, HashSet};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -234,8 +234,12 @@ pub async fn run(options: Options) -> Result<()> {
     let namespace = (options.namespace.clone()).unwrap_or_else(|| client.default_namespace().to_string());
     if options.once {
         let snapshot = snapshot(&client, &namespace, options.wait_settled, options.timeout).await?;
-        print!("{}", snapshot.text(Language::of_reader()));
-        return Ok(());
+        // A reader that stops early (`| head`) is not an error.
+        let mut out = std::io::stdout().lock();
+        return match out.write_all(snapshot.text(Language::of_reader()).as_bytes()) {
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            written => Ok(written?),
+        };
     }
     let installed = installed_kinds(&client, &namespace).await?;
     let mut events = watch(&client, &namespace, &installed);

@@ -292,8 +292,10 @@ where
                 Err(error) => refused = refused.or(Some(error)),
             }
         }
-        // What was done is told even when another write was refused.
-        self.tell_writes(&reference, !has_status(parent), done).await;
+        // What was done is told even when another write was refused. A parent
+        // is new if it has no status yet (looked up only when children were created).
+        let new_parent = done.iter().any(|write| matches!(write, Done::Created(_))) && !has_status(parent);
+        self.tell_writes(&reference, new_parent, done).await;
         if let Some(error) = refused {
             return Err(error);
         }

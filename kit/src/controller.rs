@@ -29,8 +29,9 @@ pub const RECONCILES_AT_ONCE: u16 = 64;
 
 /// Runs `controller` with `reconcile`, `error_policy` and `context` until
 /// `shutdown` resolves: the reconciles under way then finish, and no new one
-/// starts. [`RECONCILES_AT_ONCE`] objects are reconciled at a time. A broken watch is opened again within a second
-/// ([`watch_backoff`]); a failed reconcile is `error_policy`'s to log.
+/// starts. [`RECONCILES_AT_ONCE`] objects are reconciled at a time. A broken
+/// watch is opened again within a second ([`watch_backoff`]); a failed
+/// reconcile is `error_policy`'s to log.
 pub async fn run<K, Ctx, Fut, E>(
     controller: Controller<K>,
     reconcile: impl FnMut(Arc<K>, Arc<Ctx>) -> Fut,

@@ -125,13 +125,9 @@ impl Cluster {
     /// stage's CRDs, installed as attendees do
     /// (`<stage> crd | kubectl apply --server-side -f -`), then kube-controller-manager.
     pub fn start_local(stage: Stage, assets: &xtask::assets::Assets, root: &Path) -> Result<Cluster> {
-        let mut plane = ControlPlane::start(assets, root.join(stage.name()), Lifetime::Attached)?;
-        plane.install_crds(&stage.crds()?)?;
-        plane.start_controller_manager_at(xtask::control_plane::FAST_CONTROLLER_MANAGER_QPS)?;
-        Ok(Cluster::Local {
-            plane: Box::new(plane),
-            kubectl: assets.kubectl(),
-        })
+        Cluster::start_locals(&[stage], assets, root)
+            .pop()
+            .unwrap_or_else(|| Err(anyhow!("no control plane was started")))
     }
 
     /// Starts a control plane per stage, as [`Cluster::start_local`] does,

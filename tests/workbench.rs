@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use similar::{ChangeTag, TextDiff};
 
-use xtask::check::{GUIDES, STAGES};
+use xtask::catalogue::{GUIDES, STAGES};
 use xtask::repository_root as root;
 
 /// Every file below `dir`, as paths relative to it.

@@ -27,8 +27,9 @@ fn deadline() -> Duration {
     Duration::from_secs(seconds)
 }
 
-/// The API group of the workshop's resources.
-pub const GROUP: &str = "math.workshop.example";
+// The API group and version come from the catalogue; the manifests in the
+// scenarios spell them out on purpose, as an attendee writes them.
+pub use xtask::catalogue::{GROUP, VERSION};
 
 /// A stage of the workshop: the program that implements it, and the cluster it needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -309,7 +310,7 @@ impl<'a> Scenario<'a> {
             .audit_log()
             .and_then(|path| fs::metadata(path).ok())
             .map_or(0, |meta| meta.len());
-        let dir = tempfile::Builder::new().prefix("math-controller-e2e-").tempdir()?;
+        let dir = xtask::temporary_folder("e2e")?;
         cleanup::register_folder(dir.path().to_path_buf());
         let namespace = namespace_name(label);
         let kubeconfig = dir.path().join("kubeconfig");
@@ -620,7 +621,7 @@ impl<'a> Scenario<'a> {
 
     /// An API for one of the workshop's kinds in the scenario's namespace.
     pub fn api(&self, kind: &str) -> Api<DynamicObject> {
-        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(GROUP, "v1beta1", kind));
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(GROUP, VERSION, kind));
         Api::namespaced_with(self.client.clone(), &self.namespace, &resource)
     }
 

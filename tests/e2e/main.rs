@@ -105,7 +105,7 @@ fn main() -> ExitCode {
     // the thread that started it, and this one outlives them all.
     let existing = std::env::var("USE_EXISTING_CLUSTER").is_ok_and(|value| value == "true");
     let warm = std::env::var_os("E2E_PLANE").map(std::path::PathBuf::from);
-    let root = match tempfile::Builder::new().prefix("math-controller-planes-").tempdir() {
+    let root = match xtask::temporary_folder("planes") {
         Ok(root) => root,
         Err(err) => {
             eprintln!("error: cannot create a temporary folder: {err}");

@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, ensure};
 use kube::ResourceExt;
 use kube::api::{ListParams, Patch, PatchParams};
+use xtask::catalogue::{number_name, tuple_name};
 use xtask::robustness::{self, Row};
 
 use crate::Case;
@@ -66,9 +67,9 @@ pub async fn fault(s: &Scenario<'_>, id: &str, what: &str, fermats: &[(&str, i64
     for (name, n) in fermats {
         wanted.insert(format!("Fermat {name}"));
         for i in 1..=n / 2 {
-            let tuple = format!("{name}-{i}-and-{}", n - i);
-            wanted.insert(format!("Number {tuple}-0"));
-            wanted.insert(format!("Number {tuple}-1"));
+            let tuple = tuple_name(name, i as u64, *n as u64);
+            wanted.insert(format!("Number {}", number_name(&tuple, 0)));
+            wanted.insert(format!("Number {}", number_name(&tuple, 1)));
             wanted.insert(format!("Tuple {tuple}"));
         }
     }

@@ -51,9 +51,9 @@ async fn every_request_of_the_controller_names_its_program(mut s: Scenario<'_>) 
         .collect();
     ensure!(!writes.is_empty(), "the audit log has no status write of fifteen");
     ensure!(
-        writes
-            .iter()
-            .all(|agent| agent.starts_with("math-controller-step02_status/") && agent.ends_with(')')),
+        writes.iter().all(
+            |agent| agent.starts_with(&format!("{}-step02_status/", kit::CONTROLLER_NAME)) && agent.ends_with(')')
+        ),
         "the status writes came with the User-Agents {writes:?}, not math-controller-step02_status/VERSION (…)"
     );
     Ok(())

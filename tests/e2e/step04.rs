@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use xtask::catalogue::{number_name, tuple_name};
 
 use crate::Case;
 use crate::cluster::{Scenario, Stage, field};
@@ -129,7 +130,7 @@ pub async fn settled_answer(s: &Scenario<'_>, name: &str, n: i64) -> Result<bool
             .items;
         let mut any_all_squares = false;
         for i in 1..=n / 2 {
-            let tuple_name = format!("{name}-{i}-and-{}", n - i);
+            let tuple_name = tuple_name(name, i as u64, n as u64);
             let tuple = tuples
                 .iter()
                 .find(|t| t.name_any() == tuple_name)
@@ -141,7 +142,7 @@ pub async fn settled_answer(s: &Scenario<'_>, name: &str, n: i64) -> Result<bool
             }
             let mut both_squares = true;
             for (index, value) in [i, n - i].into_iter().enumerate() {
-                let number_name = format!("{tuple_name}-{index}");
+                let number_name = number_name(&tuple_name, index);
                 let number = numbers
                     .iter()
                     .find(|x| x.name_any() == number_name)
@@ -234,7 +235,7 @@ async fn changing_n_replaces_the_tuples(mut s: Scenario<'_>) -> Result<()> {
             found == expected,
             "{n}: twoSquaresFound is {found}, expected {expected}"
         );
-        let wanted: Vec<String> = (1..=n / 2).map(|i| format!("f-{i}-and-{}", n - i)).collect();
+        let wanted: Vec<String> = (1..=n / 2).map(|i| tuple_name("f", i as u64, n as u64)).collect();
         expect_tuples(&s, wanted).await?;
     }
     Ok(())
@@ -531,7 +532,7 @@ async fn lease_holder(s: &Scenario<'_>) -> Result<u32> {
         let leases = leases.clone();
         async move {
             let lease = leases
-                .get_opt("math-controller")
+                .get_opt(kit::CONTROLLER_NAME)
                 .await
                 .map_err(|err| err.to_string())?
                 .ok_or("no Lease yet")?;
@@ -552,7 +553,7 @@ async fn lease_holder(s: &Scenario<'_>) -> Result<u32> {
 async fn lease_now(s: &Scenario<'_>) -> Result<(Option<String>, Option<f64>, Option<f64>)> {
     let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
         kube::Api::namespaced(s.client.clone(), &s.namespace);
-    let spec = leases.get("math-controller").await?.spec.unwrap_or_default();
+    let spec = leases.get(kit::CONTROLLER_NAME).await?.spec.unwrap_or_default();
     let seconds = |time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime>| {
         time.map(|time| time.0.as_millisecond() as f64 / 1000.0)
     };

@@ -71,11 +71,11 @@ pub fn cache_dir() -> Result<PathBuf> {
         return Ok(PathBuf::from(dir));
     }
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
-        return Ok(PathBuf::from(dir).join("math-controller"));
+        return Ok(PathBuf::from(dir).join(crate::catalogue::PROJECT));
     }
     let home = std::env::var_os("HOME")
         .ok_or_else(|| anyhow!("HOME is not set: set MATH_CONTROLLER_CACHE to a folder for the build cache"))?;
-    Ok(PathBuf::from(home).join(".cache").join("math-controller"))
+    Ok(PathBuf::from(home).join(".cache").join(crate::catalogue::PROJECT))
 }
 
 /// Finds the binaries if they are already there (built before, in
@@ -194,7 +194,7 @@ pub fn newest_envtest_version<'a>(names: &'a [String], platform: &str) -> Option
                 .split('.')
                 .map(|part| part.parse().ok())
                 .collect::<Option<_>>()?;
-            (numbers.len() == 3 && numbers[0] == 1 && numbers[1] >= crate::doctor::OLDEST_SERVER_MINOR)
+            (numbers.len() == 3 && numbers[0] == 1 && numbers[1] >= crate::catalogue::OLDEST_SERVER_MINOR)
                 .then_some((numbers, name.as_str()))
         })
         .max()
@@ -238,15 +238,7 @@ pub fn is_mach_o_64(bytes: &[u8]) -> bool {
 /// machine's), through a staging folder so that an interrupted build never
 /// leaves a half-filled cache behind.
 fn build(target: &Path, platform: Option<(&str, &str)>) -> Result<()> {
-    let go = Command::new("go").arg("version").output();
-    match go {
-        Ok(output) if output.status.success() => {}
-        _ => bail!(
-            "Go is needed once to build the local control plane: install Go 1.26 or later, \
-             or set KUBEBUILDER_ASSETS to a folder with {}",
-            BINARIES.join(", ")
-        ),
-    }
+    require_go()?;
     let kubernetes = kubernetes_version();
     let etcd = etcd_version();
     let modules = Path::new(env!("CARGO_MANIFEST_DIR")).join("go");
@@ -265,58 +257,82 @@ fn build(target: &Path, platform: Option<(&str, &str)>) -> Result<()> {
         target.display()
     );
     let version_flags = kubernetes_ldflags(&kubernetes);
-    let steps: [(&str, &str, &str, &str); 4] = [
+    let steps = build_steps(&version_flags);
+    for (index, (binary, module, package, ldflags)) in steps.into_iter().enumerate() {
+        eprintln!("[{}/{}] building {binary}…", index + 1, steps.len());
+        let mut go = Command::new("go");
+        if let Some((goos, goarch)) = platform {
+            go.env("GOOS", goos).env("GOARCH", goarch);
+        }
+        go.current_dir(modules.join(module))
+            .env("CGO_ENABLED", "0")
+            .args(["build", "-trimpath", "-buildvcs=false", "-ldflags", ldflags, "-o"])
+            .arg(staging.path().join(binary))
+            .arg(package);
+        go_build(&mut go, binary, package)?;
+    }
+    let staging = staging.keep();
+    std::fs::rename(&staging, target).with_context(|| format!("cannot move the binaries into {}", target.display()))?;
+    Ok(())
+}
+
+/// An error that says how to get Go, unless `go version` runs.
+fn require_go() -> Result<()> {
+    let go = Command::new("go").arg("version").output();
+    match go {
+        Ok(output) if output.status.success() => Ok(()),
+        _ => bail!(
+            "Go is needed once to build the local control plane: install Go 1.26 or later, \
+             or set KUBEBUILDER_ASSETS to a folder with {}",
+            BINARIES.join(", ")
+        ),
+    }
+}
+
+/// What to build, in order: each binary with its wrapper module in
+/// `xtask/go/`, its Go package and its linker flags.
+fn build_steps(version_flags: &str) -> [(&'static str, &'static str, &'static str, &str); 4] {
+    [
         ("etcd", "etcd", ".", ""),
         (
             "kube-apiserver",
             "kubernetes",
             "k8s.io/kubernetes/cmd/kube-apiserver",
-            &version_flags,
+            version_flags,
         ),
         (
             "kube-controller-manager",
             "kubernetes",
             "k8s.io/kubernetes/cmd/kube-controller-manager",
-            &version_flags,
+            version_flags,
         ),
-        ("kubectl", "kubernetes", "k8s.io/kubernetes/cmd/kubectl", &version_flags),
-    ];
-    for (index, (binary, module, package, ldflags)) in steps.into_iter().enumerate() {
-        eprintln!("[{}/{}] building {binary}…", index + 1, steps.len());
-        let started = Instant::now();
-        let mut go = Command::new("go");
-        if let Some((goos, goarch)) = platform {
-            go.env("GOOS", goos).env("GOARCH", goarch);
+        ("kubectl", "kubernetes", "k8s.io/kubernetes/cmd/kubectl", version_flags),
+    ]
+}
+
+/// Runs the `go build` of one binary to its end, its output on the
+/// terminal, saying once a minute that it is still at work and at the end
+/// how long it took.
+fn go_build(go: &mut Command, binary: &str, package: &str) -> Result<()> {
+    let started = Instant::now();
+    let mut child = go.stdin(Stdio::null()).spawn().context("cannot start `go build`")?;
+    let mut next_report = Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
         }
-        let mut child = go
-            .current_dir(modules.join(module))
-            .env("CGO_ENABLED", "0")
-            .args(["build", "-trimpath", "-buildvcs=false", "-ldflags", ldflags, "-o"])
-            .arg(staging.path().join(binary))
-            .arg(package)
-            .stdin(Stdio::null())
-            .spawn()
-            .context("cannot start `go build`")?;
-        let mut next_report = Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break status;
-            }
-            if started.elapsed() >= next_report {
-                eprintln!("      still building {binary} ({} s)", started.elapsed().as_secs());
-                next_report += Duration::from_secs(60);
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        if !status.success() {
-            bail!(
-                "`go build {package}` failed (its output is above); the Go module proxy must be reachable for the first build"
-            );
+        if started.elapsed() >= next_report {
+            eprintln!("      still building {binary} ({} s)", started.elapsed().as_secs());
+            next_report += Duration::from_secs(60);
         }
-        eprintln!("      built {binary} in {} s", started.elapsed().as_secs());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    if !status.success() {
+        bail!(
+            "`go build {package}` failed (its output is above); the Go module proxy must be reachable for the first build"
+        );
     }
-    let staging = staging.keep();
-    std::fs::rename(&staging, target).with_context(|| format!("cannot move the binaries into {}", target.display()))?;
+    eprintln!("      built {binary} in {} s", started.elapsed().as_secs());
     Ok(())
 }
 

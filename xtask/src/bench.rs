@@ -33,13 +33,22 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, Config};
 use tokio::sync::Notify;
 
+use crate::catalogue::{self, GROUP, VERSION, number_name, tuple_name};
 use crate::control_plane::ControlPlane;
 
 /// The user the benchmarked controller runs as; the audit policy records all of its requests.
 pub const BENCH_USER: &str = "math-controller-bench";
 
-const GROUP: &str = "math.workshop.example";
-const KINDS: [&str; 3] = ["Fermat", "Tuple", "Number"];
+/// The kinds, parents first.
+const KINDS: [&str; 3] = [catalogue::KINDS[2], catalogue::KINDS[1], catalogue::KINDS[0]];
+
+/// The number of every Fermat the benchmark creates; the change workload
+/// takes it one lower.
+const NUMBER: i64 = 100;
+
+/// The objects of one Fermat of [`NUMBER`] once settled: itself, its Tuples
+/// (one per pair) and their Numbers (two each).
+const OBJECTS_PER_FERMAT: usize = 1 + 3 * (NUMBER as usize / 2);
 
 /// How long a workload may take before the benchmark gives up on it.
 const GIVE_UP: Duration = Duration::from_secs(600);
@@ -157,14 +166,14 @@ fn settled(world: &World, fermats: &[String], n: i64) -> bool {
             && fermat.current()
             && fermat.status["twoSquaresFound"].as_bool() == Some(answer)
             && (1..=n / 2).all(|i| {
-                let tuple_name = format!("{name}-{i}-and-{}", n - i);
+                let tuple_name = tuple_name(name, i as u64, n as u64);
                 let tuple_ok = tuples
                     .get(&tuple_name)
                     .is_some_and(|tuple| tuple.current() && tuple.spec["numbers"] == serde_json::json!([i, n - i]));
                 tuple_ok
                     && [i, n - i].iter().enumerate().all(|(index, value)| {
                         numbers
-                            .get(&format!("{tuple_name}-{index}"))
+                            .get(&number_name(&tuple_name, index))
                             .is_some_and(|number| number.current() && number.spec["value"].as_i64() == Some(*value))
                     })
             })
@@ -217,13 +226,13 @@ impl Drop for Observer {
 }
 
 fn api(client: &Client, namespace: &str, kind: &str) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(GROUP, "v1beta1", kind));
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(GROUP, VERSION, kind));
     Api::namespaced_with(client.clone(), namespace, &resource)
 }
 
 fn fermat(name: &str, n: i64) -> serde_json::Value {
     serde_json::json!({
-        "apiVersion": format!("{GROUP}/v1beta1"), "kind": "Fermat",
+        "apiVersion": format!("{GROUP}/{VERSION}"), "kind": "Fermat",
         "metadata": {"name": name}, "spec": {"number": n},
     })
 }
@@ -279,8 +288,7 @@ impl Controller {
             .iter()
             .filter_map(|&index| fields.get(index).and_then(|v| v.parse::<f64>().ok()))
             .sum();
-        // SAFETY: sysconf has no memory effects.
-        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let per_second = crate::process::clock_ticks_per_second();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let peak_kib: f64 = status
             .lines()
@@ -293,7 +301,7 @@ impl Controller {
 
     /// Stops it as Ctrl-C does, so that it clears its Lease; kills it if it lingers.
     fn stop(mut self) {
-        crate::control_plane::signal(self.child.id(), libc::SIGINT);
+        crate::process::signal(self.child.id(), crate::process::SIGINT);
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -439,11 +447,7 @@ pub struct Measure {
 /// `concurrency` requests in flight, for `fermats` Fermats of n (created
 /// beforehand, not timed), in `namespace`.
 async fn floor(client: &Client, namespace: &str, fermats: usize, n: i64, concurrency: usize) -> Result<f64> {
-    let (fermat_api, tuple_api, number_api) = (
-        api(client, namespace, "Fermat"),
-        api(client, namespace, "Tuple"),
-        api(client, namespace, "Number"),
-    );
+    let fermat_api = api(client, namespace, "Fermat");
     let names: Vec<String> = (0..fermats)
         .map(|index| format!("floor-{concurrency}-{index}"))
         .collect();
@@ -451,36 +455,8 @@ async fn floor(client: &Client, namespace: &str, fermats: usize, n: i64, concurr
         let object: DynamicObject = serde_json::from_value(fermat(name, n))?;
         fermat_api.create(&PostParams::default(), &object).await?;
     }
-    let apply = PatchParams::apply("math-controller-floor").force();
-    let mut units: Vec<(Api<DynamicObject>, String, serde_json::Value, Option<serde_json::Value>)> = Vec::new();
-    for name in &names {
-        for i in 1..=n / 2 {
-            let tuple = format!("{name}-{i}-and-{}", n - i);
-            units.push((
-                tuple_api.clone(),
-                tuple.clone(),
-                serde_json::json!({"apiVersion": format!("{GROUP}/v1beta1"), "kind": "Tuple",
-                    "metadata": {"name": tuple}, "spec": {"numbers": [i, n - i]}}),
-                Some(serde_json::json!({"allSquares": is_square(i) && is_square(n - i), "observedGeneration": 1})),
-            ));
-            for (index, value) in [i, n - i].into_iter().enumerate() {
-                let number = format!("{tuple}-{index}");
-                units.push((
-                    number_api.clone(),
-                    number.clone(),
-                    serde_json::json!({"apiVersion": format!("{GROUP}/v1beta1"), "kind": "Number",
-                        "metadata": {"name": number}, "spec": {"value": value}}),
-                    Some(serde_json::json!({"fizzBuzz": value.to_string(), "isSquare": is_square(value), "observedGeneration": 1})),
-                ));
-            }
-        }
-        units.push((
-            fermat_api.clone(),
-            name.clone(),
-            serde_json::Value::Null,
-            Some(serde_json::json!({"twoSquaresFound": two_squares(n), "observedGeneration": 1})),
-        ));
-    }
+    let apply = PatchParams::apply(&format!("{}-floor", catalogue::PROJECT)).force();
+    let units = floor_units(client, namespace, &names, n);
     let started = Instant::now();
     let results: Vec<Result<()>> = futures::stream::iter(units)
         .map(|(api, name, object, status)| {
@@ -492,7 +468,7 @@ async fn floor(client: &Client, namespace: &str, fermats: usize, n: i64, concurr
                 }
                 if let Some(status) = status {
                     let kind = api.resource_url().rsplit('/').next().unwrap_or_default().to_string();
-                    let patch = serde_json::json!({"apiVersion": format!("{GROUP}/v1beta1"),
+                    let patch = serde_json::json!({"apiVersion": format!("{GROUP}/{VERSION}"),
                         "kind": kind_of(&kind), "status": status});
                     api.patch_status(&name, &apply, &Patch::Apply(&patch)).await?;
                 }
@@ -506,6 +482,49 @@ async fn floor(client: &Client, namespace: &str, fermats: usize, n: i64, concurr
         result?;
     }
     Ok(started.elapsed().as_secs_f64())
+}
+
+/// One request of the floor, or two: an object to create (none for a
+/// Fermat, created beforehand) and the status to write.
+type FloorUnit = (Api<DynamicObject>, String, serde_json::Value, Option<serde_json::Value>);
+
+/// The writes a correct controller makes for the Fermats `names` of `n`.
+fn floor_units(client: &Client, namespace: &str, names: &[String], n: i64) -> Vec<FloorUnit> {
+    let (fermat_api, tuple_api, number_api) = (
+        api(client, namespace, "Fermat"),
+        api(client, namespace, "Tuple"),
+        api(client, namespace, "Number"),
+    );
+    let mut units: Vec<FloorUnit> = Vec::new();
+    for name in names {
+        for i in 1..=n / 2 {
+            let tuple = tuple_name(name, i as u64, n as u64);
+            units.push((
+                tuple_api.clone(),
+                tuple.clone(),
+                serde_json::json!({"apiVersion": format!("{GROUP}/{VERSION}"), "kind": "Tuple",
+                    "metadata": {"name": tuple}, "spec": {"numbers": [i, n - i]}}),
+                Some(serde_json::json!({"allSquares": is_square(i) && is_square(n - i), "observedGeneration": 1})),
+            ));
+            for (index, value) in [i, n - i].into_iter().enumerate() {
+                let number = number_name(&tuple, index);
+                units.push((
+                    number_api.clone(),
+                    number.clone(),
+                    serde_json::json!({"apiVersion": format!("{GROUP}/{VERSION}"), "kind": "Number",
+                        "metadata": {"name": number}, "spec": {"value": value}}),
+                    Some(serde_json::json!({"fizzBuzz": value.to_string(), "isSquare": is_square(value), "observedGeneration": 1})),
+                ));
+            }
+        }
+        units.push((
+            fermat_api.clone(),
+            name.clone(),
+            serde_json::Value::Null,
+            Some(serde_json::json!({"twoSquaresFound": two_squares(n), "observedGeneration": 1})),
+        ));
+    }
+    units
 }
 
 fn kind_of(resource: &str) -> &'static str {
@@ -545,101 +564,152 @@ pub async fn run(plane: &ControlPlane, plan: &Plan) -> Result<Results> {
         )
         .await?,
     )?;
-    let controller_kubeconfig = plane.kubeconfig_for(BENCH_USER, &["system:masters"])?;
-    let namespace = "default";
-    let observer = Observer::start(&admin, namespace);
-    let fermats_api = api(&admin, namespace, "Fermat");
+    let bench = Bench {
+        plane,
+        controller_kubeconfig: plane.kubeconfig_for(BENCH_USER, &["system:masters"])?,
+        observer: Observer::start(&admin, NAMESPACE),
+        fermats: api(&admin, NAMESPACE, "Fermat"),
+        admin,
+    };
     let mut measures = Vec::new();
-
     for (build, program) in &plan.builds {
+        // Restart and idle once per size, with the last build only (the
+        // requests do not depend on the build).
+        let last_build = plan.builds.last().map(|(name, _)| name) == Some(build);
         for &size in &plan.sizes {
             for repetition in 0..plan.repetitions {
-                let names: Vec<String> = (0..size).map(|index| format!("b{index}")).collect();
-                let log = plane.dir.join("logs").join(format!("bench-{build}.log"));
-                let controller = Controller::start(program, &controller_kubeconfig, &log, Some("warn"))?;
-                // The controller leads and has listed everything before the clock starts.
-                tokio::time::sleep(Duration::from_secs(2)).await;
-
-                // Settle.
-                let window = Window::open(&plane.audit_log, Some(&controller));
-                for name in &names {
-                    let object: DynamicObject = serde_json::from_value(fermat(name, 100))?;
-                    fermats_api.create(&PostParams::default(), &object).await?;
-                }
-                observer
-                    .wait_for("the Fermats to settle", |world| settled(world, &names, 100))
-                    .await?;
-                let measure = window.close(&plane.audit_log, &controller, (build, "settle", size))?;
-                eprintln!(
-                    "  {build} settle {size} × 100 (run {}): {:.1} s",
-                    repetition + 1,
-                    measure.seconds
-                );
-                measures.push(Measure {
-                    minimum_writes: minimum_writes(size, None, 100),
-                    ..measure
-                });
-
-                // Change n on all of them.
-                let window = Window::open(&plane.audit_log, Some(&controller));
-                for name in &names {
-                    let patch = serde_json::json!({"spec": {"number": 99}});
-                    fermats_api
-                        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-                        .await?;
-                }
-                observer
-                    .wait_for("the changed Fermats to settle", |world| settled(world, &names, 99))
-                    .await?;
-                let measure = window.close(&plane.audit_log, &controller, (build, "change", size))?;
-                eprintln!(
-                    "  {build} change {size} × 100 → 99 (run {}): {:.1} s",
-                    repetition + 1,
-                    measure.seconds
-                );
-                measures.push(Measure {
-                    minimum_writes: minimum_writes(size, Some(100), 99),
-                    ..measure
-                });
-
-                // Restart and idle, once per size, with the last build only
-                // (the requests do not depend on the build).
-                let last_build = plan.builds.last().map(|(name, _)| name) == Some(build);
-                let controller = if repetition == 0 && last_build {
-                    controller.stop();
-                    let window = Window::open(&plane.audit_log, None);
-                    let controller = Controller::start(program, &controller_kubeconfig, &log, Some("warn"))?;
-                    tokio::time::sleep(Duration::from_secs(30)).await;
-                    measures.push(window.close(&plane.audit_log, &controller, (build, "restart", size))?);
-                    let window = Window::open(&plane.audit_log, Some(&controller));
-                    tokio::time::sleep(plan.idle).await;
-                    measures.push(window.close(&plane.audit_log, &controller, (build, "idle", size))?);
-                    controller
-                } else {
-                    controller
-                };
-                controller.stop();
-
-                // Clean up for the next run (not measured): one request per
-                // kind, instead of thousands from the garbage collector.
-                for kind in KINDS {
-                    api(&admin, namespace, kind)
-                        .delete_collection(&Default::default(), &ListParams::default())
-                        .await?;
-                }
-                observer
-                    .wait_for("the namespace to be empty", |world| {
-                        KINDS
-                            .iter()
-                            .all(|kind| world.objects.get(kind).is_none_or(HashMap::is_empty))
-                    })
-                    .await?;
+                let with_restart = (repetition == 0 && last_build).then_some(plan.idle);
+                measures.extend(bench.one_run(build, program, size, repetition, with_restart).await?);
             }
         }
     }
+    let Bench { admin, observer, .. } = bench;
     drop(observer);
+    let floors = floors(&admin, plan).await?;
+    Ok(Results { measures, floors })
+}
 
-    // The floor, per size: the best of the concurrencies tried.
+/// The namespace the controller works in during the benchmark.
+const NAMESPACE: &str = "default";
+
+/// What every run of the benchmark uses.
+struct Bench<'a> {
+    plane: &'a ControlPlane,
+    admin: Client,
+    controller_kubeconfig: PathBuf,
+    observer: Observer,
+    fermats: Api<DynamicObject>,
+}
+
+impl Bench<'_> {
+    /// One run of one build: settle `size` Fermats, change them, then (with
+    /// `idle`) restart the controller and leave it idle that long; the
+    /// namespace is emptied afterwards.
+    async fn one_run(
+        &self,
+        build: &str,
+        program: &Path,
+        size: usize,
+        repetition: usize,
+        idle: Option<Duration>,
+    ) -> Result<Vec<Measure>> {
+        let names: Vec<String> = (0..size).map(|index| format!("b{index}")).collect();
+        let log = self.plane.dir.join("logs").join(format!("bench-{build}.log"));
+        let mut controller = Controller::start(program, &self.controller_kubeconfig, &log, Some("warn"))?;
+        // The controller leads and has listed everything before the clock starts.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let run = repetition + 1;
+        let mut measures = vec![self.settle(&controller, build, &names, run).await?];
+        measures.push(self.change(&controller, build, &names, run).await?);
+        if let Some(idle) = idle {
+            controller.stop();
+            let window = Window::open(&self.plane.audit_log, None);
+            controller = Controller::start(program, &self.controller_kubeconfig, &log, Some("warn"))?;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            let audit_log = &self.plane.audit_log;
+            measures.push(window.close(audit_log, &controller, (build, "restart", size))?);
+            let window = Window::open(audit_log, Some(&controller));
+            tokio::time::sleep(idle).await;
+            measures.push(window.close(audit_log, &controller, (build, "idle", size))?);
+        }
+        controller.stop();
+        self.empty_namespace().await?;
+        Ok(measures)
+    }
+
+    /// The settle workload: the Fermats `names` of [`NUMBER`] created at
+    /// once, measured until every Tuple and Number is in place.
+    async fn settle(&self, controller: &Controller, build: &str, names: &[String], run: usize) -> Result<Measure> {
+        let size = names.len();
+        let window = Window::open(&self.plane.audit_log, Some(controller));
+        for name in names {
+            let object: DynamicObject = serde_json::from_value(fermat(name, NUMBER))?;
+            self.fermats.create(&PostParams::default(), &object).await?;
+        }
+        self.observer
+            .wait_for("the Fermats to settle", |world| settled(world, names, NUMBER))
+            .await?;
+        let measure = window.close(&self.plane.audit_log, controller, (build, "settle", size))?;
+        eprintln!(
+            "  {build} settle {size} × {NUMBER} (run {run}): {:.1} s",
+            measure.seconds
+        );
+        Ok(Measure {
+            minimum_writes: minimum_writes(size, None, NUMBER),
+            ..measure
+        })
+    }
+
+    /// The change workload: every Fermat's number taken one lower, measured
+    /// until the new subtrees have settled and the old Tuples are gone.
+    async fn change(&self, controller: &Controller, build: &str, names: &[String], run: usize) -> Result<Measure> {
+        let size = names.len();
+        let window = Window::open(&self.plane.audit_log, Some(controller));
+        for name in names {
+            let patch = serde_json::json!({"spec": {"number": NUMBER - 1}});
+            self.fermats
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+        self.observer
+            .wait_for("the changed Fermats to settle", |world| {
+                settled(world, names, NUMBER - 1)
+            })
+            .await?;
+        let measure = window.close(&self.plane.audit_log, controller, (build, "change", size))?;
+        eprintln!(
+            "  {build} change {size} × {NUMBER} → {} (run {run}): {:.1} s",
+            NUMBER - 1,
+            measure.seconds
+        );
+        Ok(Measure {
+            minimum_writes: minimum_writes(size, Some(NUMBER), NUMBER - 1),
+            ..measure
+        })
+    }
+
+    /// Deletes everything for the next run (not measured): one request per
+    /// kind, instead of thousands from the garbage collector.
+    async fn empty_namespace(&self) -> Result<()> {
+        for kind in KINDS {
+            api(&self.admin, NAMESPACE, kind)
+                .delete_collection(&Default::default(), &ListParams::default())
+                .await?;
+        }
+        self.observer
+            .wait_for("the namespace to be empty", |world| {
+                KINDS
+                    .iter()
+                    .all(|kind| world.objects.get(kind).is_none_or(HashMap::is_empty))
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// The floor, per size: the best of the concurrencies tried, as
+/// (Fermats, seconds, concurrency).
+async fn floors(admin: &Client, plan: &Plan) -> Result<Vec<(usize, f64, usize)>> {
     let mut floors = Vec::new();
     let floor_namespace = "floor";
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
@@ -649,13 +719,13 @@ pub async fn run(plane: &ControlPlane, plan: &Plan) -> Result<Results> {
     for &size in &plan.sizes {
         let mut best: Option<(f64, usize)> = None;
         for &concurrency in &plan.floor_concurrency {
-            let seconds = floor(&admin, floor_namespace, size, 100, concurrency).await?;
-            eprintln!("  floor {size} × 100 at concurrency {concurrency}: {seconds:.1} s");
+            let seconds = floor(admin, floor_namespace, size, NUMBER, concurrency).await?;
+            eprintln!("  floor {size} × {NUMBER} at concurrency {concurrency}: {seconds:.1} s");
             if best.is_none_or(|(best, _)| seconds < best) {
                 best = Some((seconds, concurrency));
             }
             for kind in KINDS {
-                api(&admin, floor_namespace, kind)
+                api(admin, floor_namespace, kind)
                     .delete_collection(&Default::default(), &ListParams::default())
                     .await?;
             }
@@ -664,7 +734,7 @@ pub async fn run(plane: &ControlPlane, plan: &Plan) -> Result<Results> {
             floors.push((size, seconds, concurrency));
         }
     }
-    Ok(Results { measures, floors })
+    Ok(floors)
 }
 
 /// Minimum, median and maximum.
@@ -698,32 +768,49 @@ pub fn report(results: &Results, machine: &str, command: &str) -> String {
     keys.sort_by_key(|(build, workload, size)| (build.clone(), *size, order(workload)));
     keys.dedup();
     for (build, workload, size) in keys {
-        let runs: Vec<&Measure> = results
-            .measures
-            .iter()
-            .filter(|m| m.build == build && m.workload == workload && m.fermats == size)
-            .collect();
-        let (min, median, max) = spread(runs.iter().map(|m| m.seconds).collect());
-        let floor = results.floors.iter().find(|(s, _, _)| *s == size).map(|(_, f, _)| *f);
-        let (floor_cell, ratio) = match (workload.as_str(), floor) {
-            ("settle", Some(floor)) => (format!("{floor:.2}"), format!("{:.1}×", median / floor)),
-            _ => ("".into(), "".into()),
-        };
-        let writes = runs.iter().map(|m| m.writes).max().unwrap_or(0);
-        let events = runs.iter().map(|m| m.events).max().unwrap_or(0);
-        let minimum = runs.first().map_or(0, |m| m.minimum_writes);
-        let cpu = spread(runs.iter().map(|m| m.cpu_seconds).collect()).1;
-        let peak = runs.iter().map(|m| m.peak_mib).fold(0.0, f64::max);
-        let seconds = match workload.as_str() {
-            "restart" | "idle" => format!("{median:.0} (window)"),
-            _ => format!("{min:.2} / {median:.2} / {max:.2}"),
-        };
+        let _ = writeln!(out, "{}", figures_row(results, &build, &workload, size));
+    }
+    requests_table(&mut out, results);
+    let _ = writeln!(out, "\nFloor: the best of the concurrencies tried, per size:\n");
+    for (size, seconds, concurrency) in &results.floors {
         let _ = writeln!(
             out,
-            "| {build} | {workload} | {size} ({}) | {seconds} | {floor_cell} | {ratio} | {writes} ({minimum}) | {events} | {cpu:.2} | {peak:.0} |",
-            size * 151
+            "- {size} × {NUMBER}: {seconds:.2} s at {concurrency} requests in flight"
         );
     }
+    out
+}
+
+/// One row of the figures: the runs of one build, workload and size.
+fn figures_row(results: &Results, build: &str, workload: &str, size: usize) -> String {
+    let runs: Vec<&Measure> = results
+        .measures
+        .iter()
+        .filter(|m| m.build == build && m.workload == workload && m.fermats == size)
+        .collect();
+    let (min, median, max) = spread(runs.iter().map(|m| m.seconds).collect());
+    let floor = results.floors.iter().find(|(s, _, _)| *s == size).map(|(_, f, _)| *f);
+    let (floor_cell, ratio) = match (workload, floor) {
+        ("settle", Some(floor)) => (format!("{floor:.2}"), format!("{:.1}×", median / floor)),
+        _ => ("".into(), "".into()),
+    };
+    let writes = runs.iter().map(|m| m.writes).max().unwrap_or(0);
+    let events = runs.iter().map(|m| m.events).max().unwrap_or(0);
+    let minimum = runs.first().map_or(0, |m| m.minimum_writes);
+    let cpu = spread(runs.iter().map(|m| m.cpu_seconds).collect()).1;
+    let peak = runs.iter().map(|m| m.peak_mib).fold(0.0, f64::max);
+    let seconds = match workload {
+        "restart" | "idle" => format!("{median:.0} (window)"),
+        _ => format!("{min:.2} / {median:.2} / {max:.2}"),
+    };
+    format!(
+        "| {build} | {workload} | {size} ({}) | {seconds} | {floor_cell} | {ratio} | {writes} ({minimum}) | {events} | {cpu:.2} | {peak:.0} |",
+        size * OBJECTS_PER_FERMAT
+    )
+}
+
+/// The requests of the first run of each build, workload and size, by verb and resource.
+fn requests_table(out: &mut String, results: &Results) {
     let _ = writeln!(out, "\nRequests by verb and resource, in the first run of each:\n");
     let _ = writeln!(out, "| build | workload | Fermats | requests |\n|---|---|---|---|");
     let mut seen = std::collections::BTreeSet::new();
@@ -744,14 +831,6 @@ pub fn report(results: &Results, machine: &str, command: &str) -> String {
             );
         }
     }
-    let _ = writeln!(out, "\nFloor: the best of the concurrencies tried, per size:\n");
-    for (size, seconds, concurrency) in &results.floors {
-        let _ = writeln!(
-            out,
-            "- {size} × 100: {seconds:.2} s at {concurrency} requests in flight"
-        );
-    }
-    out
 }
 
 /// The figures as JSON.
@@ -770,14 +849,35 @@ pub fn to_json(results: &Results) -> serde_json::Value {
 
 /// An SVG plot of the median settle time per size for each build, and the floor.
 pub fn plot(results: &Results) -> String {
-    let (width, height, margin) = (640.0, 400.0, 60.0);
-    let sizes: Vec<usize> = {
-        let mut sizes: Vec<usize> = results.floors.iter().map(|(s, _, _)| *s).collect();
-        sizes.sort();
-        sizes
+    let mut sizes: Vec<usize> = results.floors.iter().map(|(s, _, _)| *s).collect();
+    sizes.sort();
+    let series = settle_series(results, &sizes);
+    let max_y = series
+        .iter()
+        .flat_map(|(_, points)| points.iter().map(|(_, y)| *y))
+        .fold(1.0, f64::max)
+        * 1.1;
+    let canvas = Canvas {
+        width: 640.0,
+        height: 400.0,
+        margin: 60.0,
+        max_x: sizes.iter().map(|s| objects(*s)).fold(1.0, f64::max),
+        max_y,
     };
-    let objects = |size: usize| (size * 151) as f64;
-    let max_x = sizes.iter().map(|s| objects(*s)).fold(1.0, f64::max);
+    let mut svg = canvas.frame();
+    canvas.ticks(&mut svg, &sizes);
+    canvas.lines(&mut svg, &series);
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// The objects of `size` settled Fermats, as a plot's x.
+fn objects(size: usize) -> f64 {
+    (size * OBJECTS_PER_FERMAT) as f64
+}
+
+/// The plot's lines: the median settle time of each build per size, and the floor.
+fn settle_series(results: &Results, sizes: &[usize]) -> Vec<(String, Vec<(f64, f64)>)> {
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     let mut builds: Vec<String> = results.measures.iter().map(|m| m.build.clone()).collect();
     builds.sort();
@@ -797,92 +897,111 @@ pub fn plot(results: &Results) -> String {
             .collect();
         series.push((format!("controller ({build})"), points));
     }
-    series.push((
-        "floor (plain client)".into(),
-        sizes
-            .iter()
-            .map(|&size| {
-                let floor = results
-                    .floors
-                    .iter()
-                    .find(|(s, _, _)| *s == size)
-                    .map_or(0.0, |(_, f, _)| *f);
-                (objects(size), floor)
-            })
-            .collect(),
-    ));
-    let max_y = series
-        .iter()
-        .flat_map(|(_, points)| points.iter().map(|(_, y)| *y))
-        .fold(1.0, f64::max)
-        * 1.1;
-    let x = |value: f64| margin + value / max_x * (width - 2.0 * margin);
-    let y = |value: f64| height - margin - value / max_y * (height - 2.0 * margin);
-    let colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"13\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">Time to settle K Fermats of 100, against the floor</text>\n\
-         <line x1=\"{margin}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n\
-         <line x1=\"{margin}\" y1=\"{margin}\" x2=\"{margin}\" y2=\"{}\" stroke=\"black\"/>\n\
-         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">objects (K × 151)</text>\n\
-         <text x=\"16\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {})\">seconds</text>\n",
-        width / 2.0,
-        height - margin,
-        width - margin,
-        height - margin,
-        height - margin,
-        width / 2.0,
-        height - 15.0,
-        height / 2.0,
-        height / 2.0
-    );
-    for &size in &sizes {
-        let _ = writeln!(
-            svg,
-            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-            x(objects(size)),
-            height - margin + 18.0,
-            size * 151
-        );
+    let floor_of = |size: usize| {
+        (results.floors.iter())
+            .find(|(s, _, _)| *s == size)
+            .map_or(0.0, |(_, f, _)| *f)
+    };
+    let floor = sizes.iter().map(|&size| (objects(size), floor_of(size))).collect();
+    series.push(("floor (plain client)".into(), floor));
+    series
+}
+
+/// The plot's area, in SVG units, and the largest values its axes show.
+struct Canvas {
+    width: f64,
+    height: f64,
+    margin: f64,
+    max_x: f64,
+    max_y: f64,
+}
+
+impl Canvas {
+    fn x(&self, value: f64) -> f64 {
+        self.margin + value / self.max_x * (self.width - 2.0 * self.margin)
     }
-    for step in 0..=4 {
-        let value = max_y * step as f64 / 4.0;
-        let _ = writeln!(
-            svg,
-            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{value:.0}</text>",
-            margin - 6.0,
-            y(value) + 4.0
-        );
+
+    fn y(&self, value: f64) -> f64 {
+        self.height - self.margin - value / self.max_y * (self.height - 2.0 * self.margin)
     }
-    for (index, (name, points)) in series.iter().enumerate() {
-        let colour = colours[index % colours.len()];
-        let path: Vec<String> = points
-            .iter()
-            .map(|(px, py)| format!("{:.1},{:.1}", x(*px), y(*py)))
-            .collect();
-        let _ = writeln!(
-            svg,
-            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>",
-            path.join(" ")
-        );
-        for (px, py) in points {
+
+    /// The SVG's start: background, title, axes and their names.
+    fn frame(&self) -> String {
+        let Canvas {
+            width, height, margin, ..
+        } = *self;
+        format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"13\">\n\
+             <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+             <text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">Time to settle K Fermats of {NUMBER}, against the floor</text>\n\
+             <line x1=\"{margin}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n\
+             <line x1=\"{margin}\" y1=\"{margin}\" x2=\"{margin}\" y2=\"{}\" stroke=\"black\"/>\n\
+             <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">objects (K × {OBJECTS_PER_FERMAT})</text>\n\
+             <text x=\"16\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {})\">seconds</text>\n",
+            width / 2.0,
+            height - margin,
+            width - margin,
+            height - margin,
+            height - margin,
+            width / 2.0,
+            height - 15.0,
+            height / 2.0,
+            height / 2.0
+        )
+    }
+
+    /// The values along the axes: objects per size, five steps of seconds.
+    fn ticks(&self, svg: &mut String, sizes: &[usize]) {
+        for &size in sizes {
             let _ = writeln!(
                 svg,
-                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{colour}\"/>",
-                x(*px),
-                y(*py)
+                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+                self.x(objects(size)),
+                self.height - self.margin + 18.0,
+                size * OBJECTS_PER_FERMAT
             );
         }
-        let _ = writeln!(
-            svg,
-            "<text x=\"{}\" y=\"{}\" fill=\"{colour}\">{name}</text>",
-            margin + 10.0,
-            margin + 16.0 * index as f64
-        );
+        for step in 0..=4 {
+            let value = self.max_y * step as f64 / 4.0;
+            let _ = writeln!(
+                svg,
+                "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{value:.0}</text>",
+                self.margin - 6.0,
+                self.y(value) + 4.0
+            );
+        }
     }
-    svg.push_str("</svg>\n");
-    svg
+
+    /// One coloured line with dots per series, and its name.
+    fn lines(&self, svg: &mut String, series: &[(String, Vec<(f64, f64)>)]) {
+        let colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+        for (index, (name, points)) in series.iter().enumerate() {
+            let colour = colours[index % colours.len()];
+            let path: Vec<String> = points
+                .iter()
+                .map(|(px, py)| format!("{:.1},{:.1}", self.x(*px), self.y(*py)))
+                .collect();
+            let _ = writeln!(
+                svg,
+                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>",
+                path.join(" ")
+            );
+            for (px, py) in points {
+                let _ = writeln!(
+                    svg,
+                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{colour}\"/>",
+                    self.x(*px),
+                    self.y(*py)
+                );
+            }
+            let _ = writeln!(
+                svg,
+                "<text x=\"{}\" y=\"{}\" fill=\"{colour}\">{name}</text>",
+                self.margin + 10.0,
+                self.margin + 16.0 * index as f64
+            );
+        }
+    }
 }
 
 #[cfg(test)]

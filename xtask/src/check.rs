@@ -10,28 +10,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
+use crate::catalogue::GUIDES;
 use crate::lang::{self, Language};
-
-/// The stages, as `cargo run --example` names them.
-pub const STAGES: [&str; 4] = ["step01_crd", "step02_status", "step03_tuple", "step04_fermat"];
-
-/// The guide of each stage, as the `todo!` messages link to it.
-pub const GUIDES: [&str; 4] = [
-    "steps/en/01-crd.md",
-    "steps/en/02-status.md",
-    "steps/en/03-tuple.md",
-    "steps/en/04-fermat.md",
-];
-
-/// The stage that `name` means: `step02`, `step02_status`, `2` or `02`.
-pub fn stage_named(name: &str) -> Option<&'static str> {
-    let number = name.trim_start_matches("step").split('_').next().unwrap_or_default();
-    let number: usize = number.parse().ok()?;
-    STAGES
-        .get(number.checked_sub(1)?)
-        .copied()
-        .filter(|stage| name.len() <= 2 || stage.starts_with(name) || name.starts_with(&stage[..6]))
-}
 
 /// One check and how it went.
 #[derive(Clone, Debug, PartialEq)]
@@ -326,16 +306,7 @@ pub fn newest_change(dir: &Path) -> Option<std::time::SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_stage_can_be_named_in_several_ways() {
-        for name in ["step02", "step02_status", "2", "02"] {
-            assert_eq!(stage_named(name), Some("step02_status"), "{name}");
-        }
-        assert_eq!(stage_named("step05"), None);
-        assert_eq!(stage_named("0"), None);
-        assert_eq!(stage_named("status"), None);
-    }
+    use crate::catalogue::stage_named;
 
     #[test]
     fn unit_test_results_and_their_panic_messages_are_read() {

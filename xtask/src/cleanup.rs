@@ -32,7 +32,7 @@ pub fn forget_folder(path: &PathBuf) {
 pub fn remove_everything() {
     for pid in std::mem::take(&mut *lock(&PROCESSES)) {
         // A pid that has already exited is harmless; 0 or one out of range is never sent.
-        crate::control_plane::signal(pid, libc::SIGKILL);
+        crate::process::signal(pid, crate::process::SIGKILL);
     }
     for folder in std::mem::take(&mut *lock(&FOLDERS)) {
         let _ = std::fs::remove_dir_all(folder);

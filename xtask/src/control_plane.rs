@@ -24,6 +24,7 @@ use base64::engine::general_purpose::STANDARD;
 use crate::assets::Assets;
 use crate::cleanup;
 use crate::pki::{ClientIdentity, Pki, write_private};
+use crate::process;
 
 /// How the processes relate to the program that starts them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,7 +100,7 @@ impl ControlPlane {
         let audit_log = dir.join("logs").join("audit.log");
         write_private(
             &kubeconfig,
-            &kubeconfig_yaml(&server, &pki.ca_pem, &pki.client("admin", &["system:masters"])?),
+            &kubeconfig_yaml(&server, &pki.ca_pem, &pki.client("admin", &["system:masters"])?)?,
         )?;
 
         let mut plane = ControlPlane {
@@ -114,31 +115,44 @@ impl ControlPlane {
             released: false,
         };
         let etcd_client = format!("http://127.0.0.1:{etcd_client_port}");
-        let etcd_peer = format!("http://127.0.0.1:{etcd_peer_port}");
-        let etcd_data = plane.dir.join("etcd");
-        plane.spawn(
-            "etcd",
-            Command::new(assets.etcd())
-                .arg("--name=local")
-                .arg(format!("--data-dir={}", etcd_data.display()))
-                .arg(format!("--listen-client-urls={etcd_client}"))
-                .arg(format!("--advertise-client-urls={etcd_client}"))
-                .arg(format!("--listen-peer-urls={etcd_peer}"))
-                .arg(format!("--initial-advertise-peer-urls={etcd_peer}"))
-                .arg(format!("--initial-cluster=local={etcd_peer}"))
-                // Tests and workshops keep nothing: skip the disk flushes.
-                .arg("--unsafe-no-fsync"),
-        )?;
+        let mut etcd = plane.etcd_command(&etcd_client, etcd_peer_port);
+        plane.spawn("etcd", &mut etcd)?;
         let audit_policy = plane.dir.join("audit-policy.yaml");
         fs::write(&audit_policy, AUDIT_POLICY)?;
-        let pki = &plane.pki;
-        let mut apiserver = Command::new(assets.kube_apiserver());
+        let mut apiserver = plane.apiserver_command(&etcd_client, api_port, &audit_policy);
+        plane.spawn("kube-apiserver", &mut apiserver)?;
+        Ok(plane)
+    }
+
+    /// The command that starts etcd, serving clients at `client` and its
+    /// peers on port `peer_port`, with its data in `etcd/`.
+    fn etcd_command(&self, client: &str, peer_port: u16) -> Command {
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        let data = self.dir.join("etcd");
+        let mut etcd = Command::new(self.assets.etcd());
+        etcd.arg("--name=local")
+            .arg(format!("--data-dir={}", data.display()))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=local={peer}"))
+            // Tests and workshops keep nothing: skip the disk flushes.
+            .arg("--unsafe-no-fsync");
+        etcd
+    }
+
+    /// The command that starts kube-apiserver on `port`, in front of the
+    /// etcd at `etcd_client`, with TLS, RBAC and the audit log.
+    fn apiserver_command(&self, etcd_client: &str, port: u16, audit_policy: &Path) -> Command {
+        let pki = &self.pki;
+        let mut apiserver = Command::new(self.assets.kube_apiserver());
         apiserver
             .arg(format!("--etcd-servers={etcd_client}"))
             .arg("--bind-address=127.0.0.1")
             .arg("--advertise-address=127.0.0.1")
-            .arg(format!("--secure-port={api_port}"))
-            .arg(format!("--cert-dir={}", plane.dir.join("certs").display()))
+            .arg(format!("--secure-port={port}"))
+            .arg(format!("--cert-dir={}", self.dir.join("certs").display()))
             .arg(format!("--tls-cert-file={}", pki.serving_cert.display()))
             .arg(format!("--tls-private-key-file={}", pki.serving_key.display()))
             .arg(format!("--client-ca-file={}", pki.ca_cert.display()))
@@ -158,9 +172,8 @@ impl ControlPlane {
             // No nodes and no Services here: nothing needs the `kubernetes` Service's endpoints.
             .arg("--endpoint-reconciler-type=none")
             .arg(format!("--audit-policy-file={}", audit_policy.display()))
-            .arg(format!("--audit-log-path={}", plane.audit_log.display()));
-        plane.spawn("kube-apiserver", &mut apiserver)?;
-        Ok(plane)
+            .arg(format!("--audit-log-path={}", self.audit_log.display()));
+        apiserver
     }
 
     /// A kubectl command that talks to this control plane as admin.
@@ -191,7 +204,10 @@ impl ControlPlane {
     pub fn start_controller_manager_at(&mut self, qps: u32) -> Result<()> {
         let kubeconfig = self.dir.join("controller-manager.kubeconfig");
         let identity = self.pki.client("system:kube-controller-manager", &["system:masters"])?;
-        write_private(&kubeconfig, &kubeconfig_yaml(&self.server, &self.pki.ca_pem, &identity))?;
+        write_private(
+            &kubeconfig,
+            &kubeconfig_yaml(&self.server, &self.pki.ca_pem, &identity)?,
+        )?;
         self.spawn(
             "kube-controller-manager",
             Command::new(self.assets.kube_controller_manager())
@@ -217,7 +233,7 @@ impl ControlPlane {
     pub fn kubeconfig_for(&self, user: &str, groups: &[&str]) -> Result<PathBuf> {
         let path = self.dir.join(format!("{user}.kubeconfig"));
         let identity = self.pki.client(user, groups)?;
-        write_private(&path, &kubeconfig_yaml(&self.server, &self.pki.ca_pem, &identity))?;
+        write_private(&path, &kubeconfig_yaml(&self.server, &self.pki.ca_pem, &identity)?)?;
         Ok(path)
     }
 
@@ -426,140 +442,14 @@ pub fn install_crds(kubectl: &Path, kubeconfig: Option<&Path>, yaml: &str) -> Re
     Ok(())
 }
 
-/// Sends SIGTERM to `pids` (last started first), and SIGKILL to any still
-/// running ten seconds later.
-pub fn stop_processes(pids: &[u32]) {
-    for &pid in pids.iter().rev() {
-        signal(pid, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while pids.iter().any(|&pid| is_running(pid)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    for &pid in pids {
-        if is_running(pid) {
-            signal(pid, libc::SIGKILL);
-        }
-    }
-}
-
-/// Kills `pids` at once (SIGKILL) and waits until they are gone: for a
-/// plane whose files are removed next, there is nothing to shut down cleanly,
-/// and kube-apiserver takes 10 s to end on SIGTERM.
-pub fn kill_processes(pids: &[u32]) {
-    for &pid in pids {
-        signal(pid, libc::SIGKILL);
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while pids.iter().any(|&pid| is_running(pid)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Sends `signal` to process `pid`; never to a group or to every process,
-/// which a pid of 0 or one that does not fit a pid_t would mean.
-pub fn signal(pid: u32, signal: libc::c_int) {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return;
-    };
-    if pid > 0 {
-        // SAFETY: kill(2) has no memory effects.
-        unsafe { libc::kill(pid, signal) };
-    }
-}
-
-/// Whether a process with this id exists and has not been reaped, as a
-/// zombie would (a zombie is an exited child not yet waited for).
-pub fn is_running(pid: u32) -> bool {
-    let Ok(pid_t) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: signal 0 only checks that the process exists.
-    let exists = pid_t > 0 && unsafe { libc::kill(pid_t, 0) } == 0;
-    exists && !is_zombie(pid)
-}
-
-#[cfg(target_os = "linux")]
-fn is_zombie(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-    })
-}
-
-#[cfg(not(target_os = "linux"))]
-fn is_zombie(pid: u32) -> bool {
-    is_zombie_by_ps(pid)
-}
-
-/// Without `/proc`, `ps` says the state (BSD and macOS `ps` take the same flags).
-#[cfg_attr(target_os = "linux", allow(dead_code))]
-fn is_zombie_by_ps(pid: u32) -> bool {
-    Command::new("ps")
-        .args(["-o", "stat=", "-p", &pid.to_string()])
-        .output()
-        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim_start().starts_with('Z'))
-}
-
-/// Kills `child` once `parent` has ended, for systems without Linux's
-/// `PR_SET_PDEATHSIG`: a small shell loop in a session of its own checks both
-/// once a second, and ends by itself when the child ends first. Returns the
-/// watchdog's process id.
-pub fn kill_when_parent_ends(parent: u32, child: u32) -> Result<u32> {
-    use std::os::unix::process::CommandExt;
-    let script = r#"while kill -0 "$0" 2>/dev/null && kill -0 "$1" 2>/dev/null; do sleep 1; done
-kill -0 "$0" 2>/dev/null || kill -9 "$1" 2>/dev/null; exit 0"#;
-    let mut command = Command::new("/bin/sh");
-    command
-        .args(["-c", script, &parent.to_string(), &child.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: setsid is async-signal-safe.
-    unsafe {
-        command.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let watchdog = command.spawn().context("cannot start the watchdog shell (/bin/sh)")?;
-    // Dropping a `Child` neither kills nor waits for it; its parent may be
-    // gone by the time it ends.
-    Ok(watchdog.id())
-}
-
-#[cfg(target_os = "linux")]
 fn configure_lifetime(command: &mut Command, lifetime: Lifetime) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closures only make async-signal-safe system calls.
-    unsafe {
-        match lifetime {
-            // Ask the kernel to kill the process when the thread that started
-            // it ends, so that even a killed test run leaves no process behind.
-            Lifetime::Attached => command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            }),
-            // A session of its own: the terminal's Ctrl-C does not reach it.
-            Lifetime::Detached => command.pre_exec(|| {
-                libc::setsid();
-                Ok(())
-            }),
-        };
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn configure_lifetime(command: &mut Command, lifetime: Lifetime) {
-    use std::os::unix::process::CommandExt;
-    if lifetime == Lifetime::Detached {
-        // SAFETY: setsid is async-signal-safe.
-        unsafe {
-            command.pre_exec(|| {
-                libc::setsid();
-                Ok(())
-            });
-        }
+    match lifetime {
+        #[cfg(target_os = "linux")]
+        Lifetime::Attached => process::killed_with_parent_thread(command),
+        // Elsewhere a watchdog does it, once the process runs (`after_spawn`).
+        #[cfg(not(target_os = "linux"))]
+        Lifetime::Attached => {}
+        Lifetime::Detached => process::in_own_session(command),
     }
 }
 
@@ -567,38 +457,51 @@ fn configure_lifetime(command: &mut Command, lifetime: Lifetime) {
 /// parent, a watchdog does.
 fn after_spawn(child: u32, lifetime: Lifetime) -> Result<()> {
     if lifetime == Lifetime::Attached && !cfg!(target_os = "linux") {
-        kill_when_parent_ends(std::process::id(), child)?;
+        process::kill_when_parent_ends(std::process::id(), child)?;
     }
     Ok(())
 }
 
-/// A kubeconfig with the identity's certificate and key embedded.
-pub fn kubeconfig_yaml(server: &str, ca_pem: &str, identity: &ClientIdentity) -> String {
-    format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: local
-  cluster:
-    server: {server}
-    certificate-authority-data: {ca}
-users:
-- name: admin
-  user:
-    client-certificate-data: {cert}
-    client-key-data: {key}
-contexts:
-- name: local
-  context:
-    cluster: local
-    user: admin
-    namespace: default
-current-context: local
-",
-        ca = STANDARD.encode(ca_pem),
-        cert = STANDARD.encode(&identity.cert_pem),
-        key = STANDARD.encode(&identity.key_pem),
-    )
+/// A kubeconfig with the identity's certificate and key embedded, as YAML,
+/// written from kube's own type for kubeconfig files.
+pub fn kubeconfig_yaml(server: &str, ca_pem: &str, identity: &ClientIdentity) -> Result<String> {
+    use kube::config::{AuthInfo, Cluster, Context, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext};
+    const NAME: &str = "local";
+    let config = Kubeconfig {
+        api_version: Some("v1".into()),
+        kind: Some("Config".into()),
+        clusters: vec![NamedCluster {
+            name: NAME.into(),
+            cluster: Some(Cluster {
+                server: Some(server.into()),
+                certificate_authority_data: Some(STANDARD.encode(ca_pem)),
+                ..Cluster::default()
+            }),
+            ..NamedCluster::default()
+        }],
+        auth_infos: vec![NamedAuthInfo {
+            name: identity.user.clone(),
+            auth_info: Some(AuthInfo {
+                client_certificate_data: Some(STANDARD.encode(&identity.cert_pem)),
+                client_key_data: Some(STANDARD.encode(&identity.key_pem).into()),
+                ..AuthInfo::default()
+            }),
+            ..NamedAuthInfo::default()
+        }],
+        contexts: vec![NamedContext {
+            name: NAME.into(),
+            context: Some(Context {
+                cluster: NAME.into(),
+                user: Some(identity.user.clone()),
+                namespace: Some("default".into()),
+                ..Context::default()
+            }),
+            ..NamedContext::default()
+        }],
+        current_context: Some(NAME.into()),
+        ..Kubeconfig::default()
+    };
+    serde_saphyr::to_string(&config).context("cannot write a kubeconfig as YAML")
 }
 
 /// Three different ports on 127.0.0.1 that nothing listens on right now,
@@ -658,65 +561,5 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), handed.len(), "{handed:?}");
-    }
-
-    #[test]
-    fn no_pid_that_means_a_group_or_every_process_counts_as_running() {
-        assert!(!is_running(0));
-        assert!(!is_running(u32::MAX));
-        assert!(is_running(std::process::id()));
-    }
-
-    fn sleeper() -> Child {
-        Command::new("sleep").arg("600").spawn().expect("sleep starts")
-    }
-
-    /// Polls until the process has ended; gives up after a minute so that a
-    /// broken watchdog fails the test instead of hanging it.
-    fn ended(pid: u32) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while is_running(pid) {
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        true
-    }
-
-    #[test]
-    fn the_watchdog_kills_the_child_when_the_parent_ends() {
-        let mut parent = sleeper();
-        let mut child = sleeper();
-        kill_when_parent_ends(parent.id(), child.id()).unwrap();
-        assert!(is_running(child.id()));
-        parent.kill().unwrap();
-        parent.wait().unwrap();
-        assert!(ended(child.id()), "the child outlived its parent");
-        child.wait().unwrap();
-    }
-
-    #[test]
-    fn the_watchdog_leaves_when_the_child_ends_first() {
-        let mut parent = sleeper();
-        let mut child = sleeper();
-        let watchdog = kill_when_parent_ends(parent.id(), child.id()).unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-        assert!(ended(watchdog), "the watchdog kept running after the child ended");
-        assert!(is_running(parent.id()), "the watchdog killed the parent");
-        parent.kill().unwrap();
-        parent.wait().unwrap();
-    }
-
-    #[test]
-    fn a_zombie_is_not_running() {
-        let mut child = Command::new("true").spawn().unwrap();
-        // Not waited for yet: once it has exited, it is a zombie.
-        let pid = child.id();
-        assert!(ended(pid));
-        assert!(is_zombie_by_ps(pid), "ps does not see the zombie that /proc shows");
-        child.wait().unwrap();
-        assert!(!is_zombie_by_ps(pid));
     }
 }

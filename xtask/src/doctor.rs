@@ -5,11 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::check::STAGES;
+use crate::catalogue::{GROUP, OLDEST_SERVER_MINOR, STAGES};
 use crate::say;
-
-/// The oldest Kubernetes release the stages support (kube 5 and k8s-openapi's `v1_33`).
-pub const OLDEST_SERVER_MINOR: u32 = 33;
 
 /// Less free disk than this (in GiB) is worth a warning: builds and the
 /// local control plane need about that much.
@@ -316,26 +313,10 @@ impl Doctor {
 
     /// Which stage's CRDs the cluster serves, against the ones `stage` needs.
     fn crds(&self, stage: Option<&str>) -> Finding {
-        let mut printed = Vec::new();
-        for name in STAGES {
-            let program = self.programs.join(name);
-            let output = Command::new(&program).arg("crd").output();
-            match output {
-                Ok(output) if output.status.success() => {
-                    printed.push((name, String::from_utf8_lossy(&output.stdout).into_owned()));
-                }
-                _ => {
-                    return Finding::warn(
-                        say!(
-                            "cannot compare the installed CRDs: {} is not built",
-                            "インストールされている CRD と比べられません: {} がビルドされていません",
-                            program.display()
-                        ),
-                        "cargo build --bins --examples",
-                    );
-                }
-            }
-        }
+        let printed = match self.printed_crds() {
+            Ok(printed) => printed,
+            Err(finding) => return finding,
+        };
         // The latest stage whose CRDs are all installed exactly as it prints them.
         let installed = printed
             .iter()
@@ -345,46 +326,33 @@ impl Doctor {
                     .is_ok()
             })
             .map(|(name, _)| *name);
-        let install = |stage: &str| format!("cargo run --example {stage} -- crd | kubectl apply --server-side -f -");
-        match (stage, installed) {
-            (Some(stage), Some(found))
-                if STAGES.iter().position(|s| *s == found) >= STAGES.iter().position(|s| *s == stage) =>
-            {
-                Finding::ok(say!(
-                    "the cluster serves the CRDs {stage} needs (those of {found})",
-                    "クラスターには {stage} に必要な CRD が入っています（{found} のもの）"
-                ))
+        crds_finding(stage, installed)
+    }
+
+    /// Each stage with the CRDs its program prints (`<stage> crd`), or a
+    /// warning when one of the programs is not built.
+    fn printed_crds(&self) -> Result<Vec<(&'static str, String)>, Finding> {
+        let mut printed = Vec::new();
+        for name in STAGES {
+            let program = self.programs.join(name);
+            let output = Command::new(&program).arg("crd").output();
+            match output {
+                Ok(output) if output.status.success() => {
+                    printed.push((name, String::from_utf8_lossy(&output.stdout).into_owned()));
+                }
+                _ => {
+                    return Err(Finding::warn(
+                        say!(
+                            "cannot compare the installed CRDs: {} is not built",
+                            "インストールされている CRD と比べられません: {} がビルドされていません",
+                            program.display()
+                        ),
+                        "cargo build --bins --examples",
+                    ));
+                }
             }
-            (Some(stage), Some(found)) => Finding::fail(
-                say!(
-                    "the cluster serves the CRDs of {found}, an earlier stage than {stage}",
-                    "クラスターに入っているのは {stage} より前の段階 {found} の CRD です"
-                ),
-                install(stage),
-            ),
-            (Some(stage), None) => Finding::fail(
-                say!(
-                    "the cluster does not serve the CRDs that {stage} needs",
-                    "クラスターに {stage} に必要な CRD が入っていません"
-                ),
-                install(stage),
-            ),
-            (None, Some(found)) => Finding::ok(say!(
-                "the cluster serves the CRDs of {found}",
-                "クラスターには {found} の CRD が入っています"
-            )),
-            (None, None) => Finding::warn(
-                say!(
-                    "the cluster serves none of the stages' CRDs as they are printed now",
-                    "このクラスターには、どの段階の CRD も（今の形では）まだ入っていません"
-                ),
-                say!(
-                    "install the CRDs of the stage you start: {}",
-                    "始める段階の CRD をインストールしてください: {}",
-                    install("step01_crd")
-                ),
-            ),
         }
+        Ok(printed)
     }
 
     fn permissions(&self, stage: &str) -> Finding {
@@ -394,7 +362,7 @@ impl Doctor {
                 let (kind, subresource) = resource.split_once('/').unwrap_or((resource, ""));
                 let kind = match kind.contains('.') {
                     true => kind.to_string(),
-                    false => format!("{kind}.math.workshop.example"),
+                    false => format!("{kind}.{GROUP}"),
                 };
                 let mut args = vec!["auth", "can-i", verb, &kind];
                 let subresource = format!("--subresource={subresource}");
@@ -427,11 +395,17 @@ impl Doctor {
 
     /// What this machine has prepared: stages built, control-plane binaries, disk.
     fn local_checks(&self) -> Vec<Finding> {
-        let mut findings = Vec::new();
+        let mut findings = vec![self.stages_built(), control_plane_built()];
+        findings.extend(self.free_disk());
+        findings
+    }
+
+    /// Whether every stage and its workbench example is built.
+    fn stages_built(&self) -> Finding {
         let built = STAGES
             .iter()
             .all(|stage| self.programs.join(stage).is_file() && self.programs.join("examples").join(stage).is_file());
-        findings.push(if built {
+        if built {
             Finding::ok(say!(
                 "the stages and your workbench are built",
                 "各段階と自分の作業フォルダーはビルド済みです"
@@ -444,49 +418,99 @@ impl Doctor {
                 ),
                 "cargo build --bins --examples",
             )
-        });
-        findings.push(match crate::assets::locate() {
-            Some(assets) => Finding::ok(say!(
-                "the local control plane is built ({})",
-                "ローカルコントロールプレーンはビルド済みです（{}）",
-                assets.dir.display()
-            )),
-            None => Finding::warn(
-                say!(
-                    "the local control plane is not built (needed only without kind, minikube or k3d)",
-                    "ローカルコントロールプレーンがビルドされていません（kind、minikube、k3d を使わないときだけ必要です）"
-                ),
-                say!(
-                    "cargo xtask build (needs Go 1.26 or later, 8 to 12 minutes once)",
-                    "cargo xtask build（Go 1.26 以降が必要。初回だけ 8〜12 分）"
-                ),
-            ),
-        });
-        let df = Command::new("df").arg("-Pk").arg(&self.root).output();
-        if let Some(kib) = df
-            .ok()
-            .and_then(|output| available_kib(&String::from_utf8_lossy(&output.stdout)))
-        {
-            let gib = kib / (1024 * 1024);
-            findings.push(if gib >= FREE_DISK_GIB {
-                Finding::ok(say!(
-                    "{gib} GiB free on this disk",
-                    "このディスクの空きは {gib} GiB です"
-                ))
-            } else {
-                Finding::warn(
-                    say!(
-                        "only {gib} GiB free on this disk",
-                        "このディスクの空きは {gib} GiB しかありません"
-                    ),
-                    say!(
-                        "free up some space: builds and the local control plane need about {FREE_DISK_GIB} GiB",
-                        "空きを作ってください。ビルドとローカルコントロールプレーンに {FREE_DISK_GIB} GiB ほど必要です"
-                    ),
-                )
-            });
         }
-        findings
+    }
+
+    /// The free space on the repository's disk; `None` when `df` does not say.
+    fn free_disk(&self) -> Option<Finding> {
+        let df = Command::new("df").arg("-Pk").arg(&self.root).output();
+        let kib = df
+            .ok()
+            .and_then(|output| available_kib(&String::from_utf8_lossy(&output.stdout)))?;
+        let gib = kib / (1024 * 1024);
+        Some(if gib >= FREE_DISK_GIB {
+            Finding::ok(say!(
+                "{gib} GiB free on this disk",
+                "このディスクの空きは {gib} GiB です"
+            ))
+        } else {
+            Finding::warn(
+                say!(
+                    "only {gib} GiB free on this disk",
+                    "このディスクの空きは {gib} GiB しかありません"
+                ),
+                say!(
+                    "free up some space: builds and the local control plane need about {FREE_DISK_GIB} GiB",
+                    "空きを作ってください。ビルドとローカルコントロールプレーンに {FREE_DISK_GIB} GiB ほど必要です"
+                ),
+            )
+        })
+    }
+}
+
+/// Whether the control-plane binaries are on this machine (see `assets::locate`).
+fn control_plane_built() -> Finding {
+    match crate::assets::locate() {
+        Some(assets) => Finding::ok(say!(
+            "the local control plane is built ({})",
+            "ローカルコントロールプレーンはビルド済みです（{}）",
+            assets.dir.display()
+        )),
+        None => Finding::warn(
+            say!(
+                "the local control plane is not built (needed only without kind, minikube or k3d)",
+                "ローカルコントロールプレーンがビルドされていません（kind、minikube、k3d を使わないときだけ必要です）"
+            ),
+            say!(
+                "cargo xtask build (needs Go 1.26 or later, 8 to 12 minutes once)",
+                "cargo xtask build（Go 1.26 以降が必要。初回だけ 8〜12 分）"
+            ),
+        ),
+    }
+}
+
+/// The finding for the CRDs of stage `installed` (the latest stage whose
+/// CRDs the cluster serves, if any), when `stage` is the one to run.
+fn crds_finding(stage: Option<&str>, installed: Option<&str>) -> Finding {
+    let install = |stage: &str| format!("cargo run --example {stage} -- crd | kubectl apply --server-side -f -");
+    match (stage, installed) {
+        (Some(stage), Some(found))
+            if STAGES.iter().position(|s| *s == found) >= STAGES.iter().position(|s| *s == stage) =>
+        {
+            Finding::ok(say!(
+                "the cluster serves the CRDs {stage} needs (those of {found})",
+                "クラスターには {stage} に必要な CRD が入っています（{found} のもの）"
+            ))
+        }
+        (Some(stage), Some(found)) => Finding::fail(
+            say!(
+                "the cluster serves the CRDs of {found}, an earlier stage than {stage}",
+                "クラスターに入っているのは {stage} より前の段階 {found} の CRD です"
+            ),
+            install(stage),
+        ),
+        (Some(stage), None) => Finding::fail(
+            say!(
+                "the cluster does not serve the CRDs that {stage} needs",
+                "クラスターに {stage} に必要な CRD が入っていません"
+            ),
+            install(stage),
+        ),
+        (None, Some(found)) => Finding::ok(say!(
+            "the cluster serves the CRDs of {found}",
+            "クラスターには {found} の CRD が入っています"
+        )),
+        (None, None) => Finding::warn(
+            say!(
+                "the cluster serves none of the stages' CRDs as they are printed now",
+                "このクラスターには、どの段階の CRD も（今の形では）まだ入っていません"
+            ),
+            say!(
+                "install the CRDs of the stage you start: {}",
+                "始める段階の CRD をインストールしてください: {}",
+                install("step01_crd")
+            ),
+        ),
     }
 }
 

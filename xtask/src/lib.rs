@@ -1,5 +1,11 @@
 //! The workshop's tooling, shared by `cargo xtask` and the end-to-end tests.
 //!
+//! - [`cmd`]: the commands of `cargo xtask`, one module each.
+//! - [`catalogue`]: the workshop's facts (stages, guides, API group, CRDs,
+//!   the names of children), said once.
+//! - [`cargo`]: cargo as the tooling runs it.
+//! - [`process`]: other programs run with their exit status checked, and
+//!   signals sent to processes.
 //! - [`bench`]: the benchmark of the finished controller against the API server's floor.
 //! - [`assets`]: finds or builds the control-plane binaries (etcd,
 //!   kube-apiserver, kube-controller-manager, kubectl) and caches them outside
@@ -25,8 +31,11 @@
 
 pub mod assets;
 pub mod bench;
+pub mod cargo;
+pub mod catalogue;
 pub mod check;
 pub mod cleanup;
+pub mod cmd;
 pub mod control_plane;
 pub mod doctor;
 pub mod glossary;
@@ -35,6 +44,7 @@ pub mod lang;
 pub mod macos;
 pub mod pki;
 pub mod planes;
+pub mod process;
 pub mod robustness;
 pub mod slides;
 pub mod soak;
@@ -76,24 +86,24 @@ pub fn root_above(start: &Path) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
-/// Every file below `dir`, at any depth, in no particular order; nothing if
-/// `dir` cannot be read.
+/// A temporary folder for one run (`math-controller-bench-…`), removed
+/// when dropped.
+pub fn temporary_folder(purpose: &str) -> std::io::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("{}-{purpose}-", catalogue::PROJECT))
+        .tempdir()
+}
+
+/// Every file below `dir`, at any depth, in file-name order; nothing if
+/// `dir` cannot be read. Links are not followed.
 pub fn files_below(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(next) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&next) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            match entry.file_type() {
-                Ok(kind) if kind.is_dir() => pending.push(entry.path()),
-                Ok(kind) if kind.is_file() => found.push(entry.path()),
-                _ => {}
-            }
-        }
-    }
-    found
+    walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_file())
+        .map(walkdir::DirEntry::into_path)
+        .collect()
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ pub struct Pki {
 
 /// A client identity: a certificate and its key, as PEM.
 pub struct ClientIdentity {
+    /// The user name, the certificate's common name.
+    pub user: String,
     pub cert_pem: String,
     pub key_pem: String,
 }
@@ -35,7 +37,7 @@ impl Pki {
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params
             .distinguished_name
-            .push(DnType::CommonName, "math-controller local CA");
+            .push(DnType::CommonName, format!("{} local CA", crate::catalogue::PROJECT));
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let issuer = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
         let ca_pem = issuer.pem();
@@ -76,6 +78,7 @@ impl Pki {
         }
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(ClientIdentity {
+            user: name.to_string(),
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         })

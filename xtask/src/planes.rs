@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 
 use crate::assets::{self, Assets};
-use crate::control_plane::{self, ControlPlane, Lifetime};
+use crate::control_plane::{ControlPlane, Lifetime};
 use crate::lang::Language;
 use crate::say;
 
@@ -63,7 +63,7 @@ pub fn find(assets: &Assets, dir: &Path) -> Found {
 /// server's address.
 pub fn start(assets: &Assets, dir: &Path, crds: Option<&str>) -> Result<String> {
     if let Found::Broken { running, .. } = find(assets, dir) {
-        control_plane::kill_processes(&running);
+        crate::process::kill_processes(&running);
     }
     let _ = fs::remove_dir_all(dir);
     let mut plane = ControlPlane::start(assets, dir.to_path_buf(), Lifetime::Detached)?;
@@ -140,7 +140,7 @@ pub fn stop(dir: &Path) -> Result<bool> {
         return Ok(false);
     };
     // Its files, objects included, go next: nothing to shut down cleanly.
-    control_plane::kill_processes(&pids);
+    crate::process::kill_processes(&pids);
     fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
     Ok(true)
 }

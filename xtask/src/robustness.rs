@@ -154,7 +154,14 @@ pub fn render(rows: &[Row], kubernetes_version: &str) -> String {
          the specs want. `cargo xtask test` fails when a run records other rows\n\
          than these (the times aside).\n\n"
     ));
-    out.push_str(&format!("## Bad input ({})\n\n", inputs.len()));
+    out.push_str(&input_section(&inputs));
+    out.push_str(&fault_section(&faults));
+    out
+}
+
+/// The section of bad inputs: its heading, what the ids mean, and the table.
+fn input_section(inputs: &[&Row]) -> String {
+    let mut out = format!("## Bad input ({})\n\n", inputs.len());
     out.push_str(
         "Ids: N Numbers, T Tuples, F Fermats, K the program's command line and\n\
          kubeconfig. \"Refused\" rows quote the API server's answer to `kubectl\n\
@@ -166,7 +173,12 @@ pub fn render(rows: &[Row], kubernetes_version: &str) -> String {
             out.push_str(&format!("| {id} | {} | {} |\n", cell(input), cell(outcome)));
         }
     }
-    out.push_str(&format!("\n## Faults ({})\n\n", faults.len()));
+    out
+}
+
+/// The section of faults: its heading, what the columns mean, and the table.
+fn fault_section(faults: &[&Row]) -> String {
+    let mut out = format!("\n## Faults ({})\n\n", faults.len());
     out.push_str(
         "Lost: objects the specs want that were missing once the controller had\n\
          recovered. Left over: objects there that no spec wants (duplicates,\n\

@@ -180,7 +180,7 @@ mod tests {
                 named += 1;
             }
             assert!(named >= 8, "slides/{language}.md names only {named} files");
-            for guide in crate::check::GUIDES {
+            for guide in crate::catalogue::GUIDES {
                 let guide = guide.replace("steps/en/", &format!("steps/{language}/"));
                 assert!(deck.contains(&guide), "slides/{language}.md does not point to {guide}");
             }

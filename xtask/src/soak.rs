@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -78,13 +78,7 @@ pub struct Outcome {
 /// Runs `faults` faults on `plane` (stage 4's CRDs and kube-controller-manager
 /// running) against `program`, logging to `log`, with random choices from `seed`.
 pub async fn run(plane: &ControlPlane, program: &Path, log: &Path, faults: usize, seed: u64) -> Result<Vec<Outcome>> {
-    let client = Client::try_from(
-        Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(&plane.kubeconfig)?,
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await?,
-    )?;
+    let client = client(plane).await?;
     let mut random = Random::new(seed);
     let mut controller = Controller::start(program, &plane.kubeconfig, log, None)?;
     let mut wanted: BTreeMap<String, i64> = BTreeMap::new();
@@ -92,12 +86,7 @@ pub async fn run(plane: &ControlPlane, program: &Path, log: &Path, faults: usize
     let mut outcomes = Vec::new();
     for index in 0..faults {
         change_fermats(plane, &mut wanted, &mut random, &mut next_name);
-        let fault = match random.between(0, 3) {
-            0 => Fault::ApiServer(random.between(5, 60)),
-            1 => Fault::Etcd(random.between(5, 60)),
-            2 => Fault::ControllerKilled(random.between(1, 15)),
-            _ => Fault::Sleep(random.between(5, 60)),
-        };
+        let fault = random_fault(&mut random);
         let from = std::fs::metadata(log).map(|meta| meta.len()).unwrap_or(0);
         eprint!("fault {}/{faults}: {} ", index + 1, describe(fault));
         match fault {
@@ -107,9 +96,7 @@ pub async fn run(plane: &ControlPlane, program: &Path, log: &Path, faults: usize
                 } else {
                     "etcd"
                 };
-                plane.kill(process);
-                tokio::time::sleep(Duration::from_secs(seconds)).await;
-                plane.restart(process)?;
+                kill_for(plane, process, seconds).await?;
             }
             Fault::ControllerKilled(seconds) => {
                 controller.kill();
@@ -118,38 +105,84 @@ pub async fn run(plane: &ControlPlane, program: &Path, log: &Path, faults: usize
                 tokio::time::sleep(Duration::from_secs(seconds)).await;
                 controller = Controller::start(program, &plane.kubeconfig, log, None)?;
             }
-            Fault::Sleep(seconds) => {
-                let mut pids = plane.pids();
-                pids.push(controller.pid());
-                for pid in &pids {
-                    crate::control_plane::signal(*pid, libc::SIGSTOP);
-                }
-                tokio::time::sleep(Duration::from_secs(seconds)).await;
-                for pid in &pids {
-                    crate::control_plane::signal(*pid, libc::SIGCONT);
-                }
-            }
+            Fault::Sleep(seconds) => pause_for(plane, controller.pid(), seconds).await,
         }
         let back = Instant::now();
         change_fermats(plane, &mut wanted, &mut random, &mut next_name);
-        let (recovery, problem) = match settle(&client, &wanted).await {
-            Ok(()) => (Some(back.elapsed().as_secs_f64()), None),
-            Err(err) => (None, Some(format!("{err:#}"))),
-        };
-        let lines = warnings_since(log, from);
-        match (&recovery, &problem) {
-            (Some(seconds), _) => eprintln!("→ settled {seconds:.1} s after, {lines} warnings"),
-            (None, Some(problem)) => eprintln!("→ NOT SETTLED: {problem}"),
-            _ => {}
-        }
-        outcomes.push(Outcome {
-            fault,
-            recovery,
-            problem,
-            lines,
-        });
+        outcomes.push(outcome_of(fault, &client, &wanted, log, from, back).await);
     }
     Ok(outcomes)
+}
+
+/// A client for `plane`, as its admin.
+async fn client(plane: &ControlPlane) -> Result<Client> {
+    Ok(Client::try_from(
+        Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&plane.kubeconfig)?,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await?,
+    )?)
+}
+
+/// The next fault: each kind as likely as the others, 5 to 60 s long (a
+/// killed controller stays down 1 to 15 s).
+fn random_fault(random: &mut Random) -> Fault {
+    match random.between(0, 3) {
+        0 => Fault::ApiServer(random.between(5, 60)),
+        1 => Fault::Etcd(random.between(5, 60)),
+        2 => Fault::ControllerKilled(random.between(1, 15)),
+        _ => Fault::Sleep(random.between(5, 60)),
+    }
+}
+
+/// Kills one of the plane's processes, and starts it again `seconds` later.
+async fn kill_for(plane: &ControlPlane, process: &str, seconds: u64) -> Result<()> {
+    plane.kill(process);
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    plane.restart(process)
+}
+
+/// Pauses the plane's processes and the controller's (SIGSTOP) for `seconds`,
+/// as a laptop's sleep would, then lets them go on (SIGCONT).
+async fn pause_for(plane: &ControlPlane, controller: u32, seconds: u64) {
+    let mut pids = plane.pids();
+    pids.push(controller);
+    for pid in &pids {
+        crate::process::signal(*pid, crate::process::SIGSTOP);
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    for pid in &pids {
+        crate::process::signal(*pid, crate::process::SIGCONT);
+    }
+}
+
+/// Waits until the namespace settles after `fault` (over at `back`), prints
+/// how that went, and returns it; `from` is where in `log` the fault began.
+async fn outcome_of(
+    fault: Fault,
+    client: &Client,
+    wanted: &BTreeMap<String, i64>,
+    log: &Path,
+    from: u64,
+    back: Instant,
+) -> Outcome {
+    let (recovery, problem) = match settle(client, wanted).await {
+        Ok(()) => (Some(back.elapsed().as_secs_f64()), None),
+        Err(err) => (None, Some(format!("{err:#}"))),
+    };
+    let lines = warnings_since(log, from);
+    match (&recovery, &problem) {
+        (Some(seconds), _) => eprintln!("→ settled {seconds:.1} s after, {lines} warnings"),
+        (None, Some(problem)) => eprintln!("→ NOT SETTLED: {problem}"),
+        _ => {}
+    }
+    Outcome {
+        fault,
+        recovery,
+        problem,
+        lines,
+    }
 }
 
 fn describe(fault: Fault) -> String {
@@ -177,19 +210,11 @@ fn change_fermats(plane: &ControlPlane, wanted: &mut BTreeMap<String, i64>, rand
         }
         // Another n for one of them.
         1 => {
-            let name = wanted
-                .keys()
-                .nth(random.between(0, wanted.len() as u64 - 1) as usize)
-                .cloned();
-            let Some(name) = name else { return };
+            let Some(name) = one_of(wanted, random) else { return };
             (name.clone(), Some(fermat(&name, n)), false)
         }
         _ => {
-            let name = wanted
-                .keys()
-                .nth(random.between(0, wanted.len() as u64 - 1) as usize)
-                .cloned();
-            let Some(name) = name else { return };
+            let Some(name) = one_of(wanted, random) else { return };
             (name, None, true)
         }
     };
@@ -199,20 +224,7 @@ fn change_fermats(plane: &ControlPlane, wanted: &mut BTreeMap<String, i64>, rand
             .args(["delete", "fermat", &name, "--wait=false", "--request-timeout=10s"])
             .output()
     } else {
-        use std::io::Write;
-        plane
-            .kubectl()
-            .args(["apply", "-f", "-", "--request-timeout=10s"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .and_then(|mut child| {
-                if let Some(mut input) = child.stdin.take() {
-                    input.write_all(yaml.as_deref().unwrap_or_default().as_bytes())?;
-                }
-                child.wait_with_output()
-            })
+        apply(plane, yaml.as_deref().unwrap_or_default())
     };
     // Refused while the API server is away: then it is not wanted either.
     if output.is_ok_and(|output| output.status.success()) {
@@ -224,10 +236,35 @@ fn change_fermats(plane: &ControlPlane, wanted: &mut BTreeMap<String, i64>, rand
     }
 }
 
+/// The name of one of the `wanted` Fermats, chosen at random.
+fn one_of(wanted: &BTreeMap<String, i64>, random: &mut Random) -> Option<String> {
+    wanted
+        .keys()
+        .nth(random.between(0, wanted.len() as u64 - 1) as usize)
+        .cloned()
+}
+
+/// Runs `kubectl apply` on `yaml`; returns its output, whether it succeeded or not.
+fn apply(plane: &ControlPlane, yaml: &str) -> std::io::Result<Output> {
+    use std::io::Write;
+    plane
+        .kubectl()
+        .args(["apply", "-f", "-", "--request-timeout=10s"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            if let Some(mut input) = child.stdin.take() {
+                input.write_all(yaml.as_bytes())?;
+            }
+            child.wait_with_output()
+        })
+}
+
 fn fermat(name: &str, n: i64) -> String {
-    format!(
-        "apiVersion: math.workshop.example/v1beta1\nkind: Fermat\nmetadata:\n  name: {name}\nspec:\n  number: {n}\n"
-    )
+    use crate::catalogue::{GROUP, VERSION};
+    format!("apiVersion: {GROUP}/{VERSION}\nkind: Fermat\nmetadata:\n  name: {name}\nspec:\n  number: {n}\n")
 }
 
 /// Waits until the namespace has settled and holds exactly the `wanted` Fermats.
@@ -278,23 +315,7 @@ pub fn report(outcomes: &[Outcome], seed: u64, minutes: f64) -> String {
         Fault::Sleep(0),
     ];
     for kind in kinds {
-        let of_kind: Vec<&Outcome> = outcomes
-            .iter()
-            .filter(|outcome| outcome.fault.name() == kind.name())
-            .collect();
-        let mut times: Vec<f64> = of_kind.iter().filter_map(|outcome| outcome.recovery).collect();
-        times.sort_by(f64::total_cmp);
-        let span = match (times.first(), times.get(times.len() / 2), times.last()) {
-            (Some(min), Some(median), Some(max)) => format!("{min:.1} / {median:.1} / {max:.1}"),
-            _ => "-".to_string(),
-        };
-        let lines = of_kind.iter().map(|outcome| outcome.lines).max().unwrap_or(0);
-        out.push_str(&format!(
-            "| {} | {} | {} | {span} | {lines} |\n",
-            kind.name(),
-            of_kind.len(),
-            times.len()
-        ));
+        out.push_str(&kind_row(kind, outcomes));
     }
     out.push_str(&format!(
         "\nAll {} faults: recovery {:.1} / {median:.1} / {:.1} s (min / median / max); lost 0, left over 0 in every \
@@ -305,20 +326,48 @@ pub fn report(outcomes: &[Outcome], seed: u64, minutes: f64) -> String {
         stalls.len()
     ));
     for stall in stalls {
-        out.push_str(&format!(
-            "\n- {}: {}\n",
-            describe(stall.fault),
-            stall
-                .problem
-                .as_deref()
-                .unwrap_or_default()
-                .lines()
-                .last()
-                .unwrap_or_default()
-        ));
+        out.push_str(&stall_item(stall));
     }
     out.push_str("\nThe controller's log of the run is kept in `target/soak/controller.log`.\n");
     out
+}
+
+/// The table's row for the faults of `kind`: how many, how many settled,
+/// their recovery times, and the most warnings one of them caused.
+fn kind_row(kind: Fault, outcomes: &[Outcome]) -> String {
+    let of_kind: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|outcome| outcome.fault.name() == kind.name())
+        .collect();
+    let mut times: Vec<f64> = of_kind.iter().filter_map(|outcome| outcome.recovery).collect();
+    times.sort_by(f64::total_cmp);
+    let span = match (times.first(), times.get(times.len() / 2), times.last()) {
+        (Some(min), Some(median), Some(max)) => format!("{min:.1} / {median:.1} / {max:.1}"),
+        _ => "-".to_string(),
+    };
+    let lines = of_kind.iter().map(|outcome| outcome.lines).max().unwrap_or(0);
+    format!(
+        "| {} | {} | {} | {span} | {lines} |\n",
+        kind.name(),
+        of_kind.len(),
+        times.len()
+    )
+}
+
+/// A list item for a fault that did not settle: the fault, and the last
+/// line of why.
+fn stall_item(stall: &Outcome) -> String {
+    format!(
+        "\n- {}: {}\n",
+        describe(stall.fault),
+        stall
+            .problem
+            .as_deref()
+            .unwrap_or_default()
+            .lines()
+            .last()
+            .unwrap_or_default()
+    )
 }
 
 /// Where a soak keeps its files, below the target folder.

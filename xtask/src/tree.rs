@@ -13,6 +13,7 @@ use std::ops::Range;
 use kube::api::DynamicObject;
 use serde_json::Value;
 
+use crate::catalogue;
 use crate::lang::Language;
 
 /// The workshop's kinds, parents first.
@@ -439,95 +440,118 @@ pub fn unsettled(language: Language, objects: &[&Object]) -> Option<String> {
             format!("{kind} {name} waits for the garbage collector: its owner is gone")
         });
     }
-    let strings = |value: &Value| -> Vec<String> {
-        value
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|item| item.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     // From the bottom up: the lowest disagreement is the one to report.
     let parents = [Kind::Tuple, Kind::Fermat]
         .into_iter()
         .flat_map(|kind| objects.iter().copied().filter(move |object| object.kind == kind));
     for parent in parents {
-        let (child_kind, wanted, answer): (Kind, Vec<(String, Value)>, &str) = match parent.kind {
-            Kind::Number => continue,
-            // A Fermat the controller refused to expand has no children.
-            Kind::Fermat if parent.status["problem"].is_string() => continue,
-            Kind::Tuple => {
-                let numbers = parent.spec["numbers"].as_array().cloned().unwrap_or_default();
-                let wanted = numbers
-                    .into_iter()
-                    .enumerate()
-                    .map(|(index, value)| {
-                        (
-                            format!("{}-{index}", parent.name),
-                            serde_json::json!({ "value": value }),
-                        )
-                    })
-                    .collect();
-                (Kind::Number, wanted, "allSquares")
-            }
-            Kind::Fermat => {
-                let n = parent.spec["number"].as_i64().unwrap_or(0);
-                let wanted = (1..=n / 2)
-                    .map(|i| {
-                        let name = format!("{}-{i}-and-{}", parent.name, n - i);
-                        (name, serde_json::json!({ "numbers": [i, n - i] }))
-                    })
-                    .collect();
-                (Kind::Tuple, wanted, "twoSquaresFound")
-            }
-        };
-        let clashes = strings(&parent.status["nameClashes"]);
-        let ours: Vec<&Object> = (objects.iter().copied())
-            .filter(|object| object.kind == child_kind && object.controller.as_deref() == Some(parent.uid.as_str()))
-            .collect();
-        let mut found = Vec::new();
-        for (name, spec) in &wanted {
-            if clashes.contains(name) {
-                continue;
-            }
-            match ours.iter().find(|child| child.name == *name && child.spec == *spec) {
-                Some(child) => found.push(*child),
-                None => {
-                    let (kind, parent, child) = (parent.kind.name(), &parent.name, child_kind.name());
-                    return Some(if japanese {
-                        format!("{kind} {parent} には子リソースの {child} {name} がまだありません")
-                    } else {
-                        format!("{kind} {parent} does not have its {child} {name} yet")
-                    });
-                }
+        if let Some(why) = parent_unsettled(language, objects, parent) {
+            return Some(why);
+        }
+    }
+    None
+}
+
+/// The strings in a JSON list, or none when it is not a list.
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| item.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The name and spec of each child a parent's spec asks for.
+type Wanted = Vec<(String, Value)>;
+
+/// The children `parent`'s spec asks for: their kind, the name and spec of
+/// each, and the status field where the parent gives its answer. `None` for
+/// an object that has no children to wait for.
+fn wanted_children(parent: &Object) -> Option<(Kind, Wanted, &'static str)> {
+    match parent.kind {
+        Kind::Number => None,
+        // A Fermat the controller refused to expand has no children.
+        Kind::Fermat if parent.status["problem"].is_string() => None,
+        Kind::Tuple => {
+            let numbers = parent.spec["numbers"].as_array().cloned().unwrap_or_default();
+            let wanted = numbers
+                .into_iter()
+                .enumerate()
+                .map(|(index, value)| {
+                    (
+                        catalogue::number_name(&parent.name, index),
+                        serde_json::json!({ "value": value }),
+                    )
+                })
+                .collect();
+            Some((Kind::Number, wanted, "allSquares"))
+        }
+        Kind::Fermat => {
+            let n = parent.spec["number"].as_i64().unwrap_or(0);
+            let wanted = (1..=n / 2)
+                .map(|i| {
+                    let name = catalogue::tuple_name(&parent.name, i as u64, n as u64);
+                    (name, serde_json::json!({ "numbers": [i, n - i] }))
+                })
+                .collect();
+            Some((Kind::Tuple, wanted, "twoSquaresFound"))
+        }
+    }
+}
+
+/// Why `parent` has not settled yet, or `None` once it has: it has exactly
+/// the children its spec asks for (apart from names that another owner
+/// holds), and its answer agrees with what they say.
+fn parent_unsettled(language: Language, objects: &[&Object], parent: &Object) -> Option<String> {
+    let japanese = language == Language::Japanese;
+    let (child_kind, wanted, answer) = wanted_children(parent)?;
+    let clashes = strings(&parent.status["nameClashes"]);
+    let ours: Vec<&Object> = (objects.iter().copied())
+        .filter(|object| object.kind == child_kind && object.controller.as_deref() == Some(parent.uid.as_str()))
+        .collect();
+    let mut found = Vec::new();
+    for (name, spec) in &wanted {
+        if clashes.contains(name) {
+            continue;
+        }
+        match ours.iter().find(|child| child.name == *name && child.spec == *spec) {
+            Some(child) => found.push(*child),
+            None => {
+                let (kind, parent, child) = (parent.kind.name(), &parent.name, child_kind.name());
+                return Some(if japanese {
+                    format!("{kind} {parent} には子リソースの {child} {name} がまだありません")
+                } else {
+                    format!("{kind} {parent} does not have its {child} {name} yet")
+                });
             }
         }
-        if let Some(extra) = ours
-            .iter()
-            .find(|child| !wanted.iter().any(|(name, _)| *name == child.name))
-        {
-            let (kind, parent, child, extra) = (parent.kind.name(), &parent.name, child_kind.name(), &extra.name);
-            return Some(if japanese {
-                format!("{kind} {parent} には、もう不要な {child} {extra} が残っています")
-            } else {
-                format!("{kind} {parent} still has {child} {extra}, which it no longer wants")
-            });
-        }
-        let expected = match parent.kind {
-            Kind::Tuple => clashes.is_empty() && found.iter().all(|child| child.status["isSquare"] == true),
-            _ => found.iter().any(|child| child.status["allSquares"] == true),
-        };
-        if parent.status[answer].as_bool() != Some(expected) {
-            let (kind, name, said) = (parent.kind.name(), &parent.name, show(&parent.status[answer]));
-            return Some(if japanese {
-                format!("{kind} {name} は {answer}: {said} ですが、子リソースによれば {expected} です")
-            } else {
-                format!("{kind} {name} says {answer}: {said}, while its children say {expected}")
-            });
-        }
+    }
+    if let Some(extra) = ours
+        .iter()
+        .find(|child| !wanted.iter().any(|(name, _)| *name == child.name))
+    {
+        let (kind, parent, child, extra) = (parent.kind.name(), &parent.name, child_kind.name(), &extra.name);
+        return Some(if japanese {
+            format!("{kind} {parent} には、もう不要な {child} {extra} が残っています")
+        } else {
+            format!("{kind} {parent} still has {child} {extra}, which it no longer wants")
+        });
+    }
+    let expected = match parent.kind {
+        Kind::Tuple => clashes.is_empty() && found.iter().all(|child| child.status["isSquare"] == true),
+        _ => found.iter().any(|child| child.status["allSquares"] == true),
+    };
+    if parent.status[answer].as_bool() != Some(expected) {
+        let (kind, name, said) = (parent.kind.name(), &parent.name, show(&parent.status[answer]));
+        return Some(if japanese {
+            format!("{kind} {name} は {answer}: {said} ですが、子リソースによれば {expected} です")
+        } else {
+            format!("{kind} {name} says {answer}: {said}, while its children say {expected}")
+        });
     }
     None
 }

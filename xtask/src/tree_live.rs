@@ -19,6 +19,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use tokio::sync::mpsc;
 
+use crate::catalogue;
 use crate::lang::Language;
 use crate::say;
 use crate::tree::{self, Kind, Mark, Object, Tone};
@@ -135,7 +136,7 @@ impl State {
 
 /// The resource of one of the workshop's kinds.
 fn resource(kind: Kind) -> ApiResource {
-    let gvk = GroupVersionKind::gvk("math.workshop.example", "v1beta1", kind.name());
+    let gvk = GroupVersionKind::gvk(catalogue::GROUP, catalogue::VERSION, kind.name());
     ApiResource::from_gvk_with_plural(&gvk, kind.plural())
 }
 
@@ -362,23 +363,7 @@ async fn view(
     events: &mut mpsc::Receiver<(Kind, Result<watcher::Event<DynamicObject>, watcher::Error>)>,
     state: &mut State,
 ) -> Result<()> {
-    // Keys and resizes come from a thread that blocks on the terminal.
-    let (key_sender, mut keys) = mpsc::channel(64);
-    std::thread::spawn(move || {
-        loop {
-            match event::poll(Duration::from_millis(200)) {
-                Ok(true) => {
-                    let Ok(input) = event::read() else { return };
-                    if key_sender.blocking_send(input).is_err() {
-                        return;
-                    }
-                }
-                Ok(false) if key_sender.is_closed() => return,
-                Ok(false) => {}
-                Err(_) => return,
-            }
-        }
-    });
+    let mut keys = read_keys();
     let mut cursor = Cursor::default();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut dirty = true;
@@ -417,6 +402,28 @@ async fn view(
             _ = tick.tick() => dirty |= state.expire(),
         }
     }
+}
+
+/// Keys and resizes, from a thread that blocks on the terminal; it stops
+/// once the receiver is dropped.
+fn read_keys() -> mpsc::Receiver<Event> {
+    let (key_sender, keys) = mpsc::channel(64);
+    std::thread::spawn(move || {
+        loop {
+            match event::poll(Duration::from_millis(200)) {
+                Ok(true) => {
+                    let Ok(input) = event::read() else { return };
+                    if key_sender.blocking_send(input).is_err() {
+                        return;
+                    }
+                }
+                Ok(false) if key_sender.is_closed() => return,
+                Ok(false) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    keys
 }
 
 /// Moves the cursor or folds the tree for one key.
@@ -477,6 +484,8 @@ fn steer(code: KeyCode, state: &State, cursor: &mut Cursor, height: u16) {
     cursor.selected = Some(rows[to].uid.clone());
 }
 
+/// Draws the header, the rows on screen with the selected one reversed, and
+/// the help line (or the watch's trouble) at the bottom.
 fn draw(
     terminal: &mut ratatui::DefaultTerminal,
     namespace: &str,
@@ -484,11 +493,46 @@ fn draw(
     state: &State,
     cursor: &mut Cursor,
 ) -> Result<()> {
-    let shown = state.shown();
-    let marks = |uid: &str| state.marks.get(uid).map(|(mark, _)| *mark);
     let language = Language::of_reader();
     let header = tree::header(language, namespace, &state.live(), installed);
     let height = usize::from(terminal.size()?.height.saturating_sub(2)).max(1);
+    let (rows, at) = rows_on_screen(language, state, cursor, height);
+    terminal
+        .draw(|frame| {
+            let [top, body, bottom] =
+                Layout::vertical([Constraint::Length(1), Constraint::Min(1), Constraint::Length(1)])
+                    .areas(frame.area());
+            let height = usize::from(body.height);
+            let lines: Vec<Line> = (rows.iter().enumerate().skip(cursor.top).take(height))
+                .map(|(index, row)| {
+                    let spans: Vec<Span> = (row.spans.iter())
+                        .map(|(text, tone)| Span::styled(text.clone(), style(*tone)))
+                        .collect();
+                    let line = Line::from(spans);
+                    if index == at {
+                        line.style(Style::new().add_modifier(Modifier::REVERSED))
+                    } else {
+                        line
+                    }
+                })
+                .collect();
+            frame.render_widget(
+                Paragraph::new(header.clone()).style(Style::new().add_modifier(Modifier::BOLD)),
+                top,
+            );
+            frame.render_widget(Paragraph::new(lines), body);
+            frame.render_widget(Paragraph::new(help(state, at, rows.len())), bottom);
+        })
+        .context("cannot draw in this terminal")?;
+    Ok(())
+}
+
+/// The rows of the tree, with text for the `height` of them on screen, and
+/// the index of the selected one. Scrolls `cursor` so that the selected row
+/// is on screen.
+fn rows_on_screen(language: Language, state: &State, cursor: &mut Cursor, height: usize) -> (Vec<tree::Row>, usize) {
+    let shown = state.shown();
+    let marks = |uid: &str| state.marks.get(uid).map(|(mark, _)| *mark);
     // Text only for the rows on screen; a second pass when the selected row
     // has moved off it.
     let mut rows = tree::rows_in(
@@ -513,44 +557,23 @@ fn draw(
         cursor.top = top;
         rows = tree::rows_in(language, &shown, &marks, &cursor.collapsed, top..top + height);
     }
-    terminal
-        .draw(|frame| {
-            let [top, body, bottom] = Layout::vertical([Constraint::Length(1), Constraint::Min(1), Constraint::Length(1)])
-                .areas(frame.area());
-            let height = usize::from(body.height);
-            let lines: Vec<Line> = (rows.iter().enumerate().skip(cursor.top).take(height))
-                .map(|(index, row)| {
-                    let spans: Vec<Span> = (row.spans.iter())
-                        .map(|(text, tone)| Span::styled(text.clone(), style(*tone)))
-                        .collect();
-                    let line = Line::from(spans);
-                    if index == at {
-                        line.style(Style::new().add_modifier(Modifier::REVERSED))
-                    } else {
-                        line
-                    }
-                })
-                .collect();
-            frame.render_widget(
-                Paragraph::new(header.clone()).style(Style::new().add_modifier(Modifier::BOLD)),
-                top,
-            );
-            frame.render_widget(Paragraph::new(lines), body);
-            let help = match &state.trouble {
-                Some(trouble) => Line::styled(trouble.clone(), style(Tone::Warning)),
-                None => {
-                    let (at, count) = ((at + 1).min(rows.len()), rows.len());
-                    Line::styled(
-                        say!(
-                            "{at}/{count} · ↑↓ PgUp PgDn Home End: move · Enter: fold · ←→: fold, unfold · c/e: fold/unfold all · q: quit",
-                            "{at}/{count} · ↑↓ PgUp PgDn Home End: 移動 · Enter: 畳む · ←→: 畳む・開く · c/e: すべて畳む・開く · q: 終了"
-                        ),
-                        style(Tone::Dim),
-                    )
-                }
-            };
-            frame.render_widget(Paragraph::new(help), bottom);
-        })
-        .context("cannot draw in this terminal")?;
-    Ok(())
+    (rows, at)
+}
+
+/// The bottom line: the watch's trouble if there is one, or else where the
+/// selected row `at` is among `count` and the keys.
+fn help(state: &State, at: usize, count: usize) -> Line<'static> {
+    match &state.trouble {
+        Some(trouble) => Line::styled(trouble.clone(), style(Tone::Warning)),
+        None => {
+            let at = (at + 1).min(count);
+            Line::styled(
+                say!(
+                    "{at}/{count} · ↑↓ PgUp PgDn Home End: move · Enter: fold · ←→: fold, unfold · c/e: fold/unfold all · q: quit",
+                    "{at}/{count} · ↑↓ PgUp PgDn Home End: 移動 · Enter: 畳む · ←→: 畳む・開く · c/e: すべて畳む・開く · q: 終了"
+                ),
+                style(Tone::Dim),
+            )
+        }
+    }
 }

@@ -1,0 +1,219 @@
+//! `cargo xtask test [-- ARGS]`: every test, and the checks the tooling runs itself.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::{Context, Result};
+
+use crate::cargo::{self, target_dir, test_result_counts};
+use crate::catalogue::STAGES;
+use crate::{assets, check, process, repository_root, robustness, say};
+
+#[derive(clap::Args, Debug)]
+pub struct Options {
+    /// Passed on to the test programs after `--`: a name filter (`step03`), `--test-threads=N`…
+    #[arg(last = true, value_name = "ARGS", help = say!(
+        "after --: passed on to the test programs, as a name filter (`-- step03`)",
+        "-- の後: テストプログラムにそのまま渡します（名前で絞るなら `-- step03`）"
+    ))]
+    args: Vec<String>,
+}
+
+/// Builds what the tests need, then runs them all. The end-to-end scenarios
+/// start their own control planes (or use an existing cluster, see
+/// tests/e2e/main.rs).
+pub fn run(options: Options) -> Result<ExitCode> {
+    assets::locate_or_build()?;
+    // The scenarios run the finished stages as separately built programs,
+    // exactly as attendees run them. Building the examples too proves that
+    // every workbench compiles as it is handed out.
+    cargo::run(&["build", "--bins", "--examples"])?;
+    // Built with the examples, the stages' dependencies get the features of
+    // the dev-dependencies too; `cargo run --bin` alone builds them again
+    // without (half a minute): do it now, not in front of the attendee.
+    cargo::run(&["build", "--bins"])?;
+    let report = fresh_report_file()?;
+    let (tests_passed, mut totals) = cargo_test(&options.args, &report)?;
+    let filtered = !options.args.is_empty();
+    let own_checks = [
+        exercises_are_unsolved()?,
+        slides_render()?,
+        robustness_document_is_current(&report, filtered)?,
+    ];
+    for tally in &own_checks {
+        for (total, count) in totals.iter_mut().zip(tally.counts) {
+            *total += count;
+        }
+    }
+    let [passed, failed, ignored] = totals;
+    println!("\ntotal: {passed} passed, {failed} failed, {ignored} skipped");
+    Ok(if tests_passed && own_checks.iter().all(|tally| tally.counts[1] == 0) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `cargo test --workspace [-- ARGS]`, its output passed through; whether
+/// it succeeded, and the passed, failed and ignored counts of its test programs.
+fn cargo_test(args: &[String], report: &Path) -> Result<(bool, [u64; 3])> {
+    let mut command = cargo::command();
+    command.args(["test", "--workspace"]);
+    if !args.is_empty() {
+        command.arg("--").args(args);
+    }
+    let mut tested = command
+        .env(robustness::REPORT_ENV, report)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot run cargo")?;
+    let mut totals = [0u64; 3];
+    let stdout = tested.stdout.take().context("cargo test has no stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(counts) = test_result_counts(&line) {
+            for (total, count) in totals.iter_mut().zip(counts) {
+                *total += count;
+            }
+        }
+    }
+    Ok((tested.wait()?.success(), totals))
+}
+
+/// An empty file for the rows that the scenarios record, in the target folder.
+pub fn fresh_report_file() -> Result<PathBuf> {
+    let dir = target_dir().join("robustness");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let report = dir.join("report.jsonl");
+    std::fs::write(&report, "").with_context(|| format!("cannot write {}", report.display()))?;
+    Ok(report)
+}
+
+/// ROBUSTNESS.md shows the rows that this run's scenarios recorded (times
+/// aside). The run's own rendering is left beside the report for a look.
+fn robustness_document_is_current(report: &Path, filtered: bool) -> Result<Tally> {
+    let mut tally = Tally::new("check of ROBUSTNESS.md against this run", 1);
+    let name = "robustness::the_document_shows_the_rows_of_this_run";
+    let rows = robustness::read(report)?;
+    if filtered {
+        tally.ignored(name, "a filtered run does not record every row");
+    } else if rows.is_empty() {
+        tally.failed(name, "the scenarios recorded no row");
+    } else {
+        let rendered = robustness::render(&rows, &assets::kubernetes_version());
+        let beside = report.with_file_name(robustness::DOCUMENT);
+        std::fs::write(&beside, &rendered)?;
+        let committed = std::fs::read_to_string(repository_root().join(robustness::DOCUMENT)).unwrap_or_default();
+        if robustness::stable_part(&committed) == robustness::stable_part(&rendered) {
+            tally.passed(name, &format!("{} rows", rows.len()));
+        } else {
+            tally.failed(
+                name,
+                &format!(
+                    "{} is stale: this run recorded other rows (see {}); run `cargo xtask robustness`",
+                    robustness::DOCUMENT,
+                    beside.display()
+                ),
+            );
+        }
+    }
+    tally.summary();
+    Ok(tally)
+}
+
+/// Every workbench, as handed out, fails its own unit tests: none is solved
+/// already. Skipped (and counted so) when `exercises/` has local changes,
+/// as it does on an instructor's machine after trying the exercises.
+fn exercises_are_unsolved() -> Result<Tally> {
+    let git_status = process::stdout_of(
+        Command::new("git")
+            .args(["status", "--porcelain", "--", "exercises"])
+            .current_dir(repository_root()),
+    );
+    let skip_because = match git_status {
+        Ok(changes) => (!changes.is_empty()).then(|| "exercises/ has local changes".to_string()),
+        Err(err) => Some(format!("git cannot tell whether exercises/ has local changes: {err:#}")),
+    };
+    let mut tally = Tally::new("checks that the workbench is not solved as handed out", STAGES.len());
+    for stage in STAGES {
+        let name = format!("exercises::{stage}_is_not_solved_as_handed_out");
+        if let Some(why) = &skip_because {
+            tally.ignored(&name, why);
+            continue;
+        }
+        let (passed, output) = cargo::output(&["test", "--example", stage, "--no-fail-fast"], &[])?;
+        let failing = check::parse_test_output(&output)
+            .iter()
+            .filter(|outcome| !outcome.passed)
+            .count();
+        if !passed && failing > 0 {
+            tally.passed(&name, &format!("{failing} unit tests fail"));
+        } else {
+            tally.failed(&name, "every unit test passes, or none ran");
+        }
+    }
+    tally.summary();
+    Ok(tally)
+}
+
+/// Renders both decks in a real browser and checks one image per slide.
+/// Reported as ignored, with the reason, where Marp, a browser or (for the
+/// Japanese deck) a Japanese font is missing.
+fn slides_render() -> Result<Tally> {
+    let slides = repository_root().join("slides");
+    let mut tally = Tally::new("slide renders", crate::slides::LANGUAGES.len());
+    for language in crate::slides::LANGUAGES {
+        let name = format!("slides::{language}_renders_one_image_per_slide");
+        if let Some(why) = crate::slides::missing_for(&slides, language) {
+            tally.ignored(&name, &why);
+            continue;
+        }
+        let out = tempfile::tempdir()?;
+        let expected = crate::slides::slide_count(&std::fs::read_to_string(slides.join(format!("{language}.md")))?);
+        match crate::slides::render(&slides, language, out.path()) {
+            Ok(count) if count == expected => tally.passed(&name, &format!("{count} slides")),
+            Ok(count) => tally.failed(&name, &format!("{count} images for {expected} slides")),
+            Err(err) => tally.failed(&name, &format!("{err:#}")),
+        }
+    }
+    tally.summary();
+    Ok(tally)
+}
+
+/// Results of checks that `cargo xtask test` runs itself, printed as libtest
+/// prints its own, so that they are read and added up the same way.
+struct Tally {
+    counts: [u64; 3],
+}
+
+impl Tally {
+    fn new(what: &str, count: usize) -> Tally {
+        println!("\nrunning {count} {what}");
+        Tally { counts: [0; 3] }
+    }
+
+    fn passed(&mut self, name: &str, detail: &str) {
+        println!("test {name} ... ok ({detail})");
+        self.counts[0] += 1;
+    }
+
+    fn failed(&mut self, name: &str, why: &str) {
+        println!("test {name} ... FAILED: {why}");
+        self.counts[1] += 1;
+    }
+
+    fn ignored(&mut self, name: &str, why: &str) {
+        println!("test {name} ... ignored, {why}");
+        self.counts[2] += 1;
+    }
+
+    fn summary(&self) {
+        let [passed, failed, ignored] = self.counts;
+        let verdict = if failed == 0 { "ok" } else { "FAILED" };
+        println!(
+            "\ntest result: {verdict}. {passed} passed; {failed} failed; {ignored} ignored; 0 measured; 0 filtered out"
+        );
+    }
+}

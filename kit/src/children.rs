@@ -35,6 +35,7 @@ use futures::{FutureExt, Stream, StreamExt, stream};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::NamespaceResourceScope;
+use kube::core::object::HasStatus;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -264,7 +265,7 @@ where
     /// showing them wakes the parent sooner), else wait for a change.
     pub async fn apply<P>(&self, parent: &P, plan: &Plan<K>) -> Result<Action, Error>
     where
-        P: Resource<DynamicType = ()> + Serialize,
+        P: Resource<DynamicType = ()> + HasStatus,
     {
         let reference = parent.object_ref(&());
         let owner_uid = parent.uid().unwrap_or_default();
@@ -292,9 +293,8 @@ where
                 Err(error) => refused = refused.or(Some(error)),
             }
         }
-        // What was done is told even when another write was refused. A parent
-        // is new if it has no status yet (looked up only when children were created).
-        let new_parent = done.iter().any(|write| matches!(write, Done::Created(_))) && !has_status(parent);
+        // What was done is told even when another write was refused.
+        let new_parent = is_new(parent);
         self.tell_writes(&reference, new_parent, done).await;
         if let Some(error) = refused {
             return Err(error);
@@ -550,10 +550,9 @@ fn summary(verb: &str, kind: &str, why: &str, mut children: Vec<ObjectReference>
     (note, children.swap_remove(0))
 }
 
-/// Whether `object` has a status: a parent without one is new, and has not
-/// been reconciled yet.
-fn has_status<P: Serialize>(object: &P) -> bool {
-    serde_json::to_value(object).is_ok_and(|value| value.get("status").is_some_and(|status| !status.is_null()))
+/// Whether `parent` is new: without a status, it has not been reconciled yet.
+fn is_new<P: HasStatus>(parent: &P) -> bool {
+    parent.status().is_none()
 }
 
 /// One write that a plan asks for.
@@ -639,9 +638,9 @@ pub(crate) mod tests {
     #[test]
     fn a_parent_without_a_status_is_new() {
         let mut item = Item::new("parent", ItemSpec { value: 1 });
-        assert!(!has_status(&item));
+        assert!(is_new(&item));
         item.status = Some(1);
-        assert!(has_status(&item));
+        assert!(!is_new(&item));
     }
 
     #[tokio::test]

@@ -10,9 +10,9 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use kube::Client;
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::{Client, Config};
 use xtask::cleanup;
 use xtask::control_plane::{self, ControlPlane, Lifetime};
 
@@ -71,15 +71,7 @@ impl Stage {
 
     /// The CRDs this stage's program prints with `crd`.
     pub fn crds(self) -> Result<String> {
-        let output = Command::new(self.program()?).arg("crd").output()?;
-        if !output.status.success() {
-            bail!(
-                "`{} crd` failed: {}",
-                self.name(),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        Ok(String::from_utf8(output.stdout)?)
+        xtask::cargo::stage_crds(&self.program()?)
     }
 }
 
@@ -339,12 +331,7 @@ impl<'a> Scenario<'a> {
             "kubectl config set-context",
         )?;
 
-        let config = Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(&kubeconfig)?,
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await?;
-        let client = Client::try_from(config)?;
+        let client = xtask::control_plane::client_for(&kubeconfig).await?;
         let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
         let mut object = k8s_openapi::api::core::v1::Namespace::default();
         object.metadata.name = Some(namespace.clone());

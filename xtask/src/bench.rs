@@ -28,9 +28,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
+use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::{Client, Config};
 use tokio::sync::Notify;
 
 use crate::catalogue::{self, GROUP, VERSION, number_name, tuple_name};
@@ -557,13 +557,7 @@ pub struct Results {
 
 /// Runs `plan` on `plane` (which has stage 4's CRDs and kube-controller-manager).
 pub async fn run(plane: &ControlPlane, plan: &Plan) -> Result<Results> {
-    let admin = Client::try_from(
-        Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(&plane.kubeconfig)?,
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await?,
-    )?;
+    let admin = plane.client().await?;
     let bench = Bench {
         plane,
         controller_kubeconfig: plane.kubeconfig_for(BENCH_USER, &["system:masters"])?,

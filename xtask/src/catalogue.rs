@@ -61,11 +61,6 @@ pub fn number_name(tuple: &str, index: usize) -> String {
     format!("{tuple}-{index}")
 }
 
-/// The name of a kind's CRD (`Number` → `numbers.math.workshop.example`).
-pub fn crd_of(kind: &str) -> String {
-    format!("{}s.{GROUP}", kind.to_lowercase())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,7 +77,10 @@ mod tests {
 
     #[test]
     fn the_crds_are_those_of_the_kinds() {
-        let derived: Vec<String> = KINDS.iter().map(|kind| crd_of(kind)).collect();
+        let derived: Vec<String> = KINDS
+            .iter()
+            .map(|kind| format!("{}s.{GROUP}", kind.to_lowercase()))
+            .collect();
         assert_eq!(derived, CRDS);
     }
 

@@ -295,6 +295,14 @@ pub fn explain(language: Language, stage: &str, outcome: &Outcome, hints: &Hints
     lines
 }
 
+/// Runs the unit tests of a stage of the workbench (`cargo test --example
+/// STAGE`): whether cargo succeeded, and each test's outcome (none when the
+/// stage does not compile).
+pub fn workbench_unit_tests(stage: &str) -> anyhow::Result<(bool, Vec<Outcome>)> {
+    let (succeeded, output) = crate::cargo::output(&["test", "--example", stage, "--no-fail-fast"], &[])?;
+    Ok((succeeded, parse_test_output(&output)))
+}
+
 /// The newest modification time of any file below `dir`, for `--watch`.
 pub fn newest_change(dir: &Path) -> Option<std::time::SystemTime> {
     crate::files_below(dir)

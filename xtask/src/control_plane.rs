@@ -176,6 +176,11 @@ impl ControlPlane {
         apiserver
     }
 
+    /// A client of this control plane as admin.
+    pub async fn client(&self) -> Result<kube::Client> {
+        client_for(&self.kubeconfig).await
+    }
+
     /// A kubectl command that talks to this control plane as admin.
     pub fn kubectl(&self) -> Command {
         let mut command = Command::new(self.assets.kubectl());
@@ -460,6 +465,16 @@ fn after_spawn(child: u32, lifetime: Lifetime) -> Result<()> {
         process::kill_when_parent_ends(std::process::id(), child)?;
     }
     Ok(())
+}
+
+/// A client of the cluster that the kubeconfig file `kubeconfig` names.
+pub async fn client_for(kubeconfig: &Path) -> Result<kube::Client> {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig)?,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    Ok(kube::Client::try_from(config)?)
 }
 
 /// A kubeconfig with the identity's certificate and key embedded, as YAML,

@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 /// The Rust targets of the Macs attendees bring.
 pub const TARGETS: [&str; 2] = ["aarch64-apple-darwin", "x86_64-apple-darwin"];
@@ -100,14 +100,9 @@ pub fn tools(dir: &Path) -> Result<(PathBuf, PathBuf)> {
     Ok((zig_dir, zigbuild))
 }
 
-/// Runs `command`; on failure, says what it was for and quotes its stderr.
+/// Runs `command`; on failure, says what it was for, names the command and quotes its stderr.
 fn run(command: &mut Command, purpose: &str) -> Result<()> {
-    let output = command
-        .output()
-        .with_context(|| format!("cannot {purpose}: the program did not start"))?;
-    if !output.status.success() {
-        bail!("cannot {purpose}: {}", String::from_utf8_lossy(&output.stderr).trim());
-    }
+    crate::process::checked(command).with_context(|| format!("cannot {purpose}"))?;
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use kube::{Client, Config};
+use kube::Client;
 
 use crate::bench::Controller;
 use crate::control_plane::ControlPlane;
@@ -78,7 +78,7 @@ pub struct Outcome {
 /// Runs `faults` faults on `plane` (stage 4's CRDs and kube-controller-manager
 /// running) against `program`, logging to `log`, with random choices from `seed`.
 pub async fn run(plane: &ControlPlane, program: &Path, log: &Path, faults: usize, seed: u64) -> Result<Vec<Outcome>> {
-    let client = client(plane).await?;
+    let client = plane.client().await?;
     let mut random = Random::new(seed);
     let mut controller = Controller::start(program, &plane.kubeconfig, log, None)?;
     let mut wanted: BTreeMap<String, i64> = BTreeMap::new();
@@ -112,17 +112,6 @@ pub async fn run(plane: &ControlPlane, program: &Path, log: &Path, faults: usize
         outcomes.push(outcome_of(fault, &client, &wanted, log, from, back).await);
     }
     Ok(outcomes)
-}
-
-/// A client for `plane`, as its admin.
-async fn client(plane: &ControlPlane) -> Result<Client> {
-    Ok(Client::try_from(
-        Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(&plane.kubeconfig)?,
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await?,
-    )?)
 }
 
 /// The next fault: each kind as likely as the others, 5 to 60 s long (a

@@ -132,8 +132,7 @@ fn compiles(stage: &str) -> Result<bool> {
 
 /// Runs the stage's unit tests and prints a line for each.
 fn unit_tests(stage: &str, hints: &Hints) -> Result<Vec<Outcome>> {
-    let (_, output) = cargo::output(&["test", "--example", stage, "--no-fail-fast"], &[])?;
-    let mut unit = check::parse_test_output(&output);
+    let (_, mut unit) = check::workbench_unit_tests(stage)?;
     // The tests run in parallel: sorted, the lines stay in place from check to check.
     unit.sort_by(|a, b| a.name.cmp(&b.name));
     for outcome in &unit {
@@ -423,8 +422,7 @@ fn end_to_end() -> String {
 fn stages_with_failing_unit_tests(checked: &str) -> Result<Vec<String>> {
     let mut open = Vec::new();
     for stage in STAGES.iter().filter(|stage| **stage != checked) {
-        let (built, output) = cargo::output(&["test", "--example", stage, "--no-fail-fast"], &[])?;
-        let outcomes = check::parse_test_output(&output);
+        let (built, outcomes) = check::workbench_unit_tests(stage)?;
         let failing = outcomes.iter().filter(|outcome| !outcome.passed).count();
         if !built && outcomes.is_empty() {
             open.push(say!("{stage} does not compile", "{stage} はコンパイルできない"));
@@ -459,8 +457,7 @@ fn check_progress() -> Result<bool> {
     );
     let mut all_done = true;
     for stage in STAGES {
-        let (built, output) = cargo::output(&["test", "--example", stage, "--no-fail-fast"], &[])?;
-        let outcomes = check::parse_test_output(&output);
+        let (built, outcomes) = check::workbench_unit_tests(stage)?;
         let passed = outcomes.iter().filter(|outcome| outcome.passed).count();
         let done = built && passed == outcomes.len() && !outcomes.is_empty();
         all_done &= done;

@@ -143,11 +143,8 @@ fn exercises_are_unsolved() -> Result<Tally> {
             tally.ignored(&name, why);
             continue;
         }
-        let (passed, output) = cargo::output(&["test", "--example", stage, "--no-fail-fast"], &[])?;
-        let failing = check::parse_test_output(&output)
-            .iter()
-            .filter(|outcome| !outcome.passed)
-            .count();
+        let (passed, outcomes) = check::workbench_unit_tests(stage)?;
+        let failing = outcomes.iter().filter(|outcome| !outcome.passed).count();
         if !passed && failing > 0 {
             tally.passed(&name, &format!("{failing} unit tests fail"));
         } else {

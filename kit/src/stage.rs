@@ -10,7 +10,7 @@
 //! that says what to do, never a panic or a backtrace.
 
 use std::future::Future;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
@@ -66,6 +66,11 @@ impl Stage {
         tracing_subscriber::fmt()
             .with_env_filter(EnvFilter::new(log_filter(std::env::var("RUST_LOG").ok().as_deref())))
             .with_ansi(std::io::stdout().is_terminal())
+            // A log line that cannot be written is dropped. By default
+            // tracing-subscriber reports it with `eprintln!`, which panics
+            // when stderr is gone too: Ctrl-C on `… 2>&1 | tee log` stops
+            // tee first, and the panic would leave the program unable to stop.
+            .log_internal_errors(false)
             .init();
         let args: Vec<String> = std::env::args().skip(1).collect();
         match self.try_run(&args, controllers).await {
@@ -74,7 +79,9 @@ impl Stage {
                 // One line with the fix, never a backtrace. Some causes span
                 // lines (a YAML error quotes the file): join them.
                 let message = format!("{err:#}");
-                eprintln!("error: {}", message.split_whitespace().collect::<Vec<_>>().join(" "));
+                let line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+                // Not `eprintln!`, which panics if stderr is closed.
+                let _ = writeln!(std::io::stderr(), "error: {line}");
                 ExitCode::FAILURE
             }
         }

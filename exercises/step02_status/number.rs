@@ -4,8 +4,7 @@
 use std::sync::Arc;
 
 use kit::{RetryBackoff, Shutdown, StatusWriter};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::controller::Action;
 use kube::{Api, Client, CustomResource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -99,14 +98,15 @@ pub enum Error {
 ///
 /// A `Controller` watches Numbers and calls `reconcile` for each one that
 /// changes. The watch is a long-lived request: the API server pushes every
-/// change to us, and we never poll.
+/// change to us, and we never poll. `kit::controller::new` is kube-runtime's
+/// `Controller::new` with a leaner cache (see kit/src/controller.rs).
 pub async fn run(client: Client, shutdown: Shutdown) {
     let numbers = Api::<Number>::default_namespaced(client);
     let context = Arc::new(Context {
         status: StatusWriter::new(numbers.clone()),
         backoff: RetryBackoff::default(),
     });
-    let controller = Controller::new(numbers, watcher::Config::default());
+    let controller = kit::controller::new(numbers);
     kit::controller::run(controller, reconcile, error_policy, context, shutdown).await;
 }
 

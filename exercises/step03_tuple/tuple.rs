@@ -3,9 +3,8 @@
 use std::sync::Arc;
 
 use kit::{Children, RetryBackoff, Shutdown, StatusWriter, is_controlled_by};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Api, Client, CustomResource, KubeSchema, Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use tracing::{error, warn};
@@ -132,7 +131,7 @@ pub async fn run(client: Client, shutdown: Shutdown) {
         numbers,
         backoff: RetryBackoff::default(),
     });
-    let controller = Controller::new(tuples, watcher::Config::default()).watches_stream(number_changes, tuples_to_wake);
+    let controller = kit::controller::new(tuples).watches_stream(number_changes, tuples_to_wake);
     kit::controller::run(controller, reconcile, error_policy, context, shutdown).await;
 }
 

@@ -10,9 +10,8 @@
 use std::sync::Arc;
 
 use kit::{Children, RetryBackoff, Shutdown, StatusWriter, is_controlled_by};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Api, Client, CustomResource, KubeSchema, Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use tracing::{error, warn};
@@ -170,8 +169,7 @@ pub async fn run(client: Client, shutdown: Shutdown) {
         tuples,
         backoff: RetryBackoff::default(),
     });
-    let controller =
-        Controller::new(fermats, watcher::Config::default()).watches_stream(tuple_changes, fermats_to_wake);
+    let controller = kit::controller::new(fermats).watches_stream(tuple_changes, fermats_to_wake);
     kit::controller::run(controller, reconcile, error_policy, context, shutdown).await;
 }
 

@@ -137,7 +137,7 @@ fn fermats_to_wake(tuple: Tuple) -> Vec<ObjectRef<Fermat>> {
 /// Runs the Fermat controller until `shutdown` resolves.
 pub async fn run(client: Client, shutdown: Shutdown) {
     let fermats = Api::<Fermat>::default_namespaced(client.clone());
-    let (tuples, tuple_changes) = Children::watch(&client);
+    let (tuples, tuple_changes) = Children::watch(&client, parent_name);
     let context = Arc::new(Context {
         status: StatusWriter::new(fermats.clone()),
         tuples,
@@ -158,10 +158,7 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
     }
 
     // 1. Read the Tuples that concern this Fermat, from the watch cache.
-    let existing = ctx
-        .tuples
-        .existing(fermat.as_ref(), |child| parent_name(child) == Some(&name))
-        .await?;
+    let existing = ctx.tuples.existing(fermat.as_ref()).await?;
 
     // 2. Compute the desired children and compare them with what exists. The
     //    schema refuses an n above the bound, but an object made under an

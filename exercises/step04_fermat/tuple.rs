@@ -133,8 +133,9 @@ pub async fn run(client: Client, shutdown: Shutdown) {
     let tuples = Api::<Tuple>::default_namespaced(client.clone());
     // One watch of Numbers does two jobs: it fills the cache that reconcile
     // reads instead of asking the API server, and it wakes the Tuples
-    // concerned whenever a Number changes or disappears.
-    let (numbers, number_changes) = Children::watch(&client);
+    // concerned whenever a Number changes or disappears. With `parent_name`
+    // the cache finds a Tuple's Numbers by name without reading them all.
+    let (numbers, number_changes) = Children::watch(&client, parent_name);
     let context = Arc::new(Context {
         status: StatusWriter::new(tuples.clone()),
         numbers,
@@ -161,10 +162,7 @@ async fn reconcile(tuple: Arc<Tuple>, ctx: Arc<Context>) -> Result<Action, Error
 
     // 1. Read the Numbers that concern this Tuple from the watch cache: those
     //    it controls, and those with a name it wants.
-    let existing = ctx
-        .numbers
-        .existing(tuple.as_ref(), |child| parent_name(child) == Some(&name))
-        .await?;
+    let existing = ctx.numbers.existing(tuple.as_ref()).await?;
 
     // 2. Compute the desired children and compare them with what exists.
     let mut wanted = desired_children(&name, &tuple.spec.numbers);

@@ -8,7 +8,10 @@
 //! - **the watch cache.** One watch of the child kind fills a cache that
 //!   reconciles read instead of asking the API server, and wakes the parents
 //!   concerned when a child changes ([`parents_to_wake`]). In Go, the
-//!   manager's informer cache and `Owns(&Number{})` do this.
+//!   manager's informer cache and `Owns(&Number{})` do this. An index kept
+//!   beside it, by controlling owner and by the parent a name belongs to,
+//!   lets a reconcile look up its own children instead of reading every
+//!   object of the kind (in Go: the cache's field indexers).
 //! - **writes in flight.** The cache shows a write a moment after it was
 //!   made, and events about a parent's children keep arriving while it is
 //!   reconciled (each child it creates is one). The next reconcile often
@@ -25,13 +28,13 @@
 //!   they are what creating it asked for, and `kubectl get` shows them. In Go:
 //!   `record.EventRecorder`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, Shared};
-use futures::{FutureExt, Stream, StreamExt, stream};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::NamespaceResourceScope;
@@ -83,6 +86,11 @@ impl<K> Plan<K> {
 fn crd_terminating(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status)
         if status.code == 403 && status.message.contains("custom resource definition is terminating"))
+}
+
+/// A std `Mutex` rather than a tokio one: none is held across an `.await`.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Whether `child` names the object with uid `owner_uid` as its controller.
@@ -172,11 +180,88 @@ pub enum Error {
     },
 }
 
+/// The parent a child's name belongs to: `Some("f")` for the Tuple
+/// `f-4-and-9`, `None` for a name that no parent would want.
+pub type ParentName = for<'a> fn(&'a str) -> Option<&'a str>;
+
+/// Which names in the cache concern which parent: those whose controlling
+/// owner has a given uid, and those whose name belongs to a given parent name.
+#[derive(Default)]
+struct Index {
+    /// Each object's name, with its controller's uid and its name's parent.
+    keys: HashMap<String, (Option<String>, Option<String>)>,
+    by_owner: HashMap<String, BTreeSet<String>>,
+    by_parent_name: HashMap<String, BTreeSet<String>>,
+    /// While the watch lists everything again: the index being rebuilt.
+    relisting: Option<Box<Index>>,
+}
+
+impl Index {
+    fn insert<K: Resource>(&mut self, object: &K, parent_name: ParentName) {
+        let name = object.name_any();
+        self.remove(&name);
+        let owner = object
+            .owner_references()
+            .iter()
+            .find(|owner| owner.controller == Some(true))
+            .map(|owner| owner.uid.clone());
+        let parent = parent_name(&name).map(str::to_string);
+        if let Some(uid) = &owner {
+            self.by_owner.entry(uid.clone()).or_default().insert(name.clone());
+        }
+        if let Some(parent) = &parent {
+            self.by_parent_name
+                .entry(parent.clone())
+                .or_default()
+                .insert(name.clone());
+        }
+        self.keys.insert(name, (owner, parent));
+    }
+
+    fn remove(&mut self, name: &str) {
+        let Some((owner, parent)) = self.keys.remove(name) else {
+            return;
+        };
+        let forget = |map: &mut HashMap<String, BTreeSet<String>>, key: Option<String>| {
+            if let Some(key) = key
+                && let Some(names) = map.get_mut(&key)
+            {
+                names.remove(name);
+                if names.is_empty() {
+                    map.remove(&key);
+                }
+            }
+        };
+        forget(&mut self.by_owner, owner);
+        forget(&mut self.by_parent_name, parent);
+    }
+
+    /// Follows the watch as the cache does: a new list replaces everything once it is complete.
+    fn follow<K: Resource>(&mut self, event: &watcher::Event<K>, parent_name: ParentName) {
+        match event {
+            watcher::Event::Apply(object) => self.insert(object, parent_name),
+            watcher::Event::Delete(object) => self.remove(&object.name_any()),
+            watcher::Event::Init => self.relisting = Some(Box::default()),
+            watcher::Event::InitApply(object) => self.relisting.get_or_insert_default().insert(object, parent_name),
+            watcher::Event::InitDone => *self = *self.relisting.take().unwrap_or_default(),
+        }
+    }
+
+    /// The names that concern a parent: those it controls, and those that belong to its name.
+    fn names_for(&self, owner_uid: &str, parent: &str) -> BTreeSet<String> {
+        let controlled = self.by_owner.get(owner_uid).into_iter().flatten();
+        let named = self.by_parent_name.get(parent).into_iter().flatten();
+        controlled.chain(named).cloned().collect()
+    }
+}
+
 /// The children of kind `K` in one namespace, as parent controllers see them.
 pub struct Children<K: Resource<DynamicType = ()> + 'static> {
     api: Api<K>,
     /// Every `K` in the namespace, kept current by a watch.
     cache: Store<K>,
+    /// Which of them concern which parent, kept current by the same watch.
+    index: Arc<Mutex<Index>>,
     /// Resolves once that watch has listed every object (false if it never will).
     listed: Shared<BoxFuture<'static, bool>>,
     /// Creates and deletes sent that the cache does not show yet, per parent uid.
@@ -208,15 +293,22 @@ where
 {
     /// Watches the `K`s of the client's namespace. Returns the children, for
     /// a reconcile's context, and the stream of changed objects, for
-    /// `Controller::watches_stream`: one watch does both jobs.
-    pub fn watch(client: &Client) -> (Self, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static) {
+    /// `Controller::watches_stream`: one watch does both jobs. `parent_name`
+    /// tells which parent a child's name belongs to (see [`Children::existing`]).
+    pub fn watch(
+        client: &Client,
+        parent_name: ParentName,
+    ) -> (Self, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static) {
         let api = Api::<K>::default_namespaced(client.clone());
         let (cache, writer) = reflector::store();
+        let index = Arc::new(Mutex::new(Index::default()));
+        let indexing = index.clone();
         let changes = watcher(api.clone(), watcher::Config::default())
             // No controller reads who wrote which field: the cache keeps
             // each object without it, about half its size.
             .modify(|object| object.managed_fields_mut().clear())
             .reflect(writer)
+            .inspect_ok(move |event| lock(&indexing).follow(event, parent_name))
             .touched_objects();
         // Many reconciles wait for the first list at once. `Shared` wakes them
         // all: kube-runtime 5.0's `wait_until_ready` wakes only the last one to
@@ -226,6 +318,7 @@ where
         let children = Children {
             api,
             cache,
+            index,
             listed,
             in_flight: Mutex::default(),
             clashes_told: Mutex::default(),
@@ -234,24 +327,29 @@ where
         (children, changes)
     }
 
-    /// The objects that concern `parent`: those it controls, and those with a
-    /// name it could want (`named_for_it`), which may clash; read from the
-    /// cache, once the watch has listed them all (until then an empty cache
-    /// would look like "every child is missing").
-    pub async fn existing<P: Resource>(
-        &self,
-        parent: &P,
-        named_for_it: impl Fn(&str) -> bool,
-    ) -> Result<Existing<K>, Error> {
+    /// The objects that concern `parent`, in name order: those it controls,
+    /// and those whose name belongs to it (by the `parent_name` given to
+    /// [`Children::watch`]), which it could want and which may clash. Read
+    /// from the cache, once the watch has listed them all (until then an
+    /// empty cache would look like "every child is missing").
+    pub async fn existing<P: Resource>(&self, parent: &P) -> Result<Existing<K>, Error> {
         if !self.listed.clone().await {
             let kind = K::kind(&()).to_string();
             return Err(Error::CacheNotReady { kind });
         }
         let owner_uid = parent.uid().unwrap_or_default();
-        let concerns = |object: &Arc<K>| {
-            is_controlled_by(object.as_ref(), &owner_uid) || object.meta().name.as_deref().is_some_and(&named_for_it)
-        };
-        let objects: Vec<Arc<K>> = self.cache.state().into_iter().filter(concerns).collect();
+        let names = lock(&self.index).names_for(&owner_uid, &parent.name_any());
+        let namespace = parent.namespace();
+        let objects: Vec<Arc<K>> = names
+            .into_iter()
+            .filter_map(|name| {
+                let key = ObjectRef::new(&name);
+                self.cache.get(&match &namespace {
+                    Some(namespace) => key.within(namespace),
+                    None => key,
+                })
+            })
+            .collect();
         let in_flight = self.unseen(&owner_uid, &objects);
         Ok(Existing { objects, in_flight })
     }
@@ -371,8 +469,7 @@ where
     }
 
     fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<SentWrite>>> {
-        // A std `Mutex` rather than a tokio one: it is never held across an `.await`.
-        self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.in_flight)
     }
 
     /// Records that a create (`deleted_uid: None`) or a delete of `child` was sent for the parent `owner_uid`.
@@ -603,8 +700,69 @@ pub(crate) mod tests {
         Client::try_from(config).unwrap()
     }
 
+    /// `p-1` belongs to the parent `p`.
+    fn item_parent(name: &str) -> Option<&str> {
+        name.rsplit_once('-').map(|(parent, _)| parent)
+    }
+
     fn children() -> Children<Item> {
-        Children::watch(&unused_client()).0
+        Children::watch(&unused_client(), item_parent).0
+    }
+
+    fn controlled_by(name: &str, owner_uid: &str) -> Item {
+        let mut item = Item::new(name, ItemSpec { value: 1 });
+        item.metadata.owner_references = Some(vec![OwnerReference {
+            controller: Some(true),
+            uid: owner_uid.to_string(),
+            ..OwnerReference::default()
+        }]);
+        item
+    }
+
+    fn names(found: BTreeSet<String>) -> Vec<String> {
+        found.into_iter().collect()
+    }
+
+    #[test]
+    fn the_index_finds_what_a_parent_controls_and_what_its_name_wants() {
+        let mut index = Index::default();
+        index.follow(&watcher::Event::Apply(controlled_by("p-1", "uid-p")), item_parent);
+        index.follow(&watcher::Event::Apply(controlled_by("other-2", "uid-p")), item_parent);
+        index.follow(
+            &watcher::Event::Apply(Item::new("p-3", ItemSpec { value: 1 })),
+            item_parent,
+        );
+        index.follow(&watcher::Event::Apply(controlled_by("q-1", "uid-q")), item_parent);
+        index.follow(
+            &watcher::Event::Apply(Item::new("alone", ItemSpec { value: 1 })),
+            item_parent,
+        );
+        assert_eq!(names(index.names_for("uid-p", "p")), ["other-2", "p-1", "p-3"]);
+        assert_eq!(names(index.names_for("uid-q", "q")), ["q-1"]);
+        assert!(index.names_for("uid-r", "r").is_empty());
+    }
+
+    #[test]
+    fn the_index_follows_changes_deletes_and_a_new_list() {
+        let mut index = Index::default();
+        index.follow(&watcher::Event::Apply(controlled_by("x-1", "uid-p")), item_parent);
+        // Its ownerReference removed: no longer the parent's by owner.
+        index.follow(
+            &watcher::Event::Apply(Item::new("x-1", ItemSpec { value: 1 })),
+            item_parent,
+        );
+        assert!(index.names_for("uid-p", "p").is_empty());
+        index.follow(&watcher::Event::Apply(controlled_by("p-1", "uid-p")), item_parent);
+        index.follow(&watcher::Event::Delete(controlled_by("p-1", "uid-p")), item_parent);
+        assert!(index.names_for("uid-p", "p").is_empty());
+        assert!(index.by_owner.is_empty() && !index.by_parent_name.contains_key("p"));
+        // A new list: until it is complete, the index stays as it was.
+        index.follow(&watcher::Event::Apply(controlled_by("p-2", "uid-p")), item_parent);
+        index.follow(&watcher::Event::<Item>::Init, item_parent);
+        index.follow(&watcher::Event::InitApply(controlled_by("p-5", "uid-p")), item_parent);
+        assert_eq!(names(index.names_for("uid-p", "p")), ["p-2"]);
+        index.follow(&watcher::Event::<Item>::InitDone, item_parent);
+        assert_eq!(names(index.names_for("uid-p", "p")), ["p-5"]);
     }
 
     fn reference(name: &str) -> ObjectReference {

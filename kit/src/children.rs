@@ -307,8 +307,10 @@ where
             // No controller reads who wrote which field: the cache keeps
             // each object without it, about half its size.
             .modify(|object| object.managed_fields_mut().clear())
-            .reflect(writer)
+            // The index first: when the cache says it has listed
+            // everything, and reconciles start reading, the index has too.
             .inspect_ok(move |event| lock(&indexing).follow(event, parent_name))
+            .reflect(writer)
             .touched_objects();
         // Many reconciles wait for the first list at once. `Shared` wakes them
         // all: kube-runtime 5.0's `wait_until_ready` wakes only the last one to

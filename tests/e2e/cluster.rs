@@ -512,25 +512,15 @@ impl<'a> Scenario<'a> {
         Ok(())
     }
 
-    /// Starts `stage`'s program as `cargo run … 2>&1 | tee log` runs it in a
-    /// terminal: its output goes through a pipe to another process, both in a
-    /// process group of their own, which [`Scenario::press_ctrl_c`] signals as
-    /// a terminal does. Returns the group's id (the shell's process id).
-    ///
-    /// The reader stops after the program's first two lines (that it leads,
-    /// and that its controllers run), so that every later line meets a closed
-    /// pipe, every time: Ctrl-C in a terminal stops tee too, often before the
-    /// program has written its last lines. The program's exit status is then
-    /// [`Scenario::piped_program_status`]: bash goes on after a pipeline
-    /// whose program handled the Ctrl-C itself.
+    /// Starts `stage`'s program as `cargo run … | tee` runs it in a terminal:
+    /// its output goes through a pipe to another process, both in a process
+    /// group of their own, which [`Scenario::press_ctrl_c`] signals as a
+    /// terminal does. Returns the group's id (the shell's process id).
     pub fn start_controller_through_a_pipe(&mut self, stage: Stage) -> Result<u32> {
         use std::os::unix::process::CommandExt;
         let log = self.dir.path().join("controller.log");
-        let child = Command::new("bash")
-            .args([
-                "-c",
-                r#""$0" 2>&1 | head -n 2 >>"$1"; echo "${PIPESTATUS[0]}" >"$1.status""#,
-            ])
+        let child = Command::new("sh")
+            .args(["-c", r#""$0" 2>&1 | tee -a "$1" >/dev/null"#])
             .arg(stage.program()?)
             .arg(&log)
             .env("KUBECONFIG", &self.kubeconfig)
@@ -571,13 +561,6 @@ impl<'a> Scenario<'a> {
         }
         cleanup::forget_process(group);
         Ok(())
-    }
-
-    /// The exit status of the program started by
-    /// [`Scenario::start_controller_through_a_pipe`], once it has stopped.
-    pub fn piped_program_status(&self) -> Option<String> {
-        let status = fs::read_to_string(self.dir.path().join("controller.log.status")).ok()?;
-        Some(status.trim().to_string())
     }
 
     /// What the controller printed so far.

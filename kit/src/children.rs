@@ -93,6 +93,14 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The reference to the object `name`, in `namespace` if it has one.
+fn object_ref<K: Resource<DynamicType = ()>>(name: &str, namespace: Option<&str>) -> ObjectRef<K> {
+    match namespace {
+        Some(namespace) => ObjectRef::new(name).within(namespace),
+        None => ObjectRef::new(name),
+    }
+}
+
 /// Whether `child` names the object with uid `owner_uid` as its controller.
 pub fn is_controlled_by<K: Resource>(child: &K, owner_uid: &str) -> bool {
     child
@@ -113,10 +121,7 @@ where
     C: Resource,
 {
     let namespace = child.meta().namespace.as_deref();
-    let in_namespace = |name: &str| match namespace {
-        Some(namespace) => ObjectRef::new(name).within(namespace),
-        None => ObjectRef::new(name),
-    };
+    let in_namespace = |name: &str| object_ref(name, namespace);
     let mut parents: Vec<ObjectRef<P>> = child
         .owner_references()
         .iter()
@@ -344,13 +349,7 @@ where
         let namespace = parent.namespace();
         let objects: Vec<Arc<K>> = names
             .into_iter()
-            .filter_map(|name| {
-                let key = ObjectRef::new(&name);
-                self.cache.get(&match &namespace {
-                    Some(namespace) => key.within(namespace),
-                    None => key,
-                })
-            })
+            .filter_map(|name| self.cache.get(&object_ref(&name, namespace.as_deref())))
             .collect();
         let in_flight = self.unseen(&owner_uid, &objects);
         Ok(Existing { objects, in_flight })

@@ -10,7 +10,7 @@ use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Resource, ResourceExt};
@@ -63,11 +63,29 @@ pub async fn run<K, Ctx, Fut, E>(
     Fut: Future<Output = Result<Action, E>> + Send + 'static,
     E: std::error::Error + Send + 'static,
 {
+    // kube-runtime 5.0 starts no reconcile before the cache has its first
+    // list, and its graceful shutdown stops the watch that brings that list:
+    // stopped before it came, the controller would wait for it forever
+    // (tests/upstream/README.md). No reconcile can be under way then, so it
+    // stops at once.
+    let cache = controller.store();
+    let stopped_before_the_first_list = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.await;
+            // Polled once, never again: only a cache that is ready answers at once.
+            if cache.wait_until_ready().now_or_never().is_none() {
+                return;
+            }
+            futures::future::pending::<()>().await;
+        }
+    };
     controller
         .with_config(controller::Config::default().concurrency(RECONCILES_AT_ONCE))
         .trigger_backoff(watch_backoff())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
+        .take_until(stopped_before_the_first_list)
         .for_each(|result| async move {
             match result {
                 // error_policy has logged it already.
@@ -87,4 +105,33 @@ pub async fn run<K, Ctx, Fut, E>(
             }
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("never")]
+    struct Never;
+
+    /// Ctrl-C before the cache has its first list (under load, a second after
+    /// the start): the controller stops at once instead of waiting for a list
+    /// that its stopped watch will never bring.
+    #[tokio::test]
+    async fn a_controller_stopped_before_its_first_list_stops_at_once() {
+        let (cache, _writer) = reflector::store::<ConfigMap>();
+        let controller = Controller::for_stream(futures::stream::pending(), cache);
+        let shutdown: Shutdown = futures::future::ready(()).boxed().shared();
+        let stopped = run(
+            controller,
+            |_, _: Arc<()>| async { Ok::<_, Never>(Action::await_change()) },
+            |_, _, _| Action::await_change(),
+            Arc::new(()),
+            shutdown,
+        )
+        .now_or_never();
+        assert!(stopped.is_some(), "the controller still waits for its first list");
+    }
 }

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Wake, Waker};
 
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::core::Status;
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector;
 use kube::runtime::watcher::Event;
 
@@ -93,4 +94,38 @@ fn is_not_found_misses_a_404_whose_body_is_not_a_status() {
         !status.is_not_found(),
         "kube now treats a plain 404 as not found: the stages may use `is_not_found()` again"
     );
+}
+
+/// A controller asked to stop before its store has the first list waits for
+/// that list, but its graceful shutdown has stopped reading the watch that
+/// would bring it: it waits until something else fills the store, which in
+/// a program is never.
+#[tokio::test]
+async fn a_graceful_shutdown_before_the_first_list_waits_for_it_forever() {
+    #[derive(Debug, thiserror::Error)]
+    #[error("never")]
+    struct Never;
+    let (store, mut writer) = reflector::store::<ConfigMap>();
+    let watch = futures::stream::pending::<Result<ConfigMap, kube::runtime::watcher::Error>>();
+    let run = Controller::for_stream(watch, store)
+        .graceful_shutdown_on(async {})
+        .run(
+            |_, _: Arc<()>| async { Ok::<_, Never>(Action::await_change()) },
+            |_, _, _| Action::await_change(),
+            Arc::new(()),
+        )
+        .for_each(|_| async {});
+    let mut run = pin!(run);
+    for _ in 0..10 {
+        assert!(
+            (&mut run).now_or_never().is_none(),
+            "kube-runtime now stops a controller before its first list: \
+             `stopped_before_the_first_list` in kit/src/controller.rs can go"
+        );
+        tokio::task::yield_now().await;
+    }
+    // The list it waits for, from elsewhere: it then stops.
+    writer.apply_watcher_event(&Event::Init);
+    writer.apply_watcher_event(&Event::InitDone);
+    assert!(run.now_or_never().is_some());
 }

@@ -155,28 +155,71 @@ fn exercises_are_unsolved() -> Result<Tally> {
     Ok(tally)
 }
 
-/// Renders both decks in a real browser and checks one image per slide.
-/// Reported as ignored, with the reason, where Marp, a browser or (for the
-/// Japanese deck) a Japanese font is missing.
+/// Renders both decks in a real browser, side by side, and checks one image
+/// per slide. Reported as ignored, with the reason, where Marp, a browser or
+/// (for the Japanese deck) a Japanese font is missing.
 fn slides_render() -> Result<Tally> {
     let slides = repository_root().join("slides");
     let mut tally = Tally::new("slide renders", crate::slides::LANGUAGES.len());
-    for language in crate::slides::LANGUAGES {
+    // Each render mostly waits for Node and Chromium to start: two at once
+    // take little more than the time of one.
+    let outcomes: Vec<(&str, SlideRender)> = std::thread::scope(|scope| {
+        let renders: Vec<_> = crate::slides::LANGUAGES
+            .into_iter()
+            .map(|language| (language, scope.spawn(|| render_deck(&slides, language))))
+            .collect();
+        renders
+            .into_iter()
+            .map(|(language, render)| {
+                let outcome = render
+                    .join()
+                    .unwrap_or_else(|_| SlideRender::Failed("the render panicked".to_string()));
+                (language, outcome)
+            })
+            .collect()
+    });
+    for (language, outcome) in outcomes {
         let name = format!("slides::{language}_renders_one_image_per_slide");
-        if let Some(why) = crate::slides::missing_for(&slides, language) {
-            tally.ignored(&name, &why);
-            continue;
-        }
-        let out = tempfile::tempdir()?;
-        let expected = crate::slides::slide_count(&std::fs::read_to_string(slides.join(format!("{language}.md")))?);
-        match crate::slides::render(&slides, language, out.path()) {
-            Ok(count) if count == expected => tally.passed(&name, &format!("{count} slides")),
-            Ok(count) => tally.failed(&name, &format!("{count} images for {expected} slides")),
-            Err(err) => tally.failed(&name, &format!("{err:#}")),
+        match outcome {
+            SlideRender::Missing(why) => tally.ignored(&name, &why),
+            SlideRender::Rendered { images, slides } if images == slides => {
+                tally.passed(&name, &format!("{images} slides"));
+            }
+            SlideRender::Rendered { images, slides } => {
+                tally.failed(&name, &format!("{images} images for {slides} slides"));
+            }
+            SlideRender::Failed(why) => tally.failed(&name, &why),
         }
     }
     tally.summary();
     Ok(tally)
+}
+
+/// What became of one deck's render.
+enum SlideRender {
+    /// Something the render needs is missing here: why, and the fix.
+    Missing(String),
+    Rendered {
+        images: usize,
+        slides: usize,
+    },
+    Failed(String),
+}
+
+fn render_deck(slides: &Path, language: &str) -> SlideRender {
+    if let Some(why) = crate::slides::missing_for(slides, language) {
+        return SlideRender::Missing(why);
+    }
+    let rendered = (|| -> Result<SlideRender> {
+        let out = tempfile::tempdir()?;
+        let expected = crate::slides::slide_count(&std::fs::read_to_string(slides.join(format!("{language}.md")))?);
+        let images = crate::slides::render(slides, language, out.path())?;
+        Ok(SlideRender::Rendered {
+            images,
+            slides: expected,
+        })
+    })();
+    rendered.unwrap_or_else(|err| SlideRender::Failed(format!("{err:#}")))
 }
 
 /// Results of checks that `cargo xtask test` runs itself, printed as libtest

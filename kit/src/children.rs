@@ -49,6 +49,7 @@ use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
 use crate::CONTROLLER_NAME;
+use crate::backoff::watch_backoff;
 
 /// What to do with the children of one parent. A stage's `plan` makes it;
 /// [`Children::apply`] carries it out.
@@ -269,11 +270,22 @@ pub struct Children<K: Resource<DynamicType = ()> + 'static> {
     index: Arc<Mutex<Index>>,
     /// Resolves once that watch has listed every object (false if it never will).
     listed: Shared<BoxFuture<'static, bool>>,
+    /// The task that runs the watch; stopped when the children are dropped.
+    _watching: StopOnDrop,
     /// Creates and deletes sent that the cache does not show yet, per parent uid.
     in_flight: Mutex<HashMap<String, Vec<SentWrite>>>,
     /// The name clashes last told in Events, per parent uid.
     clashes_told: Mutex<HashMap<String, Vec<String>>>,
     recorder: Recorder,
+}
+
+/// Stops a task when dropped.
+struct StopOnDrop(tokio::task::AbortHandle);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// One write to a child, and what the cache must show for it to count as seen.
@@ -300,6 +312,11 @@ where
     /// a reconcile's context, and the stream of changed objects, for
     /// `Controller::watches_stream`: one watch does both jobs. `parent_name`
     /// tells which parent a child's name belongs to (see [`Children::existing`]).
+    ///
+    /// The watch runs in a task of its own, not in the controller's stream:
+    /// a controller that is stopping reads no more changes (kube-runtime's
+    /// graceful shutdown), but a reconcile under way may still be waiting for
+    /// the first list, which must then still come.
     pub fn watch(
         client: &Client,
         parent_name: ParentName,
@@ -316,7 +333,18 @@ where
             // everything, and reconciles start reading, the index has too.
             .inspect_ok(move |event| lock(&indexing).follow(event, parent_name))
             .reflect(writer)
-            .touched_objects();
+            .touched_objects()
+            // A broken watch is opened again after a growing delay.
+            .backoff(watch_backoff());
+        let (sender, receiver) = futures::channel::mpsc::unbounded();
+        let watching = tokio::spawn(async move {
+            let mut changes = std::pin::pin!(changes);
+            while let Some(change) = changes.next().await {
+                // Nobody reads the changes once the controller has stopped:
+                // the watch goes on filling the cache all the same.
+                let _ = sender.unbounded_send(change);
+            }
+        });
         // Many reconciles wait for the first list at once. `Shared` wakes them
         // all: kube-runtime 5.0's `wait_until_ready` wakes only the last one to
         // ask (see tests/upstream/README.md).
@@ -330,8 +358,9 @@ where
             in_flight: Mutex::default(),
             clashes_told: Mutex::default(),
             recorder: Recorder::new(client.clone(), CONTROLLER_NAME.into()),
+            _watching: StopOnDrop(watching.abort_handle()),
         };
-        (children, changes)
+        (children, receiver)
     }
 
     /// The objects that concern `parent`, in name order: those it controls,
@@ -701,6 +730,27 @@ pub(crate) mod tests {
         Client::try_from(config).unwrap()
     }
 
+    /// A client for the namespace `default` whose API server lists no
+    /// object once `list` is sent a value, and then answers no watch.
+    fn listing_when_told() -> (Client, tokio::sync::oneshot::Sender<()>) {
+        let (list, listed) = tokio::sync::oneshot::channel::<()>();
+        let listed = listed.shared();
+        let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+            let listed = listed.clone();
+            async move {
+                if request.uri().query().unwrap_or_default().contains("watch=true") {
+                    futures::future::pending::<()>().await;
+                }
+                let _ = listed.await;
+                let body = r#"{"apiVersion":"example.com/v1","kind":"ItemList","metadata":{"resourceVersion":"1"},"items":[]}"#;
+                Ok::<_, std::convert::Infallible>(http::Response::new(kube::client::Body::from(
+                    body.as_bytes().to_vec(),
+                )))
+            }
+        });
+        (Client::new(service, "default"), list)
+    }
+
     /// `p-1` belongs to the parent `p`.
     fn item_parent(name: &str) -> Option<&str> {
         name.rsplit_once('-').map(|(parent, _)| parent)
@@ -876,5 +926,23 @@ pub(crate) mod tests {
         ours.metadata.owner_references = Some(vec![item_owner("t")]);
         let parents: Vec<ObjectRef<Item>> = parents_to_wake(&ours, Some("t"));
         assert_eq!(parents.len(), 1);
+    }
+
+    /// A controller that is stopping reads no more changes, while a
+    /// reconcile under way waits for the first list: that list still comes.
+    #[tokio::test]
+    async fn the_first_list_comes_even_when_nobody_reads_the_changes() {
+        let (client, list) = listing_when_told();
+        let (children, changes) = Children::<Item>::watch(&client, item_parent);
+        let parent = controlled_by("p", "uid-p");
+        let existing = tokio::spawn(async move { children.existing(&parent).await.map(|found| found.objects.len()) });
+        // The controller's side of the watch, held and never read, as a stopping controller holds it.
+        let _held = changes;
+        list.send(()).expect("the client was dropped");
+        let found = tokio::time::timeout(Duration::from_secs(60), existing)
+            .await
+            .expect("the first list never came")
+            .expect("the reconcile's task failed");
+        assert_eq!(found.ok(), Some(0));
     }
 }

@@ -239,10 +239,14 @@ fn timed_rebuilds(source: &Path, mut rebuild: impl FnMut() -> Result<f64>) -> Re
     Ok(rebuilds)
 }
 
-/// `cargo xtask test` in this repository once everything is built, timed;
+/// `cargo xtask test` in this repository once everything it builds is built, timed;
 /// its output goes to a log in the target folder.
 fn timed_test_run() -> Result<f64> {
+    // Everything `cargo xtask test` builds, built first: the stages as it
+    // builds them, and the test programs.
     cargo::run(&["build", "--bins", "--examples"])?;
+    cargo::run(&["build", "--bins"])?;
+    cargo::run(&["test", "--workspace", "--no-run"])?;
     let log_path: PathBuf = target_dir().join("bench").join("loop-test.log");
     std::fs::create_dir_all(target_dir().join("bench"))?;
     let log = std::fs::File::create(&log_path)?;

@@ -34,11 +34,19 @@ pub fn run(options: Options) -> Result<ExitCode> {
     // without (half a minute): do it now, not in front of the attendee.
     cargo::run(&["build", "--bins"])?;
     let report = fresh_report_file()?;
+    // The decks render while the tests run: a render mostly waits for Node
+    // and Chromium, and the tests' own waits leave room for it.
+    let renders = std::thread::spawn(render_decks);
     let (tests_passed, mut totals) = cargo_test(&options.args, &report)?;
     let filtered = !options.args.is_empty();
     let own_checks = [
         exercises_are_unsolved()?,
-        slides_render()?,
+        slides_rendered(renders.join().unwrap_or_else(|_| {
+            crate::slides::LANGUAGES
+                .into_iter()
+                .map(|language| (language, SlideRender::Failed("the render panicked".to_string())))
+                .collect()
+        })),
         robustness_document_is_current(&report, filtered)?,
     ];
     for tally in &own_checks {
@@ -155,15 +163,12 @@ fn exercises_are_unsolved() -> Result<Tally> {
     Ok(tally)
 }
 
-/// Renders both decks in a real browser, side by side, and checks one image
-/// per slide. Reported as ignored, with the reason, where Marp, a browser or
-/// (for the Japanese deck) a Japanese font is missing.
-fn slides_render() -> Result<Tally> {
+/// Renders both decks in a real browser, side by side: what became of each.
+fn render_decks() -> Vec<(&'static str, SlideRender)> {
     let slides = repository_root().join("slides");
-    let mut tally = Tally::new("slide renders", crate::slides::LANGUAGES.len());
     // Each render mostly waits for Node and Chromium to start: two at once
     // take little more than the time of one.
-    let outcomes: Vec<(&str, SlideRender)> = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let renders: Vec<_> = crate::slides::LANGUAGES
             .into_iter()
             .map(|language| (language, scope.spawn(|| render_deck(&slides, language))))
@@ -177,7 +182,14 @@ fn slides_render() -> Result<Tally> {
                 (language, outcome)
             })
             .collect()
-    });
+    })
+}
+
+/// One image per slide in each deck's render. Reported as ignored, with the
+/// reason, where Marp, a browser or (for the Japanese deck) a Japanese font
+/// is missing.
+fn slides_rendered(outcomes: Vec<(&str, SlideRender)>) -> Tally {
+    let mut tally = Tally::new("slide renders", outcomes.len());
     for (language, outcome) in outcomes {
         let name = format!("slides::{language}_renders_one_image_per_slide");
         match outcome {
@@ -192,7 +204,7 @@ fn slides_render() -> Result<Tally> {
         }
     }
     tally.summary();
-    Ok(tally)
+    tally
 }
 
 /// What became of one deck's render.

@@ -221,7 +221,8 @@ impl Cluster {
         }
     }
 
-    /// The kubeconfig to start from: the local admin one, or the user's own.
+    /// The kubeconfig to start from: the admin one that the workshop wrote
+    /// for a local or warm plane; `None` for the user's own (kubectl's default).
     fn base_kubeconfig(&self) -> Option<&Path> {
         match self {
             Cluster::Local { plane, .. } => Some(&plane.kubeconfig),
@@ -309,27 +310,35 @@ impl<'a> Scenario<'a> {
 
         // A copy of the cluster's kubeconfig whose context names our namespace:
         // the program under test, like kubectl, works in the context's namespace.
-        let mut view = Command::new(cluster.kubectl_program());
-        if let Some(base) = cluster.base_kubeconfig() {
-            view.env("KUBECONFIG", base);
+        match cluster.base_kubeconfig() {
+            // Written by the workshop, its credentials inline.
+            Some(base) => fs::write(
+                &kubeconfig,
+                xtask::control_plane::kubeconfig_in_namespace(base, &namespace)?,
+            )?,
+            // The user's own: kubectl copies in the files it names.
+            None => {
+                let flattened = checked(
+                    Command::new(cluster.kubectl_program())
+                        .args(["config", "view", "--minify", "--flatten"])
+                        .output()?,
+                    "kubectl config view",
+                )?;
+                fs::write(&kubeconfig, flattened.stdout)?;
+                checked(
+                    Command::new(cluster.kubectl_program())
+                        .env("KUBECONFIG", &kubeconfig)
+                        .args([
+                            "config",
+                            "set-context",
+                            "--current",
+                            &format!("--namespace={namespace}"),
+                        ])
+                        .output()?,
+                    "kubectl config set-context",
+                )?;
+            }
         }
-        let flattened = checked(
-            view.args(["config", "view", "--minify", "--flatten"]).output()?,
-            "kubectl config view",
-        )?;
-        fs::write(&kubeconfig, flattened.stdout)?;
-        checked(
-            Command::new(cluster.kubectl_program())
-                .env("KUBECONFIG", &kubeconfig)
-                .args([
-                    "config",
-                    "set-context",
-                    "--current",
-                    &format!("--namespace={namespace}"),
-                ])
-                .output()?,
-            "kubectl config set-context",
-        )?;
 
         let client = xtask::control_plane::client_for(&kubeconfig).await?;
         let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());

@@ -319,7 +319,20 @@ impl ControlPlane {
 
     /// Polls `/readyz` until the API server says it is ready, or a process exits.
     pub fn wait_until_ready(&self) -> Result<()> {
+        // On a thread of its own, with a runtime of its own: callers may be
+        // inside an async runtime (a scenario restarting a process).
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| self.poll_until_ready())
+                .join()
+                .unwrap_or_else(|_| bail!("the wait for the API server panicked"))
+        })
+    }
+
+    fn poll_until_ready(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(120);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let client = runtime.block_on(client_for(&self.kubeconfig))?;
         loop {
             for process in self.processes().iter_mut() {
                 if let Some(status) = process.child.try_wait()? {
@@ -330,14 +343,7 @@ impl ControlPlane {
                     );
                 }
             }
-            let ready = self
-                .kubectl()
-                .args(["get", "--raw=/readyz", "--request-timeout=5s"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .context("cannot run kubectl")?;
-            if ready.success() {
+            if runtime.block_on(answers_ready(&client)) {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -349,6 +355,18 @@ impl ControlPlane {
             std::thread::sleep(Duration::from_millis(250));
         }
     }
+}
+
+/// Whether the API server answers `GET /readyz` with `ok` within 5 s
+/// (`kubectl get --raw=/readyz`, without starting kubectl).
+async fn answers_ready(client: &kube::Client) -> bool {
+    let Ok(request) = http::Request::get("/readyz").body(Vec::new()) else {
+        return false;
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), client.request_text(request)).await,
+        Ok(Ok(answer)) if answer.trim() == "ok"
+    )
 }
 
 impl Drop for ControlPlane {
@@ -516,6 +534,24 @@ pub fn kubeconfig_yaml(server: &str, ca_pem: &str, identity: &ClientIdentity) ->
         current_context: Some(NAME.into()),
         ..Kubeconfig::default()
     };
+    serde_saphyr::to_string(&config).context("cannot write a kubeconfig as YAML")
+}
+
+/// The kubeconfig at `path` with its current context set to `namespace`, as
+/// YAML: `kubectl config set-context --current --namespace=…` on a copy,
+/// without starting kubectl. For the kubeconfigs this crate writes, which
+/// hold their credentials inline.
+pub fn kubeconfig_in_namespace(path: &Path, namespace: &str) -> Result<String> {
+    let mut config = kube::config::Kubeconfig::read_from(path)
+        .with_context(|| format!("cannot read the kubeconfig {}", path.display()))?;
+    let current = config.current_context.clone();
+    let context = config
+        .contexts
+        .iter_mut()
+        .find(|context| Some(&context.name) == current.as_ref())
+        .and_then(|context| context.context.as_mut())
+        .with_context(|| format!("the kubeconfig {} has no current context", path.display()))?;
+    context.namespace = Some(namespace.to_string());
     serde_saphyr::to_string(&config).context("cannot write a kubeconfig as YAML")
 }
 

@@ -613,4 +613,34 @@ mod tests {
         unique.dedup();
         assert_eq!(unique.len(), handed.len(), "{handed:?}");
     }
+
+    #[test]
+    fn a_kubeconfig_in_a_namespace_keeps_the_cluster_and_the_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        let identity = ClientIdentity {
+            user: "admin".into(),
+            cert_pem: "CERT".into(),
+            key_pem: "KEY".into(),
+        };
+        fs::write(
+            &path,
+            kubeconfig_yaml("https://127.0.0.1:6443", "CA", &identity).unwrap(),
+        )
+        .unwrap();
+        let written = kubeconfig_in_namespace(&path, "scenario-1").unwrap();
+        let config: kube::config::Kubeconfig = serde_saphyr::from_str(&written).unwrap();
+        let before = kube::config::Kubeconfig::read_from(&path).unwrap();
+        let context = config.contexts[0].context.as_ref().unwrap();
+        assert_eq!(context.namespace.as_deref(), Some("scenario-1"));
+        assert_eq!(config.current_context, before.current_context);
+        assert_eq!(
+            serde_saphyr::to_string(&config.clusters).unwrap(),
+            serde_saphyr::to_string(&before.clusters).unwrap()
+        );
+        assert_eq!(
+            serde_saphyr::to_string(&config.auth_infos).unwrap(),
+            serde_saphyr::to_string(&before.auth_infos).unwrap()
+        );
+    }
 }

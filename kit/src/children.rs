@@ -325,7 +325,7 @@ where
         let (cache, writer) = reflector::store();
         let index = Arc::new(Mutex::new(Index::default()));
         let indexing = index.clone();
-        let changes = watcher(api.clone(), watcher::Config::default())
+        let changes = crate::controller::watch(api.clone())
             // No controller reads who wrote which field: the cache keeps
             // each object without it, about half its size.
             .modify(|object| object.managed_fields_mut().clear())

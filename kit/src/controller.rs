@@ -10,7 +10,8 @@ use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::Arc;
 
-use futures::{FutureExt, StreamExt};
+use futures::stream::BoxStream;
+use futures::{FutureExt, Stream, StreamExt};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Resource, ResourceExt};
@@ -39,11 +40,42 @@ where
     K: Clone + Resource<DynamicType = ()> + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (cache, writer) = reflector::store();
-    let objects = watcher(api, watcher::Config::default())
+    let objects = watch(api)
         .modify(|object| object.managed_fields_mut().clear())
         .reflect(writer)
         .applied_objects();
     Controller::for_stream(objects, cache)
+}
+
+/// kube-runtime's watcher of the `K`s that `api` reaches, started over
+/// from a fresh list each time the stage's CRDs come back after they were
+/// deleted (see [`outage`]). kube-runtime's own watcher, once listed, only
+/// ever resumes its watch from the last place it saw in the kind's history,
+/// and the kind whose history that was has been deleted with its objects.
+pub(crate) fn watch<K>(api: Api<K>) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static
+where
+    K: Clone + Resource + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    started_again_on(outage::crds_returned(), move || {
+        watcher(api.clone(), watcher::Config::default()).boxed()
+    })
+}
+
+/// The items of the stream that `start` makes, made again by `start` (the
+/// old stream dropped) each time `signal` changes.
+fn started_again_on<T: Send + 'static>(
+    signal: tokio::sync::watch::Receiver<u64>,
+    start: impl Fn() -> BoxStream<'static, T> + Send + 'static,
+) -> impl Stream<Item = T> + Send + 'static {
+    let first = start();
+    futures::stream::unfold((first, signal, start), |(mut items, mut signal, start)| async move {
+        loop {
+            tokio::select! {
+                item = items.next() => return item.map(|item| (item, (items, signal, start))),
+                Ok(()) = signal.changed() => items = start(),
+            }
+        }
+    })
 }
 
 /// Runs `controller` with `reconcile`, `error_policy` and `context` until
@@ -133,5 +165,29 @@ mod tests {
         )
         .now_or_never();
         assert!(stopped.is_some(), "the controller still waits for its first list");
+    }
+
+    /// Each signal drops the stream under way and starts a new one, which
+    /// is read from its first item.
+    #[tokio::test]
+    async fn a_signal_starts_the_stream_over() {
+        let starts = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counting = starts.clone();
+        let (signal, receiver) = tokio::sync::watch::channel(0);
+        let mut items = std::pin::pin!(started_again_on(receiver, move || {
+            let start = counting.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            futures::stream::iter([(start, "first"), (start, "second")])
+                .chain(futures::stream::pending())
+                .boxed()
+        }));
+        assert_eq!(items.next().await, Some((0, "first")));
+        assert_eq!(items.next().await, Some((0, "second")));
+        assert!(
+            items.next().now_or_never().is_none(),
+            "the stream under way has no more items"
+        );
+        signal.send_modify(|signals| *signals += 1);
+        assert_eq!(items.next().now_or_never(), Some(Some((1, "first"))));
+        assert_eq!(starts.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }

@@ -9,7 +9,8 @@
 //! that asks the API server once a second whether it is over.
 
 use std::fmt::Display;
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{LazyLock, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use kube::Client;
@@ -107,6 +108,21 @@ struct Watch {
 
 static WATCH: OnceLock<Watch> = OnceLock::new();
 
+/// Whether the stage's CRDs were gone during the trouble under way.
+static CRDS_WERE_GONE: AtomicBool = AtomicBool::new(false);
+
+/// How many times the stage's CRDs came back after they were gone. Every
+/// object of theirs went with them, so each watch then starts over from a
+/// fresh list ([`crate::controller::watch`]) instead of resuming from its
+/// place in the history of the kinds that were deleted: a cache must not
+/// keep an object that is gone, and a new CRD's history is not the old one's.
+static CRDS_RETURNED: LazyLock<tokio::sync::watch::Sender<u64>> = LazyLock::new(|| tokio::sync::watch::Sender::new(0));
+
+/// Changes each time the stage's CRDs come back after they were gone.
+pub(crate) fn crds_returned() -> tokio::sync::watch::Receiver<u64> {
+    CRDS_RETURNED.subscribe()
+}
+
 /// Starts the account, for the program's client. `crds_served` tells
 /// whether the stage's CRDs are all served; `install` is the command that
 /// installs them.
@@ -147,6 +163,9 @@ pub fn report(trouble: Trouble, error: &dyn Display) {
             return;
         }
         *since = Some((trouble, Instant::now()));
+    }
+    if trouble == Trouble::CrdsGone {
+        CRDS_WERE_GONE.store(true, Ordering::SeqCst);
     }
     tell_start(trouble, &format!(" ({error})"), &watch.install);
     tokio::spawn(probe(watch));
@@ -190,6 +209,9 @@ async fn probe(watch: &'static Watch) {
                     Trouble::Unreachable => info!("the API server answers again, after {away:.0} s"),
                     Trouble::CrdsGone => info!("this stage's kinds are served again, after {away:.0} s"),
                 }
+                if CRDS_WERE_GONE.swap(false, Ordering::SeqCst) {
+                    CRDS_RETURNED.send_modify(|returns| *returns += 1);
+                }
                 return;
             }
             // Back, but without the CRDs (or the other way round): a new trouble.
@@ -199,6 +221,9 @@ async fn probe(watch: &'static Watch) {
                 }
                 if let Ok(mut since) = watch.since.lock() {
                     *since = Some((now, Instant::now()));
+                }
+                if now == Trouble::CrdsGone {
+                    CRDS_WERE_GONE.store(true, Ordering::SeqCst);
                 }
                 tell_start(now, "", &watch.install);
             }

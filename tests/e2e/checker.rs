@@ -26,7 +26,8 @@ async fn a_program_stopped_by_an_open_part_is_reported_at_once_by_its_panic(mut 
     s.start_program(&Stage::Step02.workbench()?)?;
     s.apply(
         "apiVersion: math.workshop.example/v1beta1\nkind: Number\nmetadata:\n  name: fifteen\nspec:\n  value: 15\n",
-    )?;
+    )
+    .await?;
     let waited = s
         .expect_status_field("Number", "fifteen", "fizzBuzz", serde_json::json!("FizzBuzz"))
         .await;

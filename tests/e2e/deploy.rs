@@ -46,10 +46,10 @@ async fn a_list_the_role_forbids_is_told_once_naming_the_verb(mut s: Scenario<'_
         without_list != RBAC,
         "deploy/rbac.yaml no longer has the rule this scenario takes list out of"
     );
-    s.apply(&without_list)?;
+    s.apply(&without_list).await?;
     let kubeconfig = service_account_kubeconfig(&s)?;
     s.start_controller_as(Stage::Step04, &kubeconfig)?;
-    s.apply(&crate::step04::fermat("thirteen", 13))?;
+    s.apply(&crate::step04::fermat("thirteen", 13)).await?;
     let s = &s;
     let told = |resource: &'static str| {
         move |line: &&str| line.contains(" ERROR ") && line.contains(&format!("cannot list resource \"{resource}\""))
@@ -176,7 +176,7 @@ fn number_value(object: &kube::api::DynamicObject) -> Option<i64> {
 }
 
 async fn the_finished_controller_needs_exactly_the_role_it_ships(mut s: Scenario<'_>) -> Result<()> {
-    s.apply(RBAC)?;
+    s.apply(RBAC).await?;
     // The Deployment is valid for this API server (no node runs it here).
     let dry_run = s.kubectl_output(&["apply", "--dry-run=server", "-f", "-"], Some(DEPLOYMENT))?;
     ensure!(
@@ -192,7 +192,7 @@ async fn the_finished_controller_needs_exactly_the_role_it_ships(mut s: Scenario
     // Every kind of write the controllers make: children created, edited
     // children put back, a deleted child recreated, unwanted children deleted,
     // and every status.
-    s.apply(&crate::step04::fermat("thirteen", 13))?;
+    s.apply(&crate::step04::fermat("thirteen", 13)).await?;
     ensure!(
         crate::step04::settled_answer(&s, "thirteen", 13).await?,
         "13 was not found"
@@ -211,7 +211,7 @@ async fn the_finished_controller_needs_exactly_the_role_it_ships(mut s: Scenario
     );
     s.apply(
         "apiVersion: math.workshop.example/v1beta1\nkind: Tuple\nmetadata:\n  name: shrinking\nspec:\n  numbers: [1, 4, 9]\n",
-    )?;
+    ).await?;
     s.expect_status_field("Tuple", "shrinking", "allSquares", serde_json::json!(true))
         .await?;
     s.merge_patch("tuple", "shrinking", r#"{"spec":{"numbers":[2]}}"#)?;

@@ -391,7 +391,8 @@ async fn numbers_at_the_limits_of_int64_get_exact_statuses(mut s: Scenario<'_>) 
         ("N18", "Number, value 0", "0", "FizzBuzz", true),
     ];
     for (id, _, value, _, _) in &rows {
-        s.apply(&manifest("Number", &id.to_lowercase(), &format!("  value: {value}")))?;
+        s.apply(&manifest("Number", &id.to_lowercase(), &format!("  value: {value}")))
+            .await?;
     }
     for (id, what, _, fizz_buzz, is_square) in rows {
         expect_number(&s, &id.to_lowercase(), fizz_buzz, is_square).await?;
@@ -410,7 +411,8 @@ async fn statuses_written_by_users_are_put_back(mut s: Scenario<'_>) -> Result<(
     s.apply(&format!(
         "{}status:\n  fizzBuzz: FizzBuzz\n  isSquare: true\n",
         manifest("Number", "n19", "  value: 2")
-    ))?;
+    ))
+    .await?;
     expect_number(&s, "n19", "2", false).await?;
     input(
         "N19",
@@ -418,7 +420,7 @@ async fn statuses_written_by_users_are_put_back(mut s: Scenario<'_>) -> Result<(
         "status dropped at create; the controller writes isSquare false",
     )?;
 
-    s.apply(&manifest("Number", "n20", "  value: 9"))?;
+    s.apply(&manifest("Number", "n20", "  value: 9")).await?;
     expect_number(&s, "n20", "Fizz", true).await?;
     s.kubectl(&[
         "patch",
@@ -436,7 +438,7 @@ async fn statuses_written_by_users_are_put_back(mut s: Scenario<'_>) -> Result<(
         "put back: fizzBuzz \"Fizz\", isSquare true",
     )?;
 
-    s.apply(&manifest("Tuple", "t13", "  numbers: [4, 9]"))?;
+    s.apply(&manifest("Tuple", "t13", "  numbers: [4, 9]")).await?;
     s.expect_status_field("Tuple", "t13", "allSquares", serde_json::json!(true))
         .await?;
     s.kubectl(&[
@@ -456,7 +458,7 @@ async fn statuses_written_by_users_are_put_back(mut s: Scenario<'_>) -> Result<(
         "put back: allSquares true",
     )?;
 
-    s.apply(&fermat("f13", 13))?;
+    s.apply(&fermat("f13", 13)).await?;
     ensure!(settled_answer(&s, "f13", 13).await?, "13 was not found");
     s.kubectl(&[
         "patch",
@@ -479,14 +481,15 @@ async fn statuses_written_by_users_are_put_back(mut s: Scenario<'_>) -> Result<(
 
 async fn tuples_at_their_bounds_are_handled(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
-    s.apply(&manifest("Tuple", "t01", "  numbers: []"))?;
+    s.apply(&manifest("Tuple", "t01", "  numbers: []")).await?;
     s.apply(&manifest(
         "Tuple",
         "t02",
         &format!("  numbers: [{}]", vec!["4"; 100].join(", ")),
-    ))?;
+    ))
+    .await?;
     let longest = "t".repeat(250);
-    s.apply(&manifest("Tuple", &longest, "  numbers: [4]"))?;
+    s.apply(&manifest("Tuple", &longest, "  numbers: [4]")).await?;
     s.expect_status_field("Tuple", "t01", "allSquares", serde_json::json!(true))
         .await?;
     s.expect_status_field("Tuple", "t02", "allSquares", serde_json::json!(true))
@@ -527,7 +530,7 @@ async fn tuples_at_their_bounds_are_handled(mut s: Scenario<'_>) -> Result<()> {
 
 async fn children_changed_by_others_are_put_back_or_reported(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
-    s.apply(&manifest("Tuple", "t", "  numbers: [4, 9, 16]"))?;
+    s.apply(&manifest("Tuple", "t", "  numbers: [4, 9, 16]")).await?;
     s.expect_status_field("Tuple", "t", "allSquares", serde_json::json!(true))
         .await?;
     let numbers = s.api("Number");
@@ -591,7 +594,7 @@ async fn children_changed_by_others_are_put_back_or_reported(mut s: Scenario<'_>
 
 async fn a_child_held_by_a_finalizer_is_deleted_once(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
-    s.apply(&manifest("Tuple", "held", "  numbers: [1, 4]"))?;
+    s.apply(&manifest("Tuple", "held", "  numbers: [1, 4]")).await?;
     s.expect_status_field("Tuple", "held", "allSquares", serde_json::json!(true))
         .await?;
     let numbers = s.api("Number");
@@ -636,9 +639,9 @@ async fn a_child_held_by_a_finalizer_is_deleted_once(mut s: Scenario<'_>) -> Res
 async fn fermats_at_their_bounds_are_handled(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
     let longest = "f".repeat(240);
-    s.apply(&fermat("one", 1))?;
-    s.apply(&fermat("hundred", 100))?;
-    s.apply(&fermat(&longest, 100))?;
+    s.apply(&fermat("one", 1)).await?;
+    s.apply(&fermat("hundred", 100)).await?;
+    s.apply(&fermat(&longest, 100)).await?;
     ensure!(!settled_answer(&s, "one", 1).await?, "1 was found");
     ensure!(settled_answer(&s, "hundred", 100).await?, "100 was not found");
     ensure!(
@@ -759,7 +762,7 @@ async fn a_killed_controller_restarted_in_the_middle_of_ten_fermats_of_40_finish
         .map(|name| fermat(name, 40))
         .collect::<Vec<_>>()
         .join("---\n");
-    s.apply(&yaml)?;
+    s.apply(&yaml).await?;
     let numbers = s.api("Number");
     s.eventually("a third of the Numbers to exist", || {
         let numbers = numbers.clone();
@@ -803,7 +806,7 @@ async fn children_edited_and_deleted_by_another_client_while_converging_are_put_
         .map(|name| fermat(name, 40))
         .collect::<Vec<_>>()
         .join("---\n");
-    s.apply(&yaml)?;
+    s.apply(&yaml).await?;
     let numbers = s.api("Number");
     let tuples = s.api("Tuple");
     // Several rounds, each on whatever exists by then: every fifth Number

@@ -100,7 +100,7 @@ async fn the_cluster_serves_exactly_the_crd_the_program_prints(s: Scenario<'_>) 
 
 async fn numbers_can_be_created_and_listed_and_the_controller_logs_them(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step01)?;
-    s.apply(SAMPLE)?;
+    s.apply(SAMPLE).await?;
     let listed = s.kubectl(&["get", "numbers"])?;
     ensure!(
         listed
@@ -185,7 +185,7 @@ async fn a_cluster_without_any_workshop_crd_gets_the_one_line_fix(s: Scenario<'_
 /// The commands of steps/*/01-crd.md, and what they print there.
 async fn the_guide_shows_what_a_real_run_prints(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step01)?;
-    s.apply(SAMPLE)?;
+    s.apply(SAMPLE).await?;
     guides::expect_table(&s, "step01-numbers", &["get", "numbers"]).await?;
     let s = &s;
     s.eventually("the controller to log the three Numbers", || async move {

@@ -40,7 +40,8 @@ async fn every_request_of_the_controller_names_its_program(mut s: Scenario<'_>) 
     s.start_controller(Stage::Step02)?;
     s.apply(
         "apiVersion: math.workshop.example/v1beta1\nkind: Number\nmetadata:\n  name: fifteen\nspec:\n  value: 15\n",
-    )?;
+    )
+    .await?;
     s.expect_status_field("Number", "fifteen", "fizzBuzz", serde_json::json!("FizzBuzz"))
         .await?;
     let writes: Vec<String> = s
@@ -88,7 +89,7 @@ async fn expect_status(s: &Scenario<'_>, name: &str, fizz_buzz: &str, is_square:
 
 async fn status_appears_in_the_printer_columns(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step02)?;
-    s.apply(SAMPLES)?;
+    s.apply(SAMPLES).await?;
     expect_status(&s, "fifteen", "FizzBuzz", false).await?;
     expect_status(&s, "sixteen", "16", true).await?;
     expect_status(&s, "minus-nine", "Fizz", false).await?;
@@ -114,7 +115,7 @@ async fn status_appears_in_the_printer_columns(mut s: Scenario<'_>) -> Result<()
 
 async fn the_status_follows_edits_of_the_value(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step02)?;
-    s.apply(&number("edited", 16))?;
+    s.apply(&number("edited", 16)).await?;
     expect_status(&s, "edited", "16", true).await?;
     let numbers = s.api("Number");
     for (value, fizz_buzz, is_square) in [(17, "17", false), (225, "FizzBuzz", true), (10, "Buzz", false)] {
@@ -143,7 +144,7 @@ async fn zero_and_negative_values_follow_the_same_rules(mut s: Scenario<'_>) -> 
         ),
     ];
     for (name, value, _, _) in cases {
-        s.apply(&number(name, value))?;
+        s.apply(&number(name, value)).await?;
     }
     for (name, _, fizz_buzz, is_square) in cases {
         expect_status(&s, name, fizz_buzz, is_square).await?;
@@ -164,7 +165,7 @@ async fn the_schema_rejects_a_value_that_is_not_an_integer(s: Scenario<'_>) -> R
 /// The commands of steps/*/02-status.md, and what they print there.
 async fn the_guide_shows_what_a_real_run_prints(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step02)?;
-    s.apply(SAMPLES)?;
+    s.apply(SAMPLES).await?;
     guides::expect_table(&s, "step02-numbers", &["get", "numbers"]).await?;
     guides::expect_logged(&s, "step02", &s.controller_log())?;
     s.kubectl(&[
@@ -218,8 +219,8 @@ spec:
 /// status arrives once the cause is gone.
 async fn a_refused_status_write_is_retried_with_a_growing_delay(mut s: Scenario<'_>) -> Result<()> {
     let policy = refusing_policy(&s.namespace);
-    s.apply(&number("refused", 9))?;
-    s.apply(&policy)?;
+    s.apply(&number("refused", 9)).await?;
+    s.apply(&policy).await?;
     // The API server takes a moment to enforce a new policy: probe until it does.
     s.eventually("the policy to refuse status writes", || async {
         let output = s
@@ -326,7 +327,7 @@ async fn the_doctor_names_the_stage_whose_crds_are_installed(s: Scenario<'_>) ->
 async fn a_restarted_controller_rewrites_no_status_that_is_already_right(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step02)?;
     for (name, value) in [("fifteen", 15), ("sixteen", 16), ("minus-nine", -9)] {
-        s.apply(&number(name, value))?;
+        s.apply(&number(name, value)).await?;
     }
     expect_status(&s, "fifteen", "FizzBuzz", false).await?;
     expect_status(&s, "sixteen", "16", true).await?;
@@ -340,7 +341,7 @@ async fn a_restarted_controller_rewrites_no_status_that_is_already_right(mut s: 
     s.start_controller(Stage::Step02)?;
     // Something new after the restart: once its status is there, the
     // restarted controller has been through the Numbers it found at start.
-    s.apply(&number("sentinel", 4))?;
+    s.apply(&number("sentinel", 4)).await?;
     expect_status(&s, "sentinel", "4", true).await?;
     let rewrites: Vec<String> = s
         .recorded_writes()?

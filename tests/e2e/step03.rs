@@ -96,7 +96,7 @@ async fn set_numbers(s: &Scenario<'_>, name: &str, numbers: &[i64]) -> Result<()
 
 async fn children_appear_with_controller_owner_references(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step03)?;
-    s.apply(&tuple("squares", &[1, 4, 9]))?;
+    s.apply(&tuple("squares", &[1, 4, 9])).await?;
     expect_numbers(&s, &[("squares-0", 1), ("squares-1", 4), ("squares-2", 9)]).await?;
     let owner = s.api("Tuple").get("squares").await?;
     for number in s.api("Number").list(&ListParams::default()).await?.items {
@@ -121,7 +121,7 @@ async fn children_appear_with_controller_owner_references(mut s: Scenario<'_>) -
 
 async fn growing_and_shrinking_the_list_creates_and_deletes_children(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step03)?;
-    s.apply(&tuple("t", &[1, 2]))?;
+    s.apply(&tuple("t", &[1, 2])).await?;
     let before = expect_numbers(&s, &[("t-0", 1), ("t-1", 2)]).await?;
     set_numbers(&s, "t", &[1, 2, 3]).await?;
     expect_numbers(&s, &[("t-0", 1), ("t-1", 2), ("t-2", 3)]).await?;
@@ -133,7 +133,7 @@ async fn growing_and_shrinking_the_list_creates_and_deletes_children(mut s: Scen
 
 async fn a_deleted_child_comes_back_and_an_event_tells_it(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step03)?;
-    s.apply(&tuple("heal", &[4, 5]))?;
+    s.apply(&tuple("heal", &[4, 5])).await?;
     let before = expect_numbers(&s, &[("heal-0", 4), ("heal-1", 5)]).await?;
     s.kubectl(&["delete", "number", "heal-1"])?;
     let returned = s
@@ -177,7 +177,7 @@ async fn a_deleted_child_comes_back_and_an_event_tells_it(mut s: Scenario<'_>) -
 
 async fn an_edited_child_is_put_back(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step03)?;
-    s.apply(&tuple("edit", &[4]))?;
+    s.apply(&tuple("edit", &[4])).await?;
     let before = expect_numbers(&s, &[("edit-0", 4)]).await?;
     let patched = s.kubectl(&[
         "patch",
@@ -198,7 +198,7 @@ async fn an_edited_child_is_put_back(mut s: Scenario<'_>) -> Result<()> {
 
 async fn all_squares_follows_the_children(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step03)?;
-    s.apply(&tuple("follow", &[1, 4]))?;
+    s.apply(&tuple("follow", &[1, 4])).await?;
     expect_all_squares(&s, "follow", true).await?;
     set_numbers(&s, "follow", &[1, 4, 5]).await?;
     expect_all_squares(&s, "follow", false).await?;
@@ -214,7 +214,7 @@ async fn all_squares_follows_the_children(mut s: Scenario<'_>) -> Result<()> {
 
 async fn deleting_the_tuple_garbage_collects_its_children(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step03)?;
-    s.apply(&tuple("gone", &[1, 2, 3]))?;
+    s.apply(&tuple("gone", &[1, 2, 3])).await?;
     expect_numbers(&s, &[("gone-0", 1), ("gone-1", 2), ("gone-2", 3)]).await?;
     s.api("Tuple").delete("gone", &DeleteParams::default()).await?;
     expect_numbers(&s, &[]).await?;
@@ -222,12 +222,11 @@ async fn deleting_the_tuple_garbage_collects_its_children(mut s: Scenario<'_>) -
 }
 
 async fn a_foreign_number_with_a_clashing_name_stays_untouched_and_is_reported(mut s: Scenario<'_>) -> Result<()> {
-    s.apply(
-        "apiVersion: math.workshop.example/v1beta1\nkind: Number\nmetadata:\n  name: clash-1\nspec:\n  value: 7\n",
-    )?;
+    s.apply("apiVersion: math.workshop.example/v1beta1\nkind: Number\nmetadata:\n  name: clash-1\nspec:\n  value: 7\n")
+        .await?;
     let foreign = numbers(&s).await.map_err(anyhow::Error::msg)?;
     s.start_controller(Stage::Step03)?;
-    s.apply(&tuple("clash", &[1, 4]))?;
+    s.apply(&tuple("clash", &[1, 4])).await?;
     s.eventually("clash to report its name clash", || async {
         let tuple = s.api("Tuple").get("clash").await.map_err(|err| err.to_string())?;
         let status = field(&tuple, &["status"]);
@@ -290,7 +289,7 @@ pub async fn expect_name_clashes(s: &Scenario<'_>, kind: &str, name: &str, expec
 /// taken back, even though server-side apply only removes fields we send.
 async fn a_clash_list_written_by_someone_else_is_cleared(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step03)?;
-    s.apply(&tuple("owned", &[1]))?;
+    s.apply(&tuple("owned", &[1])).await?;
     expect_all_squares(&s, "owned", true).await?;
     s.kubectl(&[
         "patch",
@@ -308,7 +307,7 @@ async fn a_clash_list_written_by_someone_else_is_cleared(mut s: Scenario<'_>) ->
 /// now a clash, and the Tuple says so at once (not at some later event).
 async fn a_child_whose_owner_reference_is_removed_is_reported_as_a_clash(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step03)?;
-    s.apply(&tuple("orphan", &[1, 4]))?;
+    s.apply(&tuple("orphan", &[1, 4])).await?;
     expect_all_squares(&s, "orphan", true).await?;
     s.kubectl(&[
         "patch",
@@ -330,14 +329,14 @@ async fn a_tuple_being_deleted_gets_no_new_children(mut s: Scenario<'_>) -> Resu
         "  name: held\n",
         "  name: held\n  finalizers: [math.workshop.example/held-by-test]\n",
     );
-    s.apply(&held)?;
+    s.apply(&held).await?;
     expect_all_squares(&s, "held", true).await?;
     s.kubectl(&["delete", "tuple", "held", "--wait=false"])?;
     s.expect_marked_for_deletion("Tuple", "held").await?;
     s.kubectl(&["delete", "number", "held-0"])?;
     // A watch delivers events in order: once a Tuple created afterwards has
     // settled, the controller has long been told that held-0 is gone.
-    s.apply(&tuple("sentinel", &[9]))?;
+    s.apply(&tuple("sentinel", &[9])).await?;
     expect_all_squares(&s, "sentinel", true).await?;
     let found = numbers(&s).await.map_err(anyhow::Error::msg)?;
     let names: Vec<&str> = found.iter().map(|(name, _, _)| name.as_str()).collect();
@@ -362,7 +361,7 @@ const SAMPLES: &str = include_str!("../../solutions/step03_tuple/samples/tuples.
 /// The commands of steps/*/03-tuple.md, and what they print there.
 async fn the_guide_shows_what_a_real_run_prints(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step03)?;
-    s.apply(SAMPLES)?;
+    s.apply(SAMPLES).await?;
     guides::expect_table(&s, "step03-tuples", &["get", "tuples"]).await?;
     guides::expect_table(&s, "step03-numbers", &["get", "numbers"]).await?;
     let tree = xtask::tree_live::snapshot(&s.client, &s.namespace, true, std::time::Duration::from_secs(60)).await?;

@@ -193,7 +193,7 @@ pub async fn settled_answers(s: &Scenario<'_>, wanted: &[(&str, i64)]) -> Result
 
 async fn the_cluster_finds_13_2_and_25_but_not_7_and_3(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
-    s.apply(SAMPLES)?;
+    s.apply(SAMPLES).await?;
     for (name, n, expected) in [
         ("thirteen", 13, true),
         ("two", 2, true),
@@ -235,7 +235,7 @@ const README_JA: &str = include_str!("../../README.ja.md");
 
 async fn changing_n_replaces_the_tuples(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
-    s.apply(&fermat("f", 13))?;
+    s.apply(&fermat("f", 13)).await?;
     ensure!(settled_answer(&s, "f", 13).await?, "13 was not found");
     let fermats = s.api("Fermat");
     for (n, expected) in [(12, false), (10, true)] {
@@ -258,7 +258,7 @@ async fn changing_n_replaces_the_tuples(mut s: Scenario<'_>) -> Result<()> {
 /// Meanwhile the answer is false: the status reports what is there right now.
 async fn deleting_a_grandchild_number_brings_it_back_and_the_answer_with_it(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
-    s.apply(&fermat("thirteen", 13))?;
+    s.apply(&fermat("thirteen", 13)).await?;
     ensure!(settled_answer(&s, "thirteen", 13).await?, "13 was not found");
     let before = numbers(&s).await.map_err(anyhow::Error::msg)?;
     let (_, _, old_uid) = before
@@ -284,7 +284,7 @@ async fn deleting_a_grandchild_number_brings_it_back_and_the_answer_with_it(mut 
 
 async fn a_deleted_or_edited_tuple_is_put_back(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
-    s.apply(&fermat("three", 3))?;
+    s.apply(&fermat("three", 3)).await?;
     ensure!(!settled_answer(&s, "three", 3).await?, "3 was found");
     let tuples = s.api("Tuple");
     let old_uid = tuples.get("three-1-and-2").await?.uid();
@@ -339,7 +339,7 @@ async fn a_deleted_or_edited_tuple_is_put_back(mut s: Scenario<'_>) -> Result<()
 /// audit log records every write request, even one that changes nothing.
 async fn a_restarted_controller_rewrites_nothing_that_is_already_right(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
-    s.apply(&fermat("thirteen", 13))?;
+    s.apply(&fermat("thirteen", 13)).await?;
     ensure!(settled_answer(&s, "thirteen", 13).await?, "13 was not found");
     let by_controller = |write: &crate::cluster::RecordedWrite| {
         write.request_uri.contains("fieldManager=math-controller")
@@ -356,7 +356,7 @@ async fn a_restarted_controller_rewrites_nothing_that_is_already_right(mut s: Sc
     s.start_controller(Stage::Step04)?;
     // Something new after the restart: once it has settled, the restarted
     // controller has long been through the objects it found at start.
-    s.apply(&fermat("sentinel", 2))?;
+    s.apply(&fermat("sentinel", 2)).await?;
     ensure!(settled_answer(&s, "sentinel", 2).await?, "2 was not found");
     let rewrites: Vec<_> = s
         .recorded_writes()?
@@ -374,7 +374,7 @@ async fn a_restarted_controller_rewrites_nothing_that_is_already_right(mut s: Sc
 
 async fn deleting_the_fermat_removes_everything(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
-    s.apply(&fermat("gone", 10))?;
+    s.apply(&fermat("gone", 10)).await?;
     ensure!(settled_answer(&s, "gone", 10).await?, "10 was not found");
     s.api("Fermat").delete("gone", &DeleteParams::default()).await?;
     expect_numbers(&s, &[]).await?;
@@ -438,7 +438,7 @@ async fn expect_answers(s: &Scenario<'_>, expected: &[(String, i64, bool)]) -> R
 /// object it lists, so a few Fermats of work are enough to show it.
 async fn a_restarted_controller_finishes_the_work_left_while_it_was_stopped(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
-    s.apply(&fermats_of(10, 40))?;
+    s.apply(&fermats_of(10, 40)).await?;
     // 40 = 4 + 36.
     let settled: Vec<(String, i64, bool)> = (0..10).map(|index| (format!("f{index}"), 40, true)).collect();
     expect_answers(&s, &settled).await?;
@@ -515,7 +515,7 @@ async fn a_restarted_controller_finishes_the_work_left_while_it_was_stopped(mut 
 /// shows the children just created would create them again, and be refused.
 async fn ten_fermats_of_100_are_created_with_almost_no_refused_requests(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
-    s.apply(&fermats_of(10, 100))?;
+    s.apply(&fermats_of(10, 100)).await?;
     // 100 = 36 + 64.
     let settled: Vec<(String, i64, bool)> = (0..10).map(|index| (format!("f{index}"), 100, true)).collect();
     expect_answers(&s, &settled).await?;
@@ -653,7 +653,7 @@ async fn two_copies_take_turns_through_a_lease_and_the_second_takes_over(mut s: 
     })
     .await?;
 
-    s.apply(&fermat("thirteen", 13))?;
+    s.apply(&fermat("thirteen", 13)).await?;
     ensure!(settled_answer(&s, "thirteen", 13).await?, "13 was not found");
     let creates: Vec<_> = s
         .recorded_writes()?
@@ -695,7 +695,7 @@ async fn two_copies_take_turns_through_a_lease_and_the_second_takes_over(mut s: 
 
 async fn a_status_list_written_by_someone_else_is_cleared(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
-    s.apply(&fermat("g", 5))?;
+    s.apply(&fermat("g", 5)).await?;
     ensure!(settled_answer(&s, "g", 5).await?, "5 was not found");
     s.kubectl(&[
         "patch",
@@ -721,9 +721,9 @@ async fn expect_blocked_tuples(s: &Scenario<'_>, name: &str, expected: &[&str]) 
 async fn a_foreign_grandchild_is_reported_on_the_fermat(mut s: Scenario<'_>) -> Result<()> {
     s.apply(
         "apiVersion: math.workshop.example/v1beta1\nkind: Number\nmetadata:\n  name: f13-4-and-9-1\nspec:\n  value: 9\n",
-    )?;
+    ).await?;
     s.start_controller(Stage::Step04)?;
-    s.apply(&fermat("f13", 13))?;
+    s.apply(&fermat("f13", 13)).await?;
     expect_name_clashes(&s, "Tuple", "f13-4-and-9", &["f13-4-and-9-1"]).await?;
     expect_blocked_tuples(&s, "f13", &["f13-4-and-9"]).await?;
     let fermat = s.api("Fermat").get("f13").await?;
@@ -741,7 +741,7 @@ async fn a_foreign_grandchild_is_reported_on_the_fermat(mut s: Scenario<'_>) -> 
 /// The example from the issue tracker: a Tuple's ownerReference removed by hand.
 async fn a_tuple_whose_owner_reference_is_removed_is_reported_at_once(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
-    s.apply(&fermat("f", 13))?;
+    s.apply(&fermat("f", 13)).await?;
     ensure!(settled_answer(&s, "f", 13).await?, "13 was not found");
     s.kubectl(&[
         "patch",
@@ -759,14 +759,15 @@ async fn a_fermat_being_deleted_gets_no_new_tuples(mut s: Scenario<'_>) -> Resul
     s.apply(&fermat("held", 5).replace(
         "  name: held\n",
         "  name: held\n  finalizers: [math.workshop.example/held-by-test]\n",
-    ))?;
+    ))
+    .await?;
     ensure!(settled_answer(&s, "held", 5).await?, "5 was not found");
     s.kubectl(&["delete", "fermat", "held", "--wait=false"])?;
     s.expect_marked_for_deletion("Fermat", "held").await?;
     s.kubectl(&["delete", "tuple", "held-1-and-4"])?;
     // Events arrive in order: once a later Fermat has settled, the deletion
     // of held-1-and-4 has long reached the controller.
-    s.apply(&fermat("sentinel", 2))?;
+    s.apply(&fermat("sentinel", 2)).await?;
     ensure!(settled_answer(&s, "sentinel", 2).await?, "2 was not found");
     let names: Vec<String> = s
         .api("Tuple")
@@ -855,7 +856,7 @@ const OUTAGE_LINES: usize = 3;
 
 async fn after_an_api_server_outage_a_new_fermat_settles(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
-    s.apply(&fermat("before", 13))?;
+    s.apply(&fermat("before", 13)).await?;
     ensure!(settled_answer(&s, "before", 13).await?, "13 was not found");
     let from = s.controller_log().len();
     let back = outage(&s, "kube-apiserver").await?;
@@ -867,7 +868,7 @@ async fn after_an_api_server_outage_a_new_fermat_settles(mut s: Scenario<'_>) ->
         Some("the API server answers again, after"),
     )
     .await?;
-    s.apply(&fermat("after", 25))?;
+    s.apply(&fermat("after", 25)).await?;
     robustness::fault(
         &s,
         "X02",
@@ -880,7 +881,7 @@ async fn after_an_api_server_outage_a_new_fermat_settles(mut s: Scenario<'_>) ->
 
 async fn after_the_crds_are_reinstalled_a_new_fermat_settles(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
-    s.apply(&fermat("before", 13))?;
+    s.apply(&fermat("before", 13)).await?;
     ensure!(settled_answer(&s, "before", 13).await?, "13 was not found");
     let crds = Stage::Step04.crds()?;
     let from = s.controller_log().len();
@@ -904,7 +905,7 @@ async fn after_the_crds_are_reinstalled_a_new_fermat_settles(mut s: Scenario<'_>
         Some("this stage's kinds are served again, after"),
     )
     .await?;
-    s.apply(&fermat("after", 25))?;
+    s.apply(&fermat("after", 25)).await?;
     robustness::fault(
         &s,
         "X04",
@@ -919,7 +920,7 @@ async fn after_the_crds_are_reinstalled_a_new_fermat_settles(mut s: Scenario<'_>
 /// controller: every object is still there, unchanged, and new work settles.
 async fn after_an_etcd_outage_nothing_is_lost_and_a_new_fermat_settles(mut s: Scenario<'_>) -> Result<()> {
     s.start_controller(Stage::Step04)?;
-    s.apply(&fermat("before", 13))?;
+    s.apply(&fermat("before", 13)).await?;
     ensure!(settled_answer(&s, "before", 13).await?, "13 was not found");
     let before = numbers(&s).await.map_err(anyhow::Error::msg)?;
     let from = s.controller_log().len();
@@ -927,7 +928,7 @@ async fn after_an_etcd_outage_nothing_is_lost_and_a_new_fermat_settles(mut s: Sc
     // The API server keeps its watches open while etcd is away: the
     // controller may not notice at all.
     told_in_a_few_lines(&s, "a 20 s etcd outage", from, None).await?;
-    s.apply(&fermat("after", 25))?;
+    s.apply(&fermat("after", 25)).await?;
     robustness::fault(
         &s,
         "X03",
@@ -957,7 +958,7 @@ async fn a_namespace_deleted_under_the_controller_leaves_it_running_and_recreate
     mut s: Scenario<'_>,
 ) -> Result<()> {
     s.start_controller(Stage::Step04)?;
-    s.apply(&fermat("before", 13))?;
+    s.apply(&fermat("before", 13)).await?;
     ensure!(settled_answer(&s, "before", 13).await?, "13 was not found");
     let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(s.client.clone());
     let deleted = Instant::now();
@@ -982,7 +983,7 @@ async fn a_namespace_deleted_under_the_controller_leaves_it_running_and_recreate
     namespace.metadata.name = Some(s.namespace.clone());
     namespaces.create(&kube::api::PostParams::default(), &namespace).await?;
     let back = Instant::now();
-    s.apply(&fermat("after", 25))?;
+    s.apply(&fermat("after", 25)).await?;
     robustness::fault(
         &s,
         "X05",
@@ -1029,7 +1030,7 @@ async fn a_fermat_made_under_a_looser_schema_gets_no_tuples_and_the_others_settl
         .context("number is not an object")?
         .remove("maximum");
     plane.install_crds(&serde_json::to_string(&fermat_crd)?)?;
-    s.apply(&fermat("huge", 1_000_000_000_000))?;
+    s.apply(&fermat("huge", 1_000_000_000_000)).await?;
     plane.install_crds(&crds)?;
     let refused = s.kubectl_output(&["apply", "-f", "-"], Some(&fermat("another", 1_000_000_000_000)))?;
     ensure!(
@@ -1038,7 +1039,7 @@ async fn a_fermat_made_under_a_looser_schema_gets_no_tuples_and_the_others_settl
     );
 
     s.start_controller(Stage::Step04)?;
-    s.apply(&fermat("thirteen", 13))?;
+    s.apply(&fermat("thirteen", 13)).await?;
     ensure!(settled_answer(&s, "thirteen", 13).await?, "13 was not found");
     let fermats = s.api("Fermat");
     let problem = s

@@ -33,7 +33,7 @@ mod step03;
 mod step04;
 
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -49,6 +49,10 @@ pub struct Case {
     /// Runs on a local control plane of its own instead of the stage's shared
     /// one, because it breaks the plane or needs it bare. Never on an existing cluster.
     pub own_plane: Option<OwnPlane>,
+    /// Spends most of its time waiting (an outage of 20 s): it starts first
+    /// and runs beside the scenarios that keep the cores busy, instead of
+    /// taking one of their places (see [`Places`]).
+    pub mostly_waits: bool,
     /// Checks what the stage's guide teaches; the others (robustness,
     /// outages, load) run in CI and with `cargo xtask check STAGE --all`.
     pub lesson: bool,
@@ -67,10 +71,40 @@ pub enum OwnPlane {
     Bare,
 }
 
+/// The places for scenarios that keep the cores busy: as many as there
+/// are test threads (4 unless `--test-threads` says otherwise). The
+/// scenarios that mostly wait run on threads of their own, beside them.
+struct Places {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Places {
+    /// Waits for a free place, and holds it until the returned guard is dropped.
+    fn take(&self) -> Place<'_> {
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(PoisonError::into_inner);
+        }
+        *free -= 1;
+        Place(self)
+    }
+}
+
+struct Place<'a>(&'a Places);
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.0.freed.notify_one();
+    }
+}
+
 fn main() -> ExitCode {
     let mut args = Arguments::from_args();
     // Scenarios mostly wait on the cluster, so run more of them than there are cores.
-    args.test_threads.get_or_insert(4);
+    let asked_threads = args.test_threads;
+    let busy_places = asked_threads.unwrap_or(4);
     // Ctrl-C must not leave control-plane processes or temporary folders behind.
     let _ = ctrlc::set_handler(|| {
         xtask::cleanup::remove_everything();
@@ -94,7 +128,20 @@ fn main() -> ExitCode {
         None => true,
     } && !args.skip.iter().any(|skip| name.contains(skip.as_str()));
     let full_name = |case: &Case| format!("{}::{}", case.group.unwrap_or(case.cluster.name()), case.name);
-    let (cases, left_out): (Vec<Case>, Vec<Case>) = cases.into_iter().partition(|case| case.lesson || !lesson_only);
+    let (mut cases, left_out): (Vec<Case>, Vec<Case>) = cases.into_iter().partition(|case| case.lesson || !lesson_only);
+    // The scenarios that mostly wait start first, each on a thread of its own.
+    cases.sort_by_key(|case| !case.mostly_waits);
+    let waiting = cases
+        .iter()
+        .filter(|case| case.mostly_waits && selected(&full_name(case)))
+        .count();
+    if asked_threads.is_none() {
+        args.test_threads = Some(busy_places + waiting);
+    }
+    let places: &'static Places = Box::leak(Box::new(Places {
+        free: Mutex::new(busy_places),
+        freed: Condvar::new(),
+    }));
     // Said on a line of its own, so that the checker can tell what `--all` adds.
     let left_out = left_out.iter().filter(|case| selected(&full_name(case))).count();
     if lesson_only && !args.list {
@@ -193,6 +240,7 @@ fn main() -> ExitCode {
             let assets = assets_for_own_planes.clone();
             let planes_root = root.path().to_path_buf();
             Trial::test(name, move || {
+                let _place = (!case.mostly_waits).then(|| places.take());
                 if let (Some(kind), Some(assets)) = (case.own_plane, assets) {
                     let assets = assets.map_err(|err| Failed::from(format!("no control-plane binaries: {err}")))?;
                     let dir = planes_root.join(format!("{}-{}", case.cluster.name(), case.name));

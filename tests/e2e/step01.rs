@@ -10,7 +10,9 @@ const SAMPLE: &str = include_str!("../../solutions/step01_crd/samples/numbers.ya
 
 /// A scenario of `$stage` named after its function. Options: `needs_audit_log`
 /// (reads the local API server's audit log), `own_plane` (a local plane of its
-/// own with the stage's CRDs), `bare_plane` (a local plane of its own, no CRDs).
+/// own with the stage's CRDs), `outage` (the same, for a scenario that mostly
+/// waits out an outage: it runs beside the others, see `Case::mostly_waits`),
+/// `bare_plane` (a local plane of its own, no CRDs), `beyond_lesson`.
 macro_rules! case {
     ($stage:expr, $name:ident $(, $option:ident)*) => {{
         #[allow(unused_mut)]
@@ -19,6 +21,7 @@ macro_rules! case {
             cluster: $stage,
             needs_audit_log: false,
             own_plane: None,
+            mostly_waits: false,
             lesson: true,
             group: None,
             run: |scenario| Box::pin($name(scenario)),
@@ -31,6 +34,10 @@ macro_rules! case {
         $case.own_plane = Some(crate::OwnPlane::WithCrds);
         $case.needs_audit_log = true;
         $case.lesson = false;
+    };
+    (@option $case:ident, outage) => {
+        case!(@option $case, own_plane);
+        $case.mostly_waits = true;
     };
     (@option $case:ident, bare_plane) => {
         $case.own_plane = Some(crate::OwnPlane::Bare);

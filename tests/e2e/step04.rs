@@ -62,20 +62,16 @@ pub fn cases() -> Vec<Case> {
             a_tuple_whose_owner_reference_is_removed_is_reported_at_once
         ),
         case!(Stage::Step04, a_fermat_being_deleted_gets_no_new_tuples),
-        case!(
-            Stage::Step04,
-            after_an_api_server_outage_a_new_fermat_settles,
-            own_plane
-        ),
+        case!(Stage::Step04, after_an_api_server_outage_a_new_fermat_settles, outage),
         case!(
             Stage::Step04,
             after_the_crds_are_reinstalled_a_new_fermat_settles,
-            own_plane
+            outage
         ),
         case!(
             Stage::Step04,
             after_an_etcd_outage_nothing_is_lost_and_a_new_fermat_settles,
-            own_plane
+            outage
         ),
         case!(
             Stage::Step04,

@@ -9,7 +9,6 @@
 //! that asks the API server once a second whether it is over.
 
 use std::fmt::Display;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -108,9 +107,6 @@ struct Watch {
 
 static WATCH: OnceLock<Watch> = OnceLock::new();
 
-/// Whether the stage's CRDs were gone during the trouble under way.
-static CRDS_WERE_GONE: AtomicBool = AtomicBool::new(false);
-
 /// How many times the stage's CRDs came back after they were gone. Every
 /// object of theirs went with them, so each watch then starts over from a
 /// fresh list ([`crate::controller::watch`]) instead of resuming from its
@@ -164,9 +160,6 @@ pub fn report(trouble: Trouble, error: &dyn Display) {
         }
         *since = Some((trouble, Instant::now()));
     }
-    if trouble == Trouble::CrdsGone {
-        CRDS_WERE_GONE.store(true, Ordering::SeqCst);
-    }
     tell_start(trouble, &format!(" ({error})"), &watch.install);
     tokio::spawn(probe(watch));
 }
@@ -187,11 +180,15 @@ fn tell_start(trouble: Trouble, cause: &str, install: &str) {
 
 /// Asks once a second whether the trouble is over; tells it when it is.
 async fn probe(watch: &'static Watch) {
+    // Whether the CRDs were gone at some point of this trouble, which may
+    // have turned from one kind into the other.
+    let mut crds_were_gone = false;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let Some((trouble, started)) = watch.since.lock().ok().and_then(|since| *since) else {
             return;
         };
+        crds_were_gone |= trouble == Trouble::CrdsGone;
         let answers = watch.client.apiserver_version().await.is_ok();
         let served = answers && (watch.crds_served)(watch.client.clone()).await;
         let now = match (answers, served) {
@@ -209,7 +206,7 @@ async fn probe(watch: &'static Watch) {
                     Trouble::Unreachable => info!("the API server answers again, after {away:.0} s"),
                     Trouble::CrdsGone => info!("this stage's kinds are served again, after {away:.0} s"),
                 }
-                if CRDS_WERE_GONE.swap(false, Ordering::SeqCst) {
+                if crds_were_gone {
                     CRDS_RETURNED.send_modify(|returns| *returns += 1);
                 }
                 return;
@@ -221,9 +218,6 @@ async fn probe(watch: &'static Watch) {
                 }
                 if let Ok(mut since) = watch.since.lock() {
                     *since = Some((now, Instant::now()));
-                }
-                if now == Trouble::CrdsGone {
-                    CRDS_WERE_GONE.store(true, Ordering::SeqCst);
                 }
                 tell_start(now, "", &watch.install);
             }

@@ -618,41 +618,40 @@ impl<'a> Scenario<'a> {
     /// fields that others set taken over, unknown fields refused (kubectl's
     /// strict validation). A kubectl process costs about 0.09 CPU-seconds
     /// and the scenarios apply over a hundred manifests. A manifest with
-    /// any other kind goes to kubectl.
+    /// any other kind, or an object without a name, goes to kubectl.
     pub async fn apply(&self, manifest: &str) -> Result<()> {
         let documents: Vec<serde_json::Value> =
             serde_saphyr::from_multiple(manifest).context("the manifest is not YAML")?;
-        let documents: Vec<serde_json::Value> = documents.into_iter().filter(|document| !document.is_null()).collect();
-        let workshop_kind = |document: &serde_json::Value| {
-            document["apiVersion"]
-                .as_str()
-                .is_some_and(|version| version.starts_with(&format!("{GROUP}/")))
-        };
-        if documents.is_empty() || !documents.iter().all(workshop_kind) {
+        // Each object of a workshop's kind, with its resource and name; `None`
+        // if the manifest has any other.
+        let group = format!("{GROUP}/");
+        let objects: Option<Vec<(ApiResource, &str, &serde_json::Value)>> = documents
+            .iter()
+            .filter(|document| !document.is_null())
+            .map(|document| {
+                let version = document["apiVersion"].as_str()?.strip_prefix(&group)?;
+                let kind = document["kind"].as_str()?;
+                let name = document["metadata"]["name"].as_str()?;
+                let gvk = GroupVersionKind::gvk(GROUP, version, kind);
+                Some((ApiResource::from_gvk(&gvk), name, document))
+            })
+            .collect();
+        let Some(objects) = objects.filter(|objects| !objects.is_empty()) else {
             checked(
                 self.kubectl_output(&["apply", "-f", "-"], Some(manifest))?,
                 "kubectl apply",
             )?;
             return Ok(());
-        }
+        };
         let params = PatchParams {
             field_validation: Some(ValidationDirective::Strict),
             ..PatchParams::apply("kubectl").force()
         };
-        for document in documents {
-            let (Some(api_version), Some(kind), Some(name)) = (
-                document["apiVersion"].as_str(),
-                document["kind"].as_str(),
-                document["metadata"]["name"].as_str(),
-            ) else {
-                bail!("an object without apiVersion, kind or name in:\n{manifest}");
-            };
-            let (group, version) = api_version.split_once('/').unwrap_or((GROUP, api_version));
-            let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+        for (resource, name, object) in objects {
             Api::<DynamicObject>::namespaced_with(self.client.clone(), &self.namespace, &resource)
-                .patch(name, &params, &Patch::Apply(&document))
+                .patch(name, &params, &Patch::Apply(object))
                 .await
-                .with_context(|| format!("cannot apply {kind} {name}"))?;
+                .with_context(|| format!("cannot apply {} {name}", resource.kind))?;
         }
         Ok(())
     }

@@ -14,7 +14,7 @@ use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams, ValidationDirective};
 use kube::core::{ApiResource, GroupVersionKind};
 use xtask::cleanup;
-use xtask::control_plane::{self, ControlPlane, Lifetime};
+use xtask::control_plane::{self, ControlPlane, Lifetime, Pace};
 
 /// How long a scenario waits for the cluster to reach the state it expects:
 /// 60 s, or `E2E_DEADLINE_SECS` (the checker waits less, on a warm plane).
@@ -130,7 +130,7 @@ impl Cluster {
     pub fn start_locals(stages: &[Stage], assets: &xtask::assets::Assets, root: &Path) -> Vec<Result<Cluster>> {
         let launched: Vec<Result<ControlPlane>> = stages
             .iter()
-            .map(|stage| ControlPlane::launch(assets, root.join(stage.name()), Lifetime::Attached))
+            .map(|stage| ControlPlane::launch(assets, root.join(stage.name()), Lifetime::Attached, Pace::Quick))
             .collect();
         let ready: Vec<Result<ControlPlane>> = std::thread::scope(|scope| {
             let waits: Vec<_> = launched
@@ -157,7 +157,7 @@ impl Cluster {
             .into_iter()
             .map(|plane| {
                 let mut plane = plane?;
-                plane.start_controller_manager_at(xtask::control_plane::FAST_CONTROLLER_MANAGER_QPS)?;
+                plane.start_controller_manager()?;
                 Ok(Cluster::Local {
                     kubectl: assets.kubectl(),
                     plane: Box::new(plane),
@@ -187,8 +187,8 @@ impl Cluster {
 
     /// Starts a control plane with no CRD at all.
     pub fn start_bare(assets: &xtask::assets::Assets, dir: &Path) -> Result<Cluster> {
-        let mut plane = ControlPlane::start(assets, dir.to_path_buf(), Lifetime::Attached)?;
-        plane.start_controller_manager_at(xtask::control_plane::FAST_CONTROLLER_MANAGER_QPS)?;
+        let mut plane = ControlPlane::start(assets, dir.to_path_buf(), Lifetime::Attached, Pace::Quick)?;
+        plane.start_controller_manager()?;
         Ok(Cluster::Local {
             plane: Box::new(plane),
             kubectl: assets.kubectl(),

@@ -59,25 +59,55 @@ pub struct ControlPlane {
     assets: Assets,
     pki: Pki,
     lifetime: Lifetime,
+    pace: Pace,
     /// Behind a lock so that a test can stop and restart one while others use the plane.
     processes: Mutex<Vec<Process>>,
     /// Set by `keep_running`: dropping no longer stops anything.
     released: bool,
 }
 
-/// kube-controller-manager's default request rate, a second.
-pub const DEFAULT_CONTROLLER_MANAGER_QPS: u32 = 20;
+/// How a plane is tuned: as a default cluster, or for the tests and the
+/// workshop, which wait for it often. Either way it behaves the same; only
+/// how often Go collects its heap, and how fast the garbage collector of
+/// Kubernetes may send requests, differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pace {
+    /// As a default cluster: the benchmark measures against it.
+    Default,
+    /// For the tests and the workshop (`cargo xtask up`, the checker).
+    Quick,
+}
 
-/// The request rate of kube-controller-manager on the planes of the tests
-/// and of the workshop (`cargo xtask up`, the checker): at the default, its
-/// garbage collector spends 7.5 s of requests on the 150 children of one
-/// deleted Fermat of 100.
-pub const FAST_CONTROLLER_MANAGER_QPS: u32 = 300;
+impl Pace {
+    /// How far Go's heap grows past what is live before its collector runs,
+    /// in percent (`GOGC`), for etcd, kube-apiserver and
+    /// kube-controller-manager. Go's default is 100. A plane here serves one
+    /// workshop or one test run: at 200 the collector runs half as often, and
+    /// the end-to-end scenarios spend about 6 % less CPU, for API servers
+    /// up to about 40 % larger (figures in BENCHMARKS.md).
+    pub fn go_gc_percent(self) -> u32 {
+        match self {
+            Pace::Default => 100,
+            Pace::Quick => 200,
+        }
+    }
+
+    /// kube-controller-manager's request rate, a second (twice that in
+    /// bursts). The default is 20: its garbage collector then spends 7.5 s
+    /// of requests on the 150 children of one deleted Fermat of 100, and the
+    /// tests and the workshop wait for it often.
+    pub fn controller_manager_qps(self) -> u32 {
+        match self {
+            Pace::Default => 20,
+            Pace::Quick => 300,
+        }
+    }
+}
 
 impl ControlPlane {
     /// Starts etcd and kube-apiserver in `dir` and waits until the API server is ready.
-    pub fn start(assets: &Assets, dir: PathBuf, lifetime: Lifetime) -> Result<ControlPlane> {
-        let plane = ControlPlane::launch(assets, dir, lifetime)?;
+    pub fn start(assets: &Assets, dir: PathBuf, lifetime: Lifetime, pace: Pace) -> Result<ControlPlane> {
+        let plane = ControlPlane::launch(assets, dir, lifetime, pace)?;
         plane.wait_until_ready()?;
         Ok(plane)
     }
@@ -88,7 +118,7 @@ impl ControlPlane {
     /// (`PR_SET_PDEATHSIG` follows the thread, not the process), so several
     /// planes start side by side when one long-lived thread launches them all
     /// and others wait.
-    pub fn launch(assets: &Assets, dir: PathBuf, lifetime: Lifetime) -> Result<ControlPlane> {
+    pub fn launch(assets: &Assets, dir: PathBuf, lifetime: Lifetime, pace: Pace) -> Result<ControlPlane> {
         fs::create_dir_all(dir.join("logs")).with_context(|| format!("cannot create {}", dir.display()))?;
         if lifetime == Lifetime::Attached {
             cleanup::register_folder(dir.clone());
@@ -111,6 +141,7 @@ impl ControlPlane {
             assets: assets.clone(),
             pki,
             lifetime,
+            pace,
             processes: Mutex::new(Vec::new()),
             released: false,
         };
@@ -196,17 +227,9 @@ impl ControlPlane {
 
     /// Starts kube-controller-manager with the garbage collector, the
     /// namespace controller, and the Deployment and ReplicaSet controllers,
-    /// at the request rate of a default cluster (20 a second), which is the
-    /// pace of its garbage collector: the benchmark measures against that.
+    /// at the request rate of the plane's [`Pace`].
     pub fn start_controller_manager(&mut self) -> Result<()> {
-        self.start_controller_manager_at(DEFAULT_CONTROLLER_MANAGER_QPS)
-    }
-
-    /// Starts kube-controller-manager as [`ControlPlane::start_controller_manager`]
-    /// does, allowed `qps` requests a second (twice that in bursts). Tests
-    /// and the workshop's planes wait for the garbage collector often: at 20
-    /// a second, the 450 children of three Fermats of 100 take 22 s of requests.
-    pub fn start_controller_manager_at(&mut self, qps: u32) -> Result<()> {
+        let qps = self.pace.controller_manager_qps();
         let kubeconfig = self.dir.join("controller-manager.kubeconfig");
         let identity = self.pki.client("system:kube-controller-manager", &["system:masters"])?;
         write_private(
@@ -302,6 +325,7 @@ impl ControlPlane {
             .truncate(!append)
             .open(path)?;
         command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        command.env("GOGC", self.pace.go_gc_percent().to_string());
         configure_lifetime(command, self.lifetime);
         let child = command.spawn().with_context(|| format!("cannot start {name}"))?;
         after_spawn(child.id(), self.lifetime)?;

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 
 use crate::assets::{self, Assets};
-use crate::control_plane::{ControlPlane, Lifetime};
+use crate::control_plane::{ControlPlane, Lifetime, Pace};
 use crate::lang::Language;
 use crate::say;
 
@@ -66,7 +66,7 @@ pub fn start(assets: &Assets, dir: &Path, crds: Option<&str>) -> Result<String> 
         crate::process::kill_processes(&running);
     }
     let _ = fs::remove_dir_all(dir);
-    let mut plane = ControlPlane::start(assets, dir.to_path_buf(), Lifetime::Detached)?;
+    let mut plane = ControlPlane::start(assets, dir.to_path_buf(), Lifetime::Detached, Pace::Quick)?;
     // CRDs installed before the controller manager starts are known to its
     // garbage collector at once; later ones only at its next discovery, up
     // to 30 s on.
@@ -74,7 +74,7 @@ pub fn start(assets: &Assets, dir: &Path, crds: Option<&str>) -> Result<String> 
         plane.install_crds(crds)?;
         fs::write(dir.join(CRDS_FILE), crds).context("cannot record the installed CRDs")?;
     }
-    plane.start_controller_manager_at(crate::control_plane::FAST_CONTROLLER_MANAGER_QPS)?;
+    plane.start_controller_manager()?;
     let server = plane.server.clone();
     let pids = plane.keep_running();
     let pid_list: Vec<String> = pids.iter().map(u32::to_string).collect();

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use crate::bench::{self, Plan};
 use crate::cargo::{self, target_dir};
 use crate::catalogue::STAGES;
-use crate::control_plane::{ControlPlane, Lifetime};
+use crate::control_plane::{ControlPlane, Lifetime, Pace};
 use crate::{assets, cleanup, process, repository_root, say};
 
 #[derive(clap::Args, Debug)]
@@ -83,7 +83,7 @@ pub fn run(options: Options) -> Result<ExitCode> {
     let plan = plan(&options)?;
     let dir = crate::temporary_folder("bench")?;
     cleanup::register_folder(dir.path().to_path_buf());
-    let mut plane = ControlPlane::start(&assets, dir.path().join("plane"), Lifetime::Attached)?;
+    let mut plane = ControlPlane::start(&assets, dir.path().join("plane"), Lifetime::Attached, Pace::Default)?;
     plane.install_crds(&cargo::stage_crds(&cargo::debug_program(STAGES[3]))?)?;
     plane.start_controller_manager()?;
     eprintln!("benchmarking on a control plane of its own…");

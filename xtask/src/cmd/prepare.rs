@@ -6,7 +6,7 @@ use std::process::{Command, ExitCode};
 use anyhow::Result;
 
 use crate::cargo::{self, target_dir};
-use crate::control_plane::{ControlPlane, Lifetime};
+use crate::control_plane::{ControlPlane, Lifetime, Pace};
 use crate::{assets, catalogue, files_below, repository_root};
 
 /// `cargo xtask prepare`: everything the day needs, fetched and built while
@@ -28,7 +28,7 @@ pub fn run() -> Result<ExitCode> {
     println!("{}", assets.dir.display());
     step("starting a local control plane once, with stage 4's CRDs");
     let dir = crate::temporary_folder("prepare")?;
-    let mut plane = ControlPlane::start(&assets, dir.path().join("plane"), Lifetime::Attached)?;
+    let mut plane = ControlPlane::start(&assets, dir.path().join("plane"), Lifetime::Attached, Pace::Quick)?;
     plane.install_crds(&cargo::stage_crds(&cargo::debug_program(catalogue::STAGES[3]))?)?;
     plane.start_controller_manager()?;
     println!("it answers at {}", plane.server);

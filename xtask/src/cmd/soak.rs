@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 use crate::cargo::{self, target_dir};
-use crate::control_plane::{ControlPlane, Lifetime};
+use crate::control_plane::{ControlPlane, Lifetime, Pace};
 use crate::{assets, catalogue, cleanup, repository_root, robustness, say};
 
 #[derive(clap::Args, Debug)]
@@ -36,7 +36,7 @@ pub fn run(options: Options) -> Result<ExitCode> {
     let program = cargo::debug_program(catalogue::STAGES[3]);
     let dir = crate::temporary_folder("soak")?;
     cleanup::register_folder(dir.path().to_path_buf());
-    let mut plane = ControlPlane::start(&assets, dir.path().join("plane"), Lifetime::Attached)?;
+    let mut plane = ControlPlane::start(&assets, dir.path().join("plane"), Lifetime::Attached, Pace::Default)?;
     plane.install_crds(&cargo::stage_crds(&program)?)?;
     plane.start_controller_manager()?;
     let log = crate::soak::fresh_log(&crate::soak::folder(&target))?;

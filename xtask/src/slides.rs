@@ -89,9 +89,31 @@ pub fn slide_count(markdown: &str) -> usize {
     count
 }
 
-/// Renders `slides/<language>.md` into `out`: `<language>.html`, `.pdf` and
-/// `<language>.NNN.png`. Returns how many PNGs (slides) it wrote.
-pub fn render(slides: &Path, language: &str, out: &Path) -> Result<usize> {
+/// What a render writes: `<language>.html`, `<language>.pdf`, or
+/// `<language>.NNN.png`, one PNG per slide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Html,
+    Pdf,
+    Png,
+}
+
+impl Format {
+    /// Everything an instructor hands out or projects (`cargo xtask slides`).
+    pub const ALL: [Format; 3] = [Format::Html, Format::Pdf, Format::Png];
+
+    fn flag_and_extension(self) -> (&'static str, &'static str) {
+        match self {
+            Format::Html => ("--html", "html"),
+            Format::Pdf => ("--pdf", "pdf"),
+            Format::Png => ("--images=png", "png"),
+        }
+    }
+}
+
+/// Renders `slides/<language>.md` into `out` in each of `formats`. Returns
+/// how many PNGs (slides) `out` holds for `language` afterwards.
+pub fn render(slides: &Path, language: &str, out: &Path, formats: &[Format]) -> Result<usize> {
     if let Some(why) = missing_for(slides, language) {
         bail!("{why}");
     }
@@ -99,7 +121,7 @@ pub fn render(slides: &Path, language: &str, out: &Path) -> Result<usize> {
     let browser = browser().context("no browser")?;
     std::fs::create_dir_all(out)?;
     let source = slides.join(format!("{language}.md"));
-    for (flag, file) in [("--html", "html"), ("--pdf", "pdf"), ("--images=png", "png")] {
+    for (flag, file) in formats.iter().map(|format| format.flag_and_extension()) {
         let output = Command::new(&marp)
             .current_dir(slides)
             .env("CHROME_PATH", &browser)

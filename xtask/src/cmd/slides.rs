@@ -11,7 +11,7 @@ pub fn run() -> Result<ExitCode> {
     let slides = repository_root().join("slides");
     let out = slides.join("out");
     for language in crate::slides::LANGUAGES {
-        let count = crate::slides::render(&slides, language, &out)?;
+        let count = crate::slides::render(&slides, language, &out, &crate::slides::Format::ALL)?;
         println!("slides/out/{language}.html, {language}.pdf and {count} PNGs");
     }
     Ok(ExitCode::SUCCESS)

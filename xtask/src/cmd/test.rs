@@ -218,6 +218,9 @@ enum SlideRender {
     Failed(String),
 }
 
+/// The PNGs only: they prove that the deck renders in a real browser, one
+/// image per slide. HTML and PDF, which `cargo xtask slides` adds, cost as
+/// much again (a Node and a browser start each) and CI renders them there.
 fn render_deck(slides: &Path, language: &str) -> SlideRender {
     if let Some(why) = crate::slides::missing_for(slides, language) {
         return SlideRender::Missing(why);
@@ -225,7 +228,7 @@ fn render_deck(slides: &Path, language: &str) -> SlideRender {
     let rendered = (|| -> Result<SlideRender> {
         let out = tempfile::tempdir()?;
         let expected = crate::slides::slide_count(&std::fs::read_to_string(slides.join(format!("{language}.md")))?);
-        let images = crate::slides::render(slides, language, out.path())?;
+        let images = crate::slides::render(slides, language, out.path(), &[crate::slides::Format::Png])?;
         Ok(SlideRender::Rendered {
             images,
             slides: expected,

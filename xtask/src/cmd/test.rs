@@ -37,10 +37,15 @@ pub fn run(options: Options) -> Result<ExitCode> {
     // The decks render while the tests run: a render mostly waits for Node
     // and Chromium, and the tests' own waits leave room for it.
     let renders = std::thread::spawn(render_decks);
+    // So does the check that the workbench is not solved: it runs its unit
+    // tests with cargo, which leaves the build folder to others once it has built.
+    let unsolved = std::thread::spawn(exercises_are_unsolved);
     let (tests_passed, mut totals) = cargo_test(&options.args, &report)?;
     let filtered = !options.args.is_empty();
     let own_checks = [
-        exercises_are_unsolved()?,
+        unsolved
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the check of the workbench panicked")))?,
         slides_rendered(renders.join().unwrap_or_else(|_| {
             crate::slides::LANGUAGES
                 .into_iter()
@@ -50,6 +55,7 @@ pub fn run(options: Options) -> Result<ExitCode> {
         robustness_document_is_current(&report, filtered)?,
     ];
     for tally in &own_checks {
+        print!("{}", tally.report);
         for (total, count) in totals.iter_mut().zip(tally.counts) {
             *total += count;
         }
@@ -237,38 +243,42 @@ fn render_deck(slides: &Path, language: &str) -> SlideRender {
     rendered.unwrap_or_else(|err| SlideRender::Failed(format!("{err:#}")))
 }
 
-/// Results of checks that `cargo xtask test` runs itself, printed as libtest
-/// prints its own, so that they are read and added up the same way.
+/// Results of checks that `cargo xtask test` runs itself, written as libtest
+/// writes its own, so that they are read and added up the same way. Printed
+/// after the test programs' output, whatever thread ran the checks.
 struct Tally {
     counts: [u64; 3],
+    report: String,
 }
 
 impl Tally {
     fn new(what: &str, count: usize) -> Tally {
-        println!("\nrunning {count} {what}");
-        Tally { counts: [0; 3] }
+        Tally {
+            counts: [0; 3],
+            report: format!("\nrunning {count} {what}\n"),
+        }
     }
 
     fn passed(&mut self, name: &str, detail: &str) {
-        println!("test {name} ... ok ({detail})");
+        self.report += &format!("test {name} ... ok ({detail})\n");
         self.counts[0] += 1;
     }
 
     fn failed(&mut self, name: &str, why: &str) {
-        println!("test {name} ... FAILED: {why}");
+        self.report += &format!("test {name} ... FAILED: {why}\n");
         self.counts[1] += 1;
     }
 
     fn ignored(&mut self, name: &str, why: &str) {
-        println!("test {name} ... ignored, {why}");
+        self.report += &format!("test {name} ... ignored, {why}\n");
         self.counts[2] += 1;
     }
 
-    fn summary(&self) {
+    fn summary(&mut self) {
         let [passed, failed, ignored] = self.counts;
         let verdict = if failed == 0 { "ok" } else { "FAILED" };
-        println!(
-            "\ntest result: {verdict}. {passed} passed; {failed} failed; {ignored} ignored; 0 measured; 0 filtered out"
+        self.report += &format!(
+            "\ntest result: {verdict}. {passed} passed; {failed} failed; {ignored} ignored; 0 measured; 0 filtered out\n"
         );
     }
 }

@@ -2,9 +2,11 @@
 //! ships, with a ServiceAccount token instead of the admin certificate.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
+use k8s_openapi::api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
+use kube::api::{Api, PostParams};
 
 use crate::Case;
 use crate::cluster::{Scenario, Stage, field};
@@ -156,19 +158,29 @@ fn service_account_kubeconfig(s: &Scenario<'_>) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Asks the API server whether the identity of `kubeconfig` may do something
-/// (`kubectl auth can-i`, a SelfSubjectAccessReview).
-fn can_i(s: &Scenario<'_>, kubeconfig: &Path, args: &[&str]) -> Result<bool> {
-    let output = s.kubectl_output_as(kubeconfig, &[&["auth", "can-i"], args].concat(), None)?;
-    match String::from_utf8_lossy(&output.stdout).trim() {
-        "yes" => Ok(true),
-        "no" => Ok(false),
-        other => bail!(
-            "`kubectl auth can-i {}` answered {other:?}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    }
+/// Asks the API server whether `client`'s identity may do `verb` on
+/// `resource` (`plural` or `plural.group`) in `namespace` (every namespace
+/// when `None`): what `kubectl auth can-i` asks, a SelfSubjectAccessReview.
+async fn can_i(client: &kube::Client, verb: &str, resource: &str, namespace: Option<&str>) -> Result<bool> {
+    let (plural, group) = resource.split_once('.').unwrap_or((resource, ""));
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(verb.to_string()),
+                group: Some(group.to_string()),
+                resource: Some(plural.to_string()),
+                namespace: namespace.map(str::to_string),
+                ..ResourceAttributes::default()
+            }),
+            ..SelfSubjectAccessReviewSpec::default()
+        },
+        ..SelfSubjectAccessReview::default()
+    };
+    let answer = Api::<SelfSubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .with_context(|| format!("cannot ask whether the ServiceAccount may {verb} {resource}"))?;
+    Ok(answer.status.is_some_and(|status| status.allowed))
 }
 
 fn number_value(object: &kube::api::DynamicObject) -> Option<i64> {
@@ -197,14 +209,17 @@ async fn the_finished_controller_needs_exactly_the_role_it_ships(mut s: Scenario
         crate::step04::settled_answer(&s, "thirteen", 13).await?,
         "13 was not found"
     );
-    s.merge_patch("tuple", "thirteen-4-and-9", r#"{"spec":{"numbers":[1,2]}}"#)?;
-    s.merge_patch("number", "thirteen-2-and-11-0", r#"{"spec":{"value":7}}"#)?;
+    s.merge_patch("tuple", "thirteen-4-and-9", r#"{"spec":{"numbers":[1,2]}}"#)
+        .await?;
+    s.merge_patch("number", "thirteen-2-and-11-0", r#"{"spec":{"value":7}}"#)
+        .await?;
     s.kubectl(&["delete", "number", "thirteen-1-and-12-1"])?;
     ensure!(crate::step04::settled_answer(&s, "thirteen", 13).await?, "13 was lost");
     // The same child put back again: its event becomes a series (a patch).
-    s.merge_patch("number", "thirteen-2-and-11-0", r#"{"spec":{"value":7}}"#)?;
+    s.merge_patch("number", "thirteen-2-and-11-0", r#"{"spec":{"value":7}}"#)
+        .await?;
     ensure!(crate::step04::settled_answer(&s, "thirteen", 13).await?, "13 was lost");
-    s.merge_patch("fermat", "thirteen", r#"{"spec":{"number":5}}"#)?;
+    s.merge_patch("fermat", "thirteen", r#"{"spec":{"number":5}}"#).await?;
     ensure!(
         crate::step04::settled_answer(&s, "thirteen", 5).await?,
         "5 was not found"
@@ -214,7 +229,8 @@ async fn the_finished_controller_needs_exactly_the_role_it_ships(mut s: Scenario
     ).await?;
     s.expect_status_field("Tuple", "shrinking", "allSquares", serde_json::json!(true))
         .await?;
-    s.merge_patch("tuple", "shrinking", r#"{"spec":{"numbers":[2]}}"#)?;
+    s.merge_patch("tuple", "shrinking", r#"{"spec":{"numbers":[2]}}"#)
+        .await?;
     let numbers = s.api("Number");
     s.eventually("shrinking's unwanted Numbers to be deleted", || {
         let numbers = numbers.clone();
@@ -267,27 +283,30 @@ async fn the_finished_controller_needs_exactly_the_role_it_ships(mut s: Scenario
         "the controller did what the Role does not grant: {ungranted:?}"
     );
 
-    // What it must not do.
-    for args in [
-        vec!["get", "secrets"],
-        vec!["list", "configmaps"],
-        vec!["create", "pods"],
-        vec!["patch", "fermats.math.workshop.example"],
-        vec!["delete", "fermats.math.workshop.example"],
-        vec!["get", "numbers.math.workshop.example"],
-        vec!["create", "numbers.math.workshop.example", "--namespace=default"],
-        vec!["list", "numbers.math.workshop.example", "--all-namespaces"],
-        vec!["create", "customresourcedefinitions.apiextensions.k8s.io"],
-        vec!["create", "rolebindings.rbac.authorization.k8s.io"],
+    // What it must not do, here (the scenario's namespace), elsewhere, or
+    // in every namespace.
+    let client = xtask::control_plane::client_for(&kubeconfig).await?;
+    let here = Some(s.namespace.as_str());
+    for (verb, resource, namespace) in [
+        ("get", "secrets", here),
+        ("list", "configmaps", here),
+        ("create", "pods", here),
+        ("patch", "fermats.math.workshop.example", here),
+        ("delete", "fermats.math.workshop.example", here),
+        ("get", "numbers.math.workshop.example", here),
+        ("create", "numbers.math.workshop.example", Some("default")),
+        ("list", "numbers.math.workshop.example", None),
+        ("create", "customresourcedefinitions.apiextensions.k8s.io", None),
+        ("create", "rolebindings.rbac.authorization.k8s.io", here),
     ] {
         ensure!(
-            !can_i(&s, &kubeconfig, &args)?,
-            "the ServiceAccount may {}",
-            args.join(" ")
+            !can_i(&client, verb, resource, namespace).await?,
+            "the ServiceAccount may {verb} {resource} in {}",
+            namespace.unwrap_or("every namespace")
         );
     }
     ensure!(
-        can_i(&s, &kubeconfig, &["create", "numbers.math.workshop.example"])?,
+        can_i(&client, "create", "numbers.math.workshop.example", here).await?,
         "the ServiceAccount may not create Numbers in its own namespace"
     );
     let secrets = s.kubectl_output_as(&kubeconfig, &["get", "secrets"], None)?;

@@ -33,6 +33,15 @@ pub fn run(options: Options) -> Result<ExitCode> {
     // the dev-dependencies too; `cargo run --bin` alone builds them again
     // without (half a minute): do it now, not in front of the attendee.
     cargo::run(&["build", "--bins"])?;
+    // The workbench's unit tests, built now: they run beside the scenarios
+    // (below), and a build there would take the scenarios' CPU. Whether they
+    // build is that check's to report (or to skip, on an instructor's
+    // machine whose workbench has local changes), not this step's.
+    let mut workbench_tests = vec!["test", "--no-run"];
+    for stage in STAGES {
+        workbench_tests.extend(["--example", stage]);
+    }
+    cargo::output(&workbench_tests, &[])?;
     let report = fresh_report_file()?;
     // The decks render while the tests run: a render mostly waits for Node
     // and Chromium, and the tests' own waits leave room for it.

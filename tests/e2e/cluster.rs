@@ -658,22 +658,15 @@ impl<'a> Scenario<'a> {
 
     /// What `kubectl patch KIND NAME --type=merge -p PATCH` does in the
     /// scenario's namespace (under kubectl's field manager), for one of the
-    /// workshop's kinds (`number`, `tuple`, `fermat`), through the client.
+    /// workshop's kinds (`Number`, `Tuple`, `Fermat`), through the client.
     pub async fn merge_patch(&self, kind: &str, name: &str, patch: &str) -> Result<()> {
         let patch: serde_json::Value =
             serde_json::from_str(patch).with_context(|| format!("the patch for {kind} {name} is not JSON"))?;
-        let mut letters = kind.chars();
-        let kind_name: String = letters
-            .next()
-            .map(|first| first.to_ascii_uppercase())
-            .into_iter()
-            .chain(letters)
-            .collect();
         let params = PatchParams {
             field_manager: Some("kubectl-patch".to_string()),
             ..PatchParams::default()
         };
-        self.api(&kind_name)
+        self.api(kind)
             .patch(name, &params, &Patch::Merge(&patch))
             .await
             .with_context(|| format!("cannot patch {kind} {name}"))?;

@@ -209,17 +209,17 @@ async fn the_finished_controller_needs_exactly_the_role_it_ships(mut s: Scenario
         crate::step04::settled_answer(&s, "thirteen", 13).await?,
         "13 was not found"
     );
-    s.merge_patch("tuple", "thirteen-4-and-9", r#"{"spec":{"numbers":[1,2]}}"#)
+    s.merge_patch("Tuple", "thirteen-4-and-9", r#"{"spec":{"numbers":[1,2]}}"#)
         .await?;
-    s.merge_patch("number", "thirteen-2-and-11-0", r#"{"spec":{"value":7}}"#)
+    s.merge_patch("Number", "thirteen-2-and-11-0", r#"{"spec":{"value":7}}"#)
         .await?;
     s.kubectl(&["delete", "number", "thirteen-1-and-12-1"])?;
     ensure!(crate::step04::settled_answer(&s, "thirteen", 13).await?, "13 was lost");
     // The same child put back again: its event becomes a series (a patch).
-    s.merge_patch("number", "thirteen-2-and-11-0", r#"{"spec":{"value":7}}"#)
+    s.merge_patch("Number", "thirteen-2-and-11-0", r#"{"spec":{"value":7}}"#)
         .await?;
     ensure!(crate::step04::settled_answer(&s, "thirteen", 13).await?, "13 was lost");
-    s.merge_patch("fermat", "thirteen", r#"{"spec":{"number":5}}"#).await?;
+    s.merge_patch("Fermat", "thirteen", r#"{"spec":{"number":5}}"#).await?;
     ensure!(
         crate::step04::settled_answer(&s, "thirteen", 5).await?,
         "5 was not found"
@@ -229,7 +229,7 @@ async fn the_finished_controller_needs_exactly_the_role_it_ships(mut s: Scenario
     ).await?;
     s.expect_status_field("Tuple", "shrinking", "allSquares", serde_json::json!(true))
         .await?;
-    s.merge_patch("tuple", "shrinking", r#"{"spec":{"numbers":[2]}}"#)
+    s.merge_patch("Tuple", "shrinking", r#"{"spec":{"numbers":[2]}}"#)
         .await?;
     let numbers = s.api("Number");
     s.eventually("shrinking's unwanted Numbers to be deleted", || {

@@ -536,7 +536,7 @@ async fn children_changed_by_others_are_put_back_or_reported(mut s: Scenario<'_>
     let numbers = s.api("Number");
 
     // Edited: put back.
-    s.merge_patch("number", "t-0", r#"{"spec":{"value":5}}"#).await?;
+    s.merge_patch("Number", "t-0", r#"{"spec":{"value":5}}"#).await?;
     expect_value(&s, "t-0", 4).await?;
     input(
         "T09",
@@ -546,7 +546,7 @@ async fn children_changed_by_others_are_put_back_or_reported(mut s: Scenario<'_>
 
     // Relabelled: none of the controller's business.
     s.kubectl(&["label", "number", "t-1", "team=blue"])?;
-    s.merge_patch("number", "t-0", r#"{"spec":{"value":6}}"#).await?;
+    s.merge_patch("Number", "t-0", r#"{"spec":{"value":6}}"#).await?;
     expect_value(&s, "t-0", 4).await?;
     let relabelled = numbers.get("t-1").await?;
     ensure!(
@@ -602,12 +602,12 @@ async fn a_child_held_by_a_finalizer_is_deleted_once(mut s: Scenario<'_>) -> Res
     numbers
         .patch("held-1", &PatchParams::default(), &Patch::Merge(&finalizer))
         .await?;
-    s.merge_patch("tuple", "held", r#"{"spec":{"numbers":[1]}}"#).await?;
+    s.merge_patch("Tuple", "held", r#"{"spec":{"numbers":[1]}}"#).await?;
     s.expect_marked_for_deletion("Number", "held-1").await?;
     s.expect_status_field("Tuple", "held", "allSquares", serde_json::json!(true))
         .await?;
     // Give the controller more reasons to look at the Tuple: its other child edited.
-    s.merge_patch("number", "held-0", r#"{"spec":{"value":7}}"#).await?;
+    s.merge_patch("Number", "held-0", r#"{"spec":{"value":7}}"#).await?;
     expect_number(&s, "held-0", "1", true).await?;
     let deletes = s
         .recorded_writes()?

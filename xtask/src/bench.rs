@@ -326,6 +326,13 @@ impl Drop for Controller {
 /// after byte `from`, counted by "verb resource[/subresource]".
 fn requests_since(audit_log: &Path, from: u64) -> Result<BTreeMap<String, usize>> {
     let mut file = std::fs::File::open(audit_log).with_context(|| format!("cannot read {}", audit_log.display()))?;
+    let size = file.metadata()?.len();
+    if size < from {
+        bail!(
+            "the API server's audit log was rotated during a workload ({} is {size} bytes, and was {from} when the workload began): its requests cannot be counted",
+            audit_log.display()
+        );
+    }
     file.seek(SeekFrom::Start(from))?;
     let mut text = String::new();
     file.read_to_string(&mut text)?;
@@ -1064,6 +1071,16 @@ mod tests {
         ]);
         assert_eq!(writes(&counts), 6);
         assert_eq!(event_writes(&counts), 5);
+    }
+
+    #[test]
+    fn an_audit_log_rotated_during_a_workload_is_an_error_not_zero_requests() {
+        let folder = tempfile::tempdir().unwrap();
+        let log = folder.path().join("audit.log");
+        std::fs::write(&log, "{}\n").unwrap();
+        assert!(requests_since(&log, 0).unwrap().is_empty());
+        let error = requests_since(&log, 1_000).unwrap_err().to_string();
+        assert!(error.contains("rotated"), "{error}");
     }
 
     #[test]

@@ -203,7 +203,11 @@ impl ControlPlane {
             // No nodes and no Services here: nothing needs the `kubernetes` Service's endpoints.
             .arg("--endpoint-reconciler-type=none")
             .arg(format!("--audit-policy-file={}", audit_policy.display()))
-            .arg(format!("--audit-log-path={}", self.audit_log.display()));
+            .arg(format!("--audit-log-path={}", self.audit_log.display()))
+            // The log is rotated at this size (100 MB when not set). A full
+            // benchmark writes more than 100 MB of it, and reads each
+            // workload's requests from where the file stood when it began.
+            .arg(format!("--audit-log-maxsize={AUDIT_LOG_MEGABYTES}"));
         apiserver
     }
 
@@ -416,6 +420,9 @@ impl Drop for ControlPlane {
         cleanup::forget_folder(&self.dir);
     }
 }
+
+/// The audit log's size before it is rotated, in megabytes.
+const AUDIT_LOG_MEGABYTES: u64 = 2048;
 
 /// Record every request of a ServiceAccount (the controllers under their own
 /// Role) and of the benchmark's controller (user `math-controller-bench`),

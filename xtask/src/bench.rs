@@ -716,9 +716,7 @@ impl Bench<'_> {
 }
 
 /// The floor, per size: the best of the concurrencies tried, as
-/// (Fermats, seconds, concurrency).
-/// The floor of each size, at each concurrency of the plan, in a namespace
-/// of its own (`floor_namespace`, created here): the best of each size.
+/// (Fermats, seconds, concurrency), measured in `floor_namespace` (created here).
 async fn floors(admin: &Client, plan: &Plan, floor_namespace: &str) -> Result<Vec<(usize, f64, usize)>> {
     let mut floors = Vec::new();
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
@@ -750,11 +748,11 @@ async fn floors(admin: &Client, plan: &Plan, floor_namespace: &str) -> Result<Ve
 fn best_floors(first: Vec<(usize, f64, usize)>, last: Vec<(usize, f64, usize)>) -> Vec<(usize, f64, usize)> {
     first
         .into_iter()
-        .map(|(size, seconds, concurrency)| {
+        .map(|floor| {
             last.iter()
-                .find(|(other_size, other_seconds, _)| *other_size == size && *other_seconds < seconds)
                 .copied()
-                .unwrap_or((size, seconds, concurrency))
+                .find(|other| other.0 == floor.0 && other.1 < floor.1)
+                .unwrap_or(floor)
         })
         .collect()
 }

@@ -87,6 +87,32 @@ pub fn rustc_version(output: &str) -> Option<(u32, u32)> {
     major_minor(output.split_whitespace().nth(1)?)
 }
 
+/// The finding for a `rustc` that is there but does not say its version,
+/// from what it printed on stderr: most often rustup without a default
+/// toolchain.
+pub fn rustc_does_not_run(stderr: &str) -> Finding {
+    let said = stderr
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .unwrap_or("");
+    let what = say!(
+        "rustc is there but does not run: {said}",
+        "rustc はありますが動きません: {said}"
+    );
+    if said.contains("rustup") {
+        Finding::fail(what, "rustup default stable")
+    } else {
+        Finding::fail(
+            what,
+            say!(
+                "run `rustc --version` to see why; reinstall Rust with rustup (https://rustup.rs) if it does not say",
+                "`rustc --version` で理由を確かめてください。分からなければ rustup で Rust を入れ直してください（https://rustup.rs）"
+            ),
+        )
+    }
+}
+
 /// The available space in KiB from `df -Pk` output (the 4th field of line 2).
 pub fn available_kib(df_output: &str) -> Option<u64> {
     df_output.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
@@ -200,12 +226,20 @@ impl Doctor {
                 major_minor(line.split('"').nth(1)?)
             })
             .unwrap_or((1, 89));
-        let found = Command::new("rustc")
-            .arg("--version")
-            .output()
-            .ok()
-            .and_then(|output| rustc_version(&String::from_utf8_lossy(&output.stdout)));
-        match found {
+        let output = match Command::new("rustc").arg("--version").output() {
+            Ok(output) => output,
+            Err(_) => {
+                return Finding::fail(
+                    say!("rustc is not found", "rustc が見つかりません"),
+                    say!(
+                        "install Rust with rustup (https://rustup.rs)",
+                        "rustup で Rust をインストールしてください（https://rustup.rs）"
+                    ),
+                );
+            }
+        };
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        match rustc_version(&stdout).filter(|_| output.status.success()) {
             Some(version) if version >= needed => Finding::ok(say!(
                 "Rust {}.{} ({}.{} or later needed)",
                 "Rust {}.{}（{}.{} 以降が必要）",
@@ -225,13 +259,7 @@ impl Doctor {
                 ),
                 "rustup update stable",
             ),
-            None => Finding::fail(
-                say!("rustc is not found", "rustc が見つかりません"),
-                say!(
-                    "install Rust with rustup (https://rustup.rs)",
-                    "rustup で Rust をインストールしてください（https://rustup.rs）"
-                ),
-            ),
+            None => rustc_does_not_run(&String::from_utf8_lossy(&output.stderr)),
         }
     }
 
@@ -541,6 +569,19 @@ mod tests {
         assert_eq!(major_minor("1.89"), Some((1, 89)));
         assert_eq!(rustc_version("rustc 1.91.0 (f8297e351 2025-10-28)"), Some((1, 91)));
         assert_eq!(major_minor("nonsense"), None);
+    }
+
+    #[test]
+    fn a_rustc_that_does_not_run_is_told_apart_from_a_missing_one() {
+        let rustup = "error: rustup could not choose a version of rustc to run, because one wasn't specified explicitly, and no default is configured.\nhelp: run 'rustup default stable' to download the latest stable release of Rust and set it as your default toolchain.\n";
+        let finding = rustc_does_not_run(rustup).render();
+        assert!(finding.contains(": error: rustup could not choose"), "{finding}");
+        assert!(finding.ends_with("→ rustup default stable"), "{finding}");
+        let other = rustc_does_not_run("\nSegmentation fault\n").render();
+        assert!(
+            other.contains(": Segmentation fault") && other.contains("rustc --version"),
+            "{other}"
+        );
     }
 
     #[test]

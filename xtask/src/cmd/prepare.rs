@@ -18,9 +18,9 @@ pub fn run() -> Result<ExitCode> {
     step("fetching every crate (cargo fetch)");
     cargo::run(&["fetch"])?;
     step("building the finished stages, the workbench, the tooling and every test");
-    cargo::run(&["build", "--workspace", "--bins", "--examples", "--tests"])?;
+    cargo::run_sparing_the_workbench(&["build", "--workspace", "--bins", "--examples", "--tests"])?;
     // `cargo run --bin` alone uses other features (see `test`).
-    cargo::run(&["build", "--bins"])?;
+    cargo::run_sparing_the_workbench(&["build", "--bins"])?;
     step("installing the slides' renderer (npm ci in slides/)");
     install_slide_renderer();
     step("building or finding the control-plane binaries");

@@ -28,11 +28,11 @@ pub fn run(options: Options) -> Result<ExitCode> {
     // The scenarios run the finished stages as separately built programs,
     // exactly as attendees run them. Building the examples too proves that
     // every workbench compiles as it is handed out.
-    cargo::run(&["build", "--bins", "--examples"])?;
+    cargo::run_sparing_the_workbench(&["build", "--bins", "--examples"])?;
     // Built with the examples, the stages' dependencies get the features of
     // the dev-dependencies too; `cargo run --bin` alone builds them again
     // without (half a minute): do it now, not in front of the attendee.
-    cargo::run(&["build", "--bins"])?;
+    cargo::run_sparing_the_workbench(&["build", "--bins"])?;
     // The workbench's unit tests, built now: they run beside the scenarios
     // (below), and a build there would take the scenarios' CPU. Whether they
     // build is that check's to report (or to skip, on an instructor's
@@ -78,11 +78,12 @@ pub fn run(options: Options) -> Result<ExitCode> {
     })
 }
 
-/// `cargo test --workspace [-- ARGS]`, its output passed through; whether
-/// it succeeded, and the passed, failed and ignored counts of its test programs.
+/// `cargo test --workspace [-- ARGS]`, its output passed through (but for
+/// the workbench's warnings, see [`cargo::Messages`]); whether it
+/// succeeded, and the passed, failed and ignored counts of its test programs.
 fn cargo_test(args: &[String], report: &Path) -> Result<(bool, [u64; 3])> {
     let mut command = cargo::command();
-    command.args(["test", "--workspace"]);
+    command.args(["test", "--workspace", cargo::json_messages()]);
     if !args.is_empty() {
         command.arg("--").args(args);
     }
@@ -93,9 +94,12 @@ fn cargo_test(args: &[String], report: &Path) -> Result<(bool, [u64; 3])> {
         .context("cannot run cargo")?;
     let mut totals = [0u64; 3];
     let stdout = tested.stdout.take().context("cargo test has no stdout")?;
+    let mut messages = cargo::Messages::default();
     for line in BufReader::new(stdout).lines() {
         let line = line?;
-        println!("{line}");
+        if let Some(text) = messages.text(&line) {
+            print!("{text}");
+        }
         if let Some(counts) = test_result_counts(&line) {
             for (total, count) in totals.iter_mut().zip(counts) {
                 *total += count;

@@ -413,7 +413,7 @@ impl Window {
         self,
         audit_log: &Path,
         controller: &Controller,
-        (build, workload, fermats): (&str, &str, usize),
+        (build, workload, fermats, run): (&str, &str, usize, usize),
     ) -> Result<Measure> {
         let seconds = self.started.elapsed().as_secs_f64();
         let (cpu, peak_mib) = controller.usage();
@@ -422,6 +422,7 @@ impl Window {
             build: build.to_string(),
             workload: workload.to_string(),
             fermats,
+            run,
             seconds,
             writes: writes(&requests),
             events: event_writes(&requests),
@@ -439,6 +440,8 @@ pub struct Measure {
     pub build: String,
     pub workload: String,
     pub fermats: usize,
+    /// Which run of the build and size, from 1.
+    pub run: usize,
     pub seconds: f64,
     /// Writes to Fermats, Tuples and Numbers.
     pub writes: usize,
@@ -450,21 +453,18 @@ pub struct Measure {
     pub peak_mib: f64,
 }
 
-/// The floor: the same creates and status writes from a plain client with
-/// `concurrency` requests in flight, for `fermats` Fermats of n (created
-/// beforehand, not timed), in `namespace`.
-async fn floor(client: &Client, namespace: &str, fermats: usize, n: i64, concurrency: usize) -> Result<f64> {
+/// The floor's writes: the Fermats `names` of n created one by one, as the
+/// settle workload creates them, then every child and status a correct
+/// controller writes for them, from a plain client with `concurrency`
+/// requests in flight, in `namespace`.
+async fn floor_writes(client: &Client, namespace: &str, names: &[String], n: i64, concurrency: usize) -> Result<()> {
     let fermat_api = api(client, namespace, "Fermat");
-    let names: Vec<String> = (0..fermats)
-        .map(|index| format!("floor-{concurrency}-{index}"))
-        .collect();
-    for name in &names {
+    for name in names {
         let object: DynamicObject = serde_json::from_value(fermat(name, n))?;
         fermat_api.create(&PostParams::default(), &object).await?;
     }
     let apply = PatchParams::apply(&format!("{}-floor", catalogue::PROJECT)).force();
-    let units = floor_units(client, namespace, &names, n);
-    let started = Instant::now();
+    let units = floor_units(client, namespace, names, n);
     let results: Vec<Result<()>> = futures::stream::iter(units)
         .map(|(api, name, object, status)| {
             let apply = apply.clone();
@@ -485,14 +485,11 @@ async fn floor(client: &Client, namespace: &str, fermats: usize, n: i64, concurr
         .buffer_unordered(concurrency)
         .collect()
         .await;
-    for result in results {
-        result?;
-    }
-    Ok(started.elapsed().as_secs_f64())
+    results.into_iter().collect()
 }
 
 /// One request of the floor, or two: an object to create (none for a
-/// Fermat, created beforehand) and the status to write.
+/// Fermat, created first) and the status to write.
 type FloorUnit = (Api<DynamicObject>, String, serde_json::Value, Option<serde_json::Value>);
 
 /// The writes a correct controller makes for the Fermats `names` of `n`.
@@ -558,17 +555,32 @@ pub struct Plan {
 /// Everything a run measured.
 pub struct Results {
     pub measures: Vec<Measure>,
-    /// (fermats, best floor seconds, its concurrency), per size.
-    pub floors: Vec<(usize, f64, usize)>,
+    /// The floor's measures: the sweep of the concurrencies (run 0), then
+    /// one beside each run of the builds.
+    pub floors: Vec<Floor>,
+}
+
+/// One measure of the floor: `fermats` Fermats of [`NUMBER`] at
+/// `concurrency` requests in flight, in `run` (0 for the sweep).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Floor {
+    pub fermats: usize,
+    pub run: usize,
+    pub seconds: f64,
+    pub concurrency: usize,
 }
 
 /// Runs `plan` on `plane` (which has stage 4's CRDs and kube-controller-manager).
+///
+/// The machine's speed moves by half within an hour, so the floor is
+/// measured beside each run: each size and run measures the floor and each
+/// build in turn, in an order that turns from one run to the next, and each
+/// build's settle is set against the floor of its own run. A sweep of the
+/// concurrencies on the fresh plane first picks the one the floor uses.
+/// The floor is timed as the settle is, by the same observer (see
+/// [`Bench::floor`]).
 pub async fn run(plane: &ControlPlane, plan: &Plan) -> Result<Results> {
     let admin = plane.client().await?;
-    // The floor before the runs, on a fresh plane, and again after them,
-    // on the plane they aged: the machine's speed moves within a run, and
-    // the floor is the best the API server did at either time.
-    let first = floors(&admin, plan, "floor-first").await?;
     let bench = Bench {
         plane,
         controller_kubeconfig: plane.kubeconfig_for(BENCH_USER, &["system:masters"])?,
@@ -576,25 +588,51 @@ pub async fn run(plane: &ControlPlane, plan: &Plan) -> Result<Results> {
         fermats: api(&admin, NAMESPACE, "Fermat"),
         admin,
     };
+    let mut floors = Vec::new();
+    for &size in &plan.sizes {
+        for &concurrency in &plan.floor_concurrency {
+            floors.push(bench.floor(size, 0, concurrency).await?);
+        }
+    }
+    // Restart and idle once per size, with the last build only (the
+    // requests do not depend on the build).
+    let last_build = plan.builds.last().map(|(name, _)| name);
     let mut measures = Vec::new();
-    for (build, program) in &plan.builds {
-        // Restart and idle once per size, with the last build only (the
-        // requests do not depend on the build).
-        let last_build = plan.builds.last().map(|(name, _)| name) == Some(build);
-        for &size in &plan.sizes {
-            for repetition in 0..plan.repetitions {
-                let with_restart = (repetition == 0 && last_build).then_some(plan.idle);
-                measures.extend(bench.one_run(build, program, size, repetition, with_restart).await?);
+    for &size in &plan.sizes {
+        let concurrency = swept_concurrency(&floors, size);
+        for repetition in 0..plan.repetitions {
+            let run = repetition + 1;
+            // None is the floor's turn.
+            let mut turns: Vec<Option<&(String, PathBuf)>> =
+                std::iter::once(None).chain(plan.builds.iter().map(Some)).collect();
+            let turn = repetition % turns.len();
+            turns.rotate_left(turn);
+            for turn in turns {
+                match turn {
+                    None => floors.push(bench.floor(size, run, concurrency).await?),
+                    Some((build, program)) => {
+                        let with_restart = (repetition == 0 && last_build == Some(build)).then_some(plan.idle);
+                        measures.extend(bench.one_run(build, program, size, run, with_restart).await?);
+                    }
+                }
             }
         }
     }
-    let Bench { admin, observer, .. } = bench;
-    drop(observer);
-    let last = floors(&admin, plan, "floor-last").await?;
-    Ok(Results {
-        measures,
-        floors: best_floors(first, last),
-    })
+    Ok(Results { measures, floors })
+}
+
+/// The names of `size` Fermats.
+fn fermat_names(size: usize) -> Vec<String> {
+    (0..size).map(|index| format!("b{index}")).collect()
+}
+
+/// The concurrency of the sweep's best floor for `size` (64 if none).
+fn swept_concurrency(floors: &[Floor], size: usize) -> usize {
+    floors
+        .iter()
+        .filter(|floor| floor.run == 0 && floor.fermats == size)
+        .min_by(|a, b| a.seconds.total_cmp(&b.seconds))
+        .map_or(64, |floor| floor.concurrency)
 }
 
 /// The namespace the controller works in during the benchmark.
@@ -618,15 +656,14 @@ impl Bench<'_> {
         build: &str,
         program: &Path,
         size: usize,
-        repetition: usize,
+        run: usize,
         idle: Option<Duration>,
     ) -> Result<Vec<Measure>> {
-        let names: Vec<String> = (0..size).map(|index| format!("b{index}")).collect();
+        let names = fermat_names(size);
         let log = self.plane.dir.join("logs").join(format!("bench-{build}.log"));
         let mut controller = Controller::start(program, &self.controller_kubeconfig, &log, Some("warn"))?;
         // The controller leads and has listed everything before the clock starts.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let run = repetition + 1;
         let mut measures = vec![self.settle(&controller, build, &names, run).await?];
         measures.push(self.change(&controller, build, &names, run).await?);
         if let Some(idle) = idle {
@@ -635,10 +672,10 @@ impl Bench<'_> {
             controller = Controller::start(program, &self.controller_kubeconfig, &log, Some("warn"))?;
             tokio::time::sleep(Duration::from_secs(30)).await;
             let audit_log = &self.plane.audit_log;
-            measures.push(window.close(audit_log, &controller, (build, "restart", size))?);
+            measures.push(window.close(audit_log, &controller, (build, "restart", size, run))?);
             let window = Window::open(audit_log, Some(&controller));
             tokio::time::sleep(idle).await;
-            measures.push(window.close(audit_log, &controller, (build, "idle", size))?);
+            measures.push(window.close(audit_log, &controller, (build, "idle", size, run))?);
         }
         controller.stop();
         self.empty_namespace().await?;
@@ -657,7 +694,7 @@ impl Bench<'_> {
         self.observer
             .wait_for("the Fermats to settle", |world| settled(world, names, NUMBER))
             .await?;
-        let measure = window.close(&self.plane.audit_log, controller, (build, "settle", size))?;
+        let measure = window.close(&self.plane.audit_log, controller, (build, "settle", size, run))?;
         eprintln!(
             "  {build} settle {size} × {NUMBER} (run {run}): {:.1} s",
             measure.seconds
@@ -684,7 +721,7 @@ impl Bench<'_> {
                 settled(world, names, NUMBER - 1)
             })
             .await?;
-        let measure = window.close(&self.plane.audit_log, controller, (build, "change", size))?;
+        let measure = window.close(&self.plane.audit_log, controller, (build, "change", size, run))?;
         eprintln!(
             "  {build} change {size} × {NUMBER} → {} (run {run}): {:.1} s",
             NUMBER - 1,
@@ -693,6 +730,33 @@ impl Bench<'_> {
         Ok(Measure {
             minimum_writes: minimum_writes(size, Some(NUMBER), NUMBER - 1),
             ..measure
+        })
+    }
+
+    /// The floor of `size` Fermats at `concurrency`, for `run` (0 for the
+    /// sweep): the settle workload with [`floor_writes`] in place of a
+    /// controller, timed the same way, from the first create until the
+    /// observer sees the tree settled; the namespace is emptied afterwards.
+    async fn floor(&self, size: usize, run: usize, concurrency: usize) -> Result<Floor> {
+        let names = fermat_names(size);
+        let started = Instant::now();
+        floor_writes(&self.admin, NAMESPACE, &names, NUMBER, concurrency).await?;
+        self.observer
+            .wait_for("the floor's tree to settle", |world| settled(world, &names, NUMBER))
+            .await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let when = if run == 0 {
+            "sweep".to_string()
+        } else {
+            format!("run {run}")
+        };
+        eprintln!("  floor {size} × {NUMBER} at concurrency {concurrency} ({when}): {seconds:.1} s");
+        self.empty_namespace().await?;
+        Ok(Floor {
+            fermats: size,
+            run,
+            seconds,
+            concurrency,
         })
     }
 
@@ -715,46 +779,28 @@ impl Bench<'_> {
     }
 }
 
-/// The floor, per size: the best of the concurrencies tried, as
-/// (Fermats, seconds, concurrency), measured in `floor_namespace` (created here).
-async fn floors(admin: &Client, plan: &Plan, floor_namespace: &str) -> Result<Vec<(usize, f64, usize)>> {
-    let mut floors = Vec::new();
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
-    let mut object = k8s_openapi::api::core::v1::Namespace::default();
-    object.metadata.name = Some(floor_namespace.to_string());
-    namespaces.create(&PostParams::default(), &object).await?;
-    for &size in &plan.sizes {
-        let mut best: Option<(f64, usize)> = None;
-        for &concurrency in &plan.floor_concurrency {
-            let seconds = floor(admin, floor_namespace, size, NUMBER, concurrency).await?;
-            eprintln!("  floor {size} × {NUMBER} at concurrency {concurrency}: {seconds:.1} s");
-            if best.is_none_or(|(best, _)| seconds < best) {
-                best = Some((seconds, concurrency));
-            }
-            for kind in KINDS {
-                api(admin, floor_namespace, kind)
-                    .delete_collection(&Default::default(), &ListParams::default())
-                    .await?;
-            }
-        }
-        if let Some((seconds, concurrency)) = best {
-            floors.push((size, seconds, concurrency));
-        }
-    }
-    Ok(floors)
+/// The floors of `size` measured beside the runs (the sweep left out).
+fn run_floors(results: &Results, size: usize) -> impl Iterator<Item = &Floor> {
+    (results.floors.iter()).filter(move |floor| floor.fermats == size && floor.run > 0)
 }
 
-/// Of two measures of the floors, the better one of each size.
-fn best_floors(first: Vec<(usize, f64, usize)>, last: Vec<(usize, f64, usize)>) -> Vec<(usize, f64, usize)> {
-    first
-        .into_iter()
-        .map(|floor| {
-            last.iter()
-                .copied()
-                .find(|other| other.0 == floor.0 && other.1 < floor.1)
-                .unwrap_or(floor)
+/// The median of the floors of `size` beside the runs.
+fn median_floor(results: &Results, size: usize) -> Option<f64> {
+    let floors: Vec<f64> = run_floors(results, size).map(|floor| floor.seconds).collect();
+    (!floors.is_empty()).then(|| spread(floors).1)
+}
+
+/// The settle of `build` for `size` against the floor: each run's settle
+/// divided by the floor of the same run, and the median of those ratios.
+fn ratio_to_floor(results: &Results, build: &str, size: usize) -> Option<f64> {
+    let ratios: Vec<f64> = (results.measures.iter())
+        .filter(|m| m.build == build && m.workload == "settle" && m.fermats == size)
+        .filter_map(|m| {
+            let floor = run_floors(results, size).find(|floor| floor.run == m.run)?;
+            Some(m.seconds / floor.seconds)
         })
-        .collect()
+        .collect();
+    (!ratios.is_empty()).then(|| spread(ratios).1)
 }
 
 /// Minimum, median and maximum.
@@ -791,17 +837,34 @@ pub fn report(results: &Results, machine: &str, command: &str) -> String {
         let _ = writeln!(out, "{}", figures_row(results, &build, &workload, size));
     }
     requests_table(&mut out, results);
+    floors_list(&mut out, results);
+    out
+}
+
+/// The floor of each size: the sweep of the concurrencies, then the
+/// measures beside the runs.
+fn floors_list(out: &mut String, results: &Results) {
     let _ = writeln!(
         out,
-        "\nFloor: the best of the concurrencies tried, before the runs and after them, per size:\n"
+        "\nFloor, per size: a sweep of the concurrencies on the fresh plane, then, at the best of them, one measure beside each run (min / median / max):\n"
     );
-    for (size, seconds, concurrency) in &results.floors {
+    let mut sizes: Vec<usize> = results.floors.iter().map(|floor| floor.fermats).collect();
+    sizes.sort();
+    sizes.dedup();
+    for size in sizes {
+        let sweep: Vec<String> = (results.floors.iter())
+            .filter(|floor| floor.fermats == size && floor.run == 0)
+            .map(|floor| format!("{:.2} s at {}", floor.seconds, floor.concurrency))
+            .collect();
+        let runs: Vec<&Floor> = run_floors(results, size).collect();
+        let concurrency = runs.first().map_or(0, |floor| floor.concurrency);
+        let (min, median, max) = spread(runs.iter().map(|floor| floor.seconds).collect());
         let _ = writeln!(
             out,
-            "- {size} × {NUMBER}: {seconds:.2} s at {concurrency} requests in flight"
+            "- {size} × {NUMBER}: sweep {}; beside the runs, at {concurrency} requests in flight: {min:.2} / {median:.2} / {max:.2} s",
+            sweep.join(", ")
         );
     }
-    out
 }
 
 /// One row of the figures: the runs of one build, workload and size.
@@ -812,9 +875,12 @@ fn figures_row(results: &Results, build: &str, workload: &str, size: usize) -> S
         .filter(|m| m.build == build && m.workload == workload && m.fermats == size)
         .collect();
     let (min, median, max) = spread(runs.iter().map(|m| m.seconds).collect());
-    let floor = results.floors.iter().find(|(s, _, _)| *s == size).map(|(_, f, _)| *f);
-    let (floor_cell, ratio) = match (workload, floor) {
-        ("settle", Some(floor)) => (format!("{floor:.2}"), format!("{:.1}×", median / floor)),
+    let (floor_cell, ratio) = match (
+        workload,
+        median_floor(results, size),
+        ratio_to_floor(results, build, size),
+    ) {
+        ("settle", Some(floor), Some(ratio)) => (format!("{floor:.2}"), format!("{ratio:.2}×")),
         _ => ("".into(), "".into()),
     };
     let writes = runs.iter().map(|m| m.writes).max().unwrap_or(0);
@@ -860,20 +926,21 @@ fn requests_table(out: &mut String, results: &Results) {
 pub fn to_json(results: &Results) -> serde_json::Value {
     serde_json::json!({
         "measures": results.measures.iter().map(|m| serde_json::json!({
-            "build": m.build, "workload": m.workload, "fermats": m.fermats, "seconds": m.seconds,
+            "build": m.build, "workload": m.workload, "fermats": m.fermats, "run": m.run, "seconds": m.seconds,
             "writes": m.writes, "events": m.events, "minimum_writes": m.minimum_writes, "requests": m.requests,
             "cpu_seconds": m.cpu_seconds, "peak_mib": m.peak_mib,
         })).collect::<Vec<_>>(),
-        "floors": results.floors.iter().map(|(size, seconds, concurrency)| serde_json::json!({
-            "fermats": size, "seconds": seconds, "concurrency": concurrency,
+        "floors": results.floors.iter().map(|floor| serde_json::json!({
+            "fermats": floor.fermats, "run": floor.run, "seconds": floor.seconds, "concurrency": floor.concurrency,
         })).collect::<Vec<_>>(),
     })
 }
 
 /// An SVG plot of the median settle time per size for each build, and the floor.
 pub fn plot(results: &Results) -> String {
-    let mut sizes: Vec<usize> = results.floors.iter().map(|(s, _, _)| *s).collect();
+    let mut sizes: Vec<usize> = results.floors.iter().map(|floor| floor.fermats).collect();
     sizes.sort();
+    sizes.dedup();
     let series = settle_series(results, &sizes);
     let max_y = series
         .iter()
@@ -920,12 +987,9 @@ fn settle_series(results: &Results, sizes: &[usize]) -> Vec<(String, Vec<(f64, f
             .collect();
         series.push((format!("controller ({build})"), points));
     }
-    let floor_of = |size: usize| {
-        (results.floors.iter())
-            .find(|(s, _, _)| *s == size)
-            .map_or(0.0, |(_, f, _)| *f)
-    };
-    let floor = sizes.iter().map(|&size| (objects(size), floor_of(size))).collect();
+    let floor = (sizes.iter())
+        .map(|&size| (objects(size), median_floor(results, size).unwrap_or(0.0)))
+        .collect();
     series.push(("floor (plain client)".into(), floor));
     series
 }
@@ -1045,11 +1109,12 @@ mod tests {
         assert_eq!(minimum_writes(1, Some(100), 99), 147 + 148 + 50);
     }
 
-    fn measure(build: &str, fermats: usize, seconds: f64) -> Measure {
+    fn measure(build: &str, fermats: usize, run: usize, seconds: f64) -> Measure {
         Measure {
             build: build.into(),
             workload: "settle".into(),
             fermats,
+            run,
             seconds,
             writes: 301 * fermats,
             events: 150 * fermats,
@@ -1064,18 +1129,18 @@ mod tests {
     fn the_plot_has_a_line_per_build_and_the_floor() {
         let results = Results {
             measures: vec![
-                measure("debug", 1, 1.0),
-                measure("debug", 10, 9.0),
-                measure("release", 1, 0.8),
+                measure("debug", 1, 1, 1.0),
+                measure("debug", 10, 1, 9.0),
+                measure("release", 1, 1, 0.8),
             ],
-            floors: vec![(1, 0.5, 16), (10, 4.0, 64)],
+            floors: vec![floor(1, 0, 0.4, 16), floor(1, 1, 0.5, 16), floor(10, 1, 4.0, 64)],
         };
         let svg = plot(&results);
         assert_eq!(svg.matches("<polyline").count(), 3);
         assert!(svg.contains("controller (debug)") && svg.contains("floor (plain client)"));
         let report = report(&results, "a machine", "cargo xtask bench");
         assert!(
-            report.contains("| debug | settle | 10 (1510) | 9.00 / 9.00 / 9.00 | 4.00 | 2.2× |"),
+            report.contains("| debug | settle | 10 (1510) | 9.00 / 9.00 / 9.00 | 4.00 | 2.25× |"),
             "{report}"
         );
     }
@@ -1105,11 +1170,58 @@ mod tests {
         assert!(error.contains("rotated"), "{error}");
     }
 
+    fn floor(fermats: usize, run: usize, seconds: f64, concurrency: usize) -> Floor {
+        Floor {
+            fermats,
+            run,
+            seconds,
+            concurrency,
+        }
+    }
+
     #[test]
-    fn the_floor_of_each_size_is_the_better_of_the_two_measures() {
-        let first = vec![(1, 0.5, 16), (10, 4.0, 64)];
-        let last = vec![(1, 0.6, 4), (10, 3.5, 16)];
-        assert_eq!(best_floors(first, last), [(1, 0.5, 16), (10, 3.5, 16)]);
+    fn each_run_is_set_against_the_floor_beside_it() {
+        // The machine slows down from run to run: the floor with it.
+        let results = Results {
+            measures: vec![
+                measure("debug", 30, 1, 12.0),
+                measure("debug", 30, 2, 30.0),
+                measure("debug", 30, 3, 26.0),
+            ],
+            floors: vec![
+                floor(30, 0, 8.0, 64),
+                floor(1, 0, 0.5, 64),
+                floor(1, 1, 0.5, 64),
+                floor(30, 1, 10.0, 64),
+                floor(30, 2, 20.0, 64),
+                floor(30, 3, 20.0, 64),
+            ],
+        };
+        // Ratios 1.2, 1.5 and 1.3: their median; the sweep is no run's floor.
+        assert_eq!(ratio_to_floor(&results, "debug", 30), Some(1.3));
+        assert_eq!(median_floor(&results, 30), Some(20.0));
+        assert_eq!(ratio_to_floor(&results, "release", 30), None);
+        let report = report(&results, "a machine", "cargo xtask bench");
+        assert!(report.contains("| 20.00 | 1.30× |"), "{report}");
+        assert_eq!(report.matches("- 30 × 100: sweep").count(), 1, "{report}");
+        assert!(
+            report.contains(
+                "- 30 × 100: sweep 8.00 s at 64; beside the runs, at 64 requests in flight: 10.00 / 20.00 / 20.00 s"
+            ),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn the_sweep_picks_the_concurrency_of_its_best_floor() {
+        let floors = [
+            floor(1, 0, 0.5, 4),
+            floor(1, 0, 0.3, 16),
+            floor(1, 1, 0.1, 64),
+            floor(10, 0, 3.0, 64),
+        ];
+        assert_eq!(swept_concurrency(&floors, 1), 16);
+        assert_eq!(swept_concurrency(&floors, 10), 64);
     }
 
     #[test]

@@ -605,8 +605,8 @@ pub async fn run(plane: &ControlPlane, plan: &Plan) -> Result<Results> {
             // None is the floor's turn.
             let mut turns: Vec<Option<&(String, PathBuf)>> =
                 std::iter::once(None).chain(plan.builds.iter().map(Some)).collect();
-            let turn = repetition % turns.len();
-            turns.rotate_left(turn);
+            let first = repetition % turns.len();
+            turns.rotate_left(first);
             for turn in turns {
                 match turn {
                     None => floors.push(bench.floor(size, run, concurrency).await?),

@@ -94,6 +94,8 @@ fn cargo_test(args: &[String], report: &Path) -> Result<(bool, [u64; 3])> {
         .context("cannot run cargo")?;
     let mut totals = [0u64; 3];
     let stdout = tested.stdout.take().context("cargo test has no stdout")?;
+    // The workbench's warnings that cargo replays here were counted, in one
+    // line, by the build before: no second count.
     let mut messages = cargo::Messages::default();
     for line in BufReader::new(stdout).lines() {
         let line = line?;

@@ -80,13 +80,64 @@ pub fn render(text: &str, root: &Path) -> Result<String> {
     Ok(rendered)
 }
 
-/// One item of a source file: `PATH fn NAME` (or struct, enum, const, impl).
+/// One item of a source file, `PATH fn NAME` (or struct, enum, const,
+/// impl), or the lines between `// ANCHOR: NAME` and `// ANCHOR_END: NAME`,
+/// `PATH anchor NAME`.
 fn include(root: &Path, what: &str) -> Result<String> {
     let (path, item) = what
         .split_once(' ')
         .with_context(|| format!("`include: {what}` names no item: write `include: PATH fn NAME`"))?;
     let source = fs::read_to_string(root.join(path)).with_context(|| format!("cannot read {path}"))?;
+    if let Some(anchor) = item.strip_prefix("anchor ") {
+        return extract_anchor(&source, anchor).with_context(|| format!("{path} has no `// ANCHOR: {anchor}`"));
+    }
     extract_item(&source, item).with_context(|| format!("{path} has no top-level `{item}`"))
+}
+
+/// The lines of `source` between `// ANCHOR: name` and `// ANCHOR_END:
+/// name`, without the anchor lines of other fragments, and without the
+/// indentation that they all share.
+pub fn extract_anchor(source: &str, name: &str) -> Option<String> {
+    let is_marker = |line: &str, marker: &str| line.trim() == format!("// {marker}: {name}");
+    let lines: Vec<&str> = source.lines().collect();
+    let start = lines.iter().position(|line| is_marker(line, "ANCHOR"))? + 1;
+    let end = start + lines[start..].iter().position(|line| is_marker(line, "ANCHOR_END"))?;
+    let kept: Vec<&str> = lines[start..end]
+        .iter()
+        .copied()
+        .filter(|line| !line.trim_start().starts_with("// ANCHOR"))
+        .collect();
+    let indent = kept
+        .iter()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| line.len() - line.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    let dedented: Vec<&str> = kept.iter().map(|line| line.get(indent..).unwrap_or("")).collect();
+    Some(dedented.join("\n"))
+}
+
+/// Every ```rust block of `text` that no `include` marker writes, by the
+/// line it starts on: code typed into a guide by hand, which nothing compiles.
+pub fn rust_blocks_typed_by_hand(text: &str) -> Vec<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut typed = Vec::new();
+    let mut in_block = false;
+    for (index, line) in lines.iter().enumerate() {
+        if !line.trim_start().starts_with("```") {
+            continue;
+        }
+        if in_block {
+            in_block = false;
+            continue;
+        }
+        in_block = true;
+        let generated = index > 0 && lines[index - 1].trim().starts_with("<!-- include: ");
+        if line.trim_start() == "```rust" && !generated {
+            typed.push(index + 1);
+        }
+    }
+    typed
 }
 
 /// The top-level item `item` ("fn fizz_buzz", "struct NumberStatus"…) of
@@ -232,6 +283,40 @@ pub const LIMIT: usize = 3;
             "Text\n<!-- include: a.rs const LIMIT -->\n```rust\npub const LIMIT: usize = 3;\n```\nAfter\n"
         );
         assert_eq!(render(&rendered, dir.path()).unwrap(), rendered);
+    }
+
+    #[test]
+    fn an_anchored_fragment_comes_without_its_markers_and_indentation() {
+        let source = "fn f() {\n    // ANCHOR: body\n    let a = 1;\n    // ANCHOR: inner\n    if a > 0 {\n        g();\n    }\n    // ANCHOR_END: inner\n    // ANCHOR_END: body\n}\n";
+        assert_eq!(
+            extract_anchor(source, "body").unwrap(),
+            "let a = 1;\nif a > 0 {\n    g();\n}"
+        );
+        assert_eq!(extract_anchor(source, "inner").unwrap(), "if a > 0 {\n    g();\n}");
+        assert!(extract_anchor(source, "other").is_none());
+    }
+
+    #[test]
+    fn a_rust_block_without_an_include_marker_is_found() {
+        let text = "<!-- include: a.rs fn f -->\n```rust\nfn f() {}\n```\n\n```rust\nlet x = 1;\n```\n```sh\nls\n```\n";
+        assert_eq!(rust_blocks_typed_by_hand(text), [6]);
+    }
+
+    /// Every piece of Rust that a guide shows comes from the code, which
+    /// the build compiles: an attendee never copies code that does not build.
+    #[test]
+    fn every_rust_block_of_the_guides_is_written_from_the_code() {
+        let root = crate::repository_root();
+        for guide in guide_files(&root).unwrap() {
+            let text = fs::read_to_string(root.join(&guide)).unwrap();
+            let typed = rust_blocks_typed_by_hand(&text);
+            assert!(
+                typed.is_empty(),
+                "{} has Rust blocks typed by hand, at lines {typed:?}: include them from the code \
+                 (`<!-- include: PATH fn NAME -->` or `<!-- include: PATH anchor NAME -->`)",
+                guide.display()
+            );
+        }
     }
 
     #[test]

@@ -364,7 +364,8 @@ async fn the_guide_shows_what_a_real_run_prints(mut s: Scenario<'_>) -> Result<(
     s.apply(SAMPLES).await?;
     guides::expect_table(&s, "step03-tuples", &["get", "tuples"]).await?;
     guides::expect_table(&s, "step03-numbers", &["get", "numbers"]).await?;
-    let tree = xtask::tree_live::snapshot(&s.client, &s.namespace, true, std::time::Duration::from_secs(60)).await?;
+    let tree =
+        xtask::tree_live::snapshot(&s.client, &s.namespace, true, std::time::Duration::from_secs(60), false).await?;
     guides::expect_tree(&s, "step03-tree", &tree)?;
     guides::expect_logged(&s, "step03", &s.controller_log())
 }

@@ -222,7 +222,8 @@ async fn the_cluster_finds_13_2_and_25_but_not_7_and_3(mut s: Scenario<'_>) -> R
     // The guide then keeps thirteen alone and prints its tree once settled
     // (the others' Tuples and Numbers gone with the garbage collector).
     s.kubectl(&["delete", "fermat", "two", "three", "seven", "twenty-five"])?;
-    let tree = xtask::tree_live::snapshot(&s.client, &s.namespace, true, std::time::Duration::from_secs(60)).await?;
+    let tree =
+        xtask::tree_live::snapshot(&s.client, &s.namespace, true, std::time::Duration::from_secs(60), false).await?;
     guides::expect_tree(&s, "step04-tree", &tree)
 }
 

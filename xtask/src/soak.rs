@@ -258,7 +258,7 @@ fn fermat(name: &str, n: i64) -> String {
 
 /// Waits until the namespace has settled and holds exactly the `wanted` Fermats.
 async fn settle(client: &Client, wanted: &BTreeMap<String, i64>) -> Result<()> {
-    let snapshot = crate::tree_live::snapshot(client, "default", true, SETTLE_LIMIT).await?;
+    let snapshot = crate::tree_live::snapshot(client, "default", true, SETTLE_LIMIT, false).await?;
     let fermats: BTreeMap<String, i64> = snapshot
         .objects()
         .iter()

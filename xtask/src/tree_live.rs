@@ -234,7 +234,7 @@ pub async fn run(options: Options) -> Result<()> {
     let client = connect().await?;
     let namespace = (options.namespace.clone()).unwrap_or_else(|| client.default_namespace().to_string());
     if options.once {
-        let snapshot = snapshot(&client, &namespace, options.wait_settled, options.timeout).await?;
+        let snapshot = snapshot(&client, &namespace, options.wait_settled, options.timeout, true).await?;
         // A reader that stops early (`| head`) is not an error.
         let mut out = std::io::stdout().lock();
         return match out.write_all(snapshot.text(Language::of_reader()).as_bytes()) {
@@ -273,28 +273,56 @@ impl Snapshot {
 
 /// `--once`: the tree, once every kind is listed and, with `wait_settled`,
 /// once nothing is left to do (`tree::unsettled`). Gives up after `timeout`
-/// with the tree as it stands and the reason.
-pub async fn snapshot(client: &Client, namespace: &str, wait_settled: bool, timeout: Duration) -> Result<Snapshot> {
+/// with the tree as it stands and the reason. With `tell_progress`, says on
+/// stderr what it still waits for every [`PROGRESS_EVERY`], so that a
+/// person does not take the wait for a hang.
+pub async fn snapshot(
+    client: &Client,
+    namespace: &str,
+    wait_settled: bool,
+    timeout: Duration,
+    tell_progress: bool,
+) -> Result<Snapshot> {
     let language = Language::of_reader();
     let installed = installed_kinds(client, namespace).await?;
     let mut events = watch(client, namespace, &installed);
     let mut state = State::default();
-    let deadline = tokio::time::Instant::now() + timeout;
+    let started = tokio::time::Instant::now();
+    let deadline = started + timeout;
+    let mut next_tell = started + PROGRESS_EVERY;
     let ready = |state: &State| {
         installed.iter().all(|kind| state.listed.contains(kind))
             && (!wait_settled || tree::unsettled(language, &state.live()).is_none())
     };
+    let waiting_for = |state: &State| match (&state.trouble, tree::unsettled(language, &state.live())) {
+        (Some(trouble), _) => trouble.clone(),
+        (None, Some(why)) => why,
+        (None, None) => say!("the first list has not arrived", "最初の list がまだ届いていません"),
+    };
     while !ready(&state) {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
+        let wake = if tell_progress {
+            next_tell.min(deadline)
+        } else {
+            deadline
+        };
+        match tokio::time::timeout_at(wake, events.recv()).await {
             Ok(Some((kind, Ok(event)))) => state.apply(kind, event),
             Ok(Some((kind, Err(err)))) => state.trouble = Some(watch_fails(kind, &err, false)),
             Ok(None) => bail!("{}", say!("the watches ended", "watch が終了しました")),
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                let seconds = started.elapsed().as_secs();
+                let why = waiting_for(&state);
+                eprintln!(
+                    "{}",
+                    say!(
+                        "still waiting after {seconds} s: {why}",
+                        "{seconds} 秒待っています: {why}"
+                    )
+                );
+                next_tell += PROGRESS_EVERY;
+            }
             Err(_) => {
-                let why = match (&state.trouble, tree::unsettled(language, &state.live())) {
-                    (Some(trouble), _) => trouble.clone(),
-                    (None, Some(why)) => why,
-                    (None, None) => say!("the first list has not arrived", "最初の list がまだ届いていません"),
-                };
+                let why = waiting_for(&state);
                 let seconds = timeout.as_secs();
                 bail!(
                     "{}{}",
@@ -313,6 +341,9 @@ pub async fn snapshot(client: &Client, namespace: &str, wait_settled: bool, time
         installed,
     })
 }
+
+/// How often `--once --wait-settled` says what it still waits for.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// The line that tells a watch fails, and whether it is retried.
 fn watch_fails(kind: Kind, err: &impl std::fmt::Display, retrying: bool) -> String {

@@ -3,22 +3,17 @@
 
 use std::sync::Arc;
 
-use kit::{RetryBackoff, Shutdown, StatusWriter};
-use kube::runtime::controller::Action;
-use kube::{Api, Client, CustomResource, ResourceExt};
+use futures::StreamExt;
+use kit::{RetryBackoff, Shutdown};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Api, Client, CustomResource, Resource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tracing::{info, warn};
 
-// `#[derive(CustomResource)]` generates the `Number` type (apiVersion, kind,
-// metadata and this spec) and `Number::crd()`, the CustomResourceDefinition.
-// Installing the CRD is all it takes for the API server to store Numbers,
-// validate them against the schema derived from this struct, and serve them
-// to `kubectl` like any built-in resource.
-//
-// The `///` comments become the descriptions that `kubectl explain number.spec`
-// shows: they are written for the cluster's users, these `//` ones for you.
-//
 // `status = "NumberStatus"` turns on the status subresource: `status` is
 // written through its own endpoint (`numbers/status`), so users own the spec,
 // the controller owns the status, and neither can overwrite the other by accident.
@@ -78,8 +73,8 @@ pub fn desired_status(spec: &NumberSpec, generation: Option<i64>) -> NumberStatu
 
 /// Everything `reconcile` needs besides the Number itself.
 struct Context {
-    /// Writes the status of Numbers (see kit/src/status.rs).
-    status: StatusWriter<Number>,
+    /// The Numbers of the namespace, to write their status.
+    numbers: Api<Number>,
     /// Counts each Number's failures, to wait longer after each one.
     backoff: RetryBackoff,
 }
@@ -94,20 +89,20 @@ pub enum Error {
     },
 }
 
-/// Runs the Number controller until `shutdown` resolves.
-///
-/// A `Controller` watches Numbers and calls `reconcile` for each one that
-/// changes. The watch is a long-lived request: the API server pushes every
-/// change to us, and we never poll. `kit::controller::new` is kube-runtime's
-/// `Controller::new` with a leaner cache (see kit/src/controller.rs).
+/// Runs the Number controller until `shutdown` resolves, as in stage 1, now
+/// with a context: the Numbers' API, to write their status, and the backoff.
 pub async fn run(client: Client, shutdown: Shutdown) {
     let numbers = Api::<Number>::default_namespaced(client);
     let context = Arc::new(Context {
-        status: StatusWriter::new(numbers.clone()),
+        numbers: numbers.clone(),
         backoff: RetryBackoff::default(),
     });
-    let controller = kit::controller::new(numbers);
-    kit::controller::run(controller, reconcile, error_policy, context, shutdown).await;
+    Controller::new(numbers, watcher::Config::default())
+        // Ctrl-C: the reconciles under way finish, and no new one starts.
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, context)
+        .for_each(kit::controller::report)
+        .await;
 }
 
 /// Brings one Number's status in line with its spec.
@@ -125,9 +120,11 @@ async fn reconcile(number: Arc<Number>, ctx: Arc<Context>) -> Result<Action, Err
     );
     // 1. Read: the Number we were handed is the watch's latest copy.
     // TODO 2.4: 2. compute the status the spec asks for; 3. if it differs
-    // from the one the Number has, write it with `ctx.status.write(&number,
-    // &desired)` (an error becomes `Error::WriteStatus`). Then tell
-    // `ctx.backoff` that this Number succeeded, and wait for its next change.
+    // from the one the Number has, write it with `ctx.numbers.patch_status`:
+    // server-side apply (`Patch::Apply`) of `{apiVersion, kind, status}`,
+    // with `PatchParams::apply(kit::CONTROLLER_NAME).force()`. An error
+    // becomes `Error::WriteStatus`; log "wrote status". Then wait for the
+    // Number's next change.
     todo!("2.4: compute, compare and write the status, see steps/en/02-status.md#24 · steps/ja/02-status.md#24")
 }
 

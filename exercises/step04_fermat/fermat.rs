@@ -9,14 +9,16 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use kit::{Children, RetryBackoff, Shutdown, StatusWriter, is_controlled_by};
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
 use kube::{Api, Client, CustomResource, KubeSchema, Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use tracing::{error, warn};
 
-use crate::plan::plan;
+use crate::plan::{plan, send};
 use crate::tuple::{Tuple, TupleSpec};
 
 /// The largest n a Fermat accepts (the CRD schema enforces it). A Fermat
@@ -99,9 +101,19 @@ pub fn two_squares_found(owner_uid: &str, wanted: &[Tuple], existing: &[Arc<Tupl
 
 /// The wanted children of ours that report name clashes (for their current spec).
 pub fn blocked_children(owner_uid: &str, wanted: &[Tuple], existing: &[Arc<Tuple>]) -> Vec<String> {
-    // TODO 4.4: the names of the wanted children of ours whose status, written
-    // for their current generation, lists name clashes.
-    todo!("4.4: the children that report clashes, see steps/en/04-fermat.md#44 · steps/ja/04-fermat.md#44")
+    wanted
+        .iter()
+        .filter(|child| {
+            existing.iter().any(|tuple| {
+                tuple.name_any() == child.name_any()
+                    && is_controlled_by(tuple.as_ref(), owner_uid)
+                    && tuple.status.as_ref().is_some_and(|status| {
+                        !status.name_clashes.is_empty() && status.observed_generation == tuple.metadata.generation
+                    })
+            })
+        })
+        .map(|child| child.name_any())
+        .collect()
 }
 
 /// Everything `reconcile` needs besides the Fermat itself.
@@ -143,8 +155,12 @@ pub async fn run(client: Client, shutdown: Shutdown) {
         tuples,
         backoff: RetryBackoff::default(),
     });
-    let controller = kit::controller::new(fermats).watches_stream(tuple_changes, fermats_to_wake);
-    kit::controller::run(controller, reconcile, error_policy, context, shutdown).await;
+    Controller::new(fermats, watcher::Config::default())
+        .watches_stream(tuple_changes, fermats_to_wake)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, context)
+        .for_each(kit::controller::report)
+        .await;
 }
 
 /// Brings one Fermat's Tuples and status in line with its spec.
@@ -160,24 +176,22 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
     // 1. Read the Tuples that concern this Fermat, from the watch cache.
     let existing = ctx.tuples.existing(fermat.as_ref()).await?;
 
-    // 2. Compute the desired children and compare them with what exists. The
-    //    schema refuses an n above the bound, but an object made under an
-    //    older, looser schema keeps it: it wants no Tuples, and its status says why.
-    let problem = (fermat.spec.number > MAX_NUMBER).then(|| too_large(fermat.spec.number));
+    // 2. Compute the desired children and compare them with what exists.
+    let problem = problem(fermat.spec.number);
     let n = if problem.is_none() { fermat.spec.number } else { 0 };
-    // TODO 4.5: as in tuple.rs: the wanted children for `n`, each with the
+    // TODO 4.4: as in tuple.rs: the wanted children for `n`, each with the
     // ownerReference `owner`, and the plan that compares them with `existing`.
     let (wanted, plan): (Vec<Tuple>, kit::Plan<Tuple>) =
-        todo!("4.5: the wanted Tuples and the plan, see steps/en/04-fermat.md#45 · steps/ja/04-fermat.md#45");
+        todo!("4.4: the wanted Tuples and the plan, see steps/en/04-fermat.md#44 · steps/ja/04-fermat.md#44");
 
     // 3. Create or update what differs, delete what is not wanted.
-    let applied = ctx.tuples.apply(fermat.as_ref(), &plan).await;
+    let applied = ctx.tuples.apply(fermat.as_ref(), &plan, send).await;
 
     // 4. Report status, and write it only if it changed.
     let status = FermatStatus {
-        two_squares_found: two_squares_found(&owner.uid, &wanted, &existing.objects),
+        two_squares_found: two_squares_found(&owner.uid, &wanted, &existing),
         name_clashes: plan.clashes,
-        blocked_tuples: blocked_children(&owner.uid, &wanted, &existing.objects),
+        blocked_tuples: blocked_children(&owner.uid, &wanted, &existing),
         observed_generation: fermat.metadata.generation,
         problem,
     };
@@ -191,19 +205,16 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
             })?;
     }
 
-    // A failed write to a child is retried with a growing delay (error_policy).
-    // Otherwise `action` waits for the next change, or looks again shortly
-    // while writes to children are still on their way.
-    let action = applied?;
-    ctx.backoff.succeeded(&name);
-    Ok(action)
+    // A failed write to a child is retried after a delay (error_policy).
+    Ok(applied?)
 }
 
-/// Why nothing is created for a Fermat whose `n` is above the bound.
-fn too_large(n: i64) -> String {
-    format!(
-        "n = {n} is above {MAX_NUMBER}, the most this controller handles: nothing is created; lower spec.number, or delete this Fermat"
-    )
+/// Why a Fermat wants no Tuples, if it does not: an n above the bound, which
+/// the schema refuses, but which an object made under an older, looser schema keeps.
+fn problem(n: i64) -> Option<String> {
+    (n > MAX_NUMBER).then(|| {
+        format!("n = {n} is above {MAX_NUMBER}, the most this controller handles: nothing is created; lower spec.number, or delete this Fermat")
+    })
 }
 
 /// What to do when `reconcile` fails: log it and retry later, waiting longer
@@ -333,7 +344,7 @@ mod tests {
     }
 
     #[test]
-    fn a_status_written_for_an_older_spec_does_not_count() {
+    fn a_tuple_status_written_for_an_older_spec_does_not_count() {
         let wanted = desired_children("f", 13);
         let mut put_back = (*tuple([4, 9], FERMAT_UID, Some(true))).clone();
         put_back.metadata.generation = Some(2);

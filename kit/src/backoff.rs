@@ -2,11 +2,11 @@
 //!
 //! A failure that repeats (a permission the controller lacks, an API server
 //! that is down) must not turn into a tight loop of requests: each consecutive
-//! failure of the same object doubles the wait, up to a ceiling, and a success
-//! starts over. In Go, controller-runtime's work queue does this by itself
+//! failure of the same object doubles the wait, up to a ceiling, and the count
+//! starts over once the object has gone a while without failing. In Go, controller-runtime's work queue does this by itself
 //! (its default rate limiter: 5 ms doubling up to 1000 s per object); in
 //! kube-runtime, `error_policy` returns the delay, so the delay must be
-//! counted somewhere: [`RetryBackoff`] counts it.
+//! counted somewhere: [`RetryBackoff`] counts it, and starts over by itself.
 //!
 //! Broken watches are retried by kube-runtime itself, with the backoff the
 //! controller is given: [`watch_backoff`] is kube-runtime's own
@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::runtime::watcher::ExponentialBackoff;
 
@@ -28,31 +28,57 @@ pub fn retry_delay(failures: u32) -> Duration {
     Duration::from_secs(1 << doublings).min(MAX_DELAY)
 }
 
-/// Counts consecutive failures per object. An object deleted while failing
-/// leaves its count behind, until the controller restarts.
+/// Counts consecutive failures per object.
 ///
-/// kube-runtime has no such count: its `ExponentialBackoff` is one sequence
-/// of delays, not one per object, so this is written here.
+/// No one tells it of a success: a failure counts as consecutive when it
+/// comes soon after the retry that the last one asked for, within twice
+/// that delay (and at least [`STARTS_OVER_AFTER`]). A failure that comes
+/// later means the object was fine in between, and the count starts over,
+/// as kube-runtime's `ResetTimerBackoff` does for a watch. The records of
+/// objects that stopped failing are dropped as the count of others grows.
+///
+/// kube-runtime has no count per object: its `ExponentialBackoff` is one
+/// sequence of delays, so this is written here.
 ///
 /// A std `Mutex` rather than a tokio one: it is never held across an `.await`.
 #[derive(Default)]
 pub struct RetryBackoff {
-    failures: Mutex<HashMap<String, u32>>,
+    failures: Mutex<HashMap<String, Failures>>,
 }
+
+/// One object's consecutive failures, and when the last one came.
+struct Failures {
+    count: u32,
+    last: Instant,
+}
+
+impl Failures {
+    /// Whether a failure now follows this run of failures.
+    fn continued_at(&self, now: Instant) -> bool {
+        let window = (2 * retry_delay(self.count)).max(STARTS_OVER_AFTER);
+        now.saturating_duration_since(self.last) <= window
+    }
+}
+
+/// The shortest quiet time after which a failure starts a new count.
+const STARTS_OVER_AFTER: Duration = Duration::from_secs(10);
 
 impl RetryBackoff {
     /// Records one more failure of `key` and returns how long to wait.
     pub fn failed(&self, key: &str) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let count = failures.entry(key.to_string()).or_insert(0);
-        *count = count.saturating_add(1);
-        retry_delay(*count)
+        self.failed_at(key, Instant::now())
     }
 
-    /// Forgets the failures of `key` after a successful reconcile.
-    pub fn succeeded(&self, key: &str) {
+    fn failed_at(&self, key: &str, now: Instant) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        failures.remove(key);
+        // Objects that stopped failing (or were deleted) leave no record behind.
+        failures.retain(|_, failure| failure.continued_at(now));
+        let failure = failures
+            .entry(key.to_string())
+            .or_insert(Failures { count: 0, last: now });
+        failure.count = failure.count.saturating_add(1);
+        failure.last = now;
+        retry_delay(failure.count)
     }
 }
 
@@ -100,13 +126,44 @@ mod tests {
     }
 
     #[test]
-    fn a_success_starts_the_count_over() {
+    fn failures_at_each_retry_double_the_wait_per_object() {
         let backoff = RetryBackoff::default();
-        backoff.failed("a");
-        assert_eq!(backoff.failed("a"), Duration::from_secs(2));
-        assert_eq!(backoff.failed("b"), Duration::from_secs(1));
-        backoff.succeeded("a");
-        assert_eq!(backoff.failed("a"), Duration::from_secs(1));
+        let start = Instant::now();
+        assert_eq!(backoff.failed_at("a", start), Duration::from_secs(1));
+        assert_eq!(
+            backoff.failed_at("a", start + Duration::from_secs(1)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            backoff.failed_at("b", start + Duration::from_secs(2)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            backoff.failed_at("a", start + Duration::from_secs(3)),
+            Duration::from_secs(4)
+        );
+    }
+
+    #[test]
+    fn a_failure_long_after_the_last_retry_starts_the_count_over() {
+        let backoff = RetryBackoff::default();
+        let start = Instant::now();
+        for seconds in [0, 1, 3, 7, 15] {
+            backoff.failed_at("a", start + Duration::from_secs(seconds));
+        }
+        // The retry 16 s after the fifth failure succeeded: nothing failed until much later.
+        let later = start + Duration::from_secs(15 + 33);
+        assert_eq!(backoff.failed_at("a", later), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn objects_that_stopped_failing_leave_no_record() {
+        let backoff = RetryBackoff::default();
+        let start = Instant::now();
+        backoff.failed_at("gone", start);
+        backoff.failed_at("other", start + STARTS_OVER_AFTER * 2);
+        let failures = backoff.failures.lock().unwrap();
+        assert!(!failures.contains_key("gone"));
     }
 
     #[test]

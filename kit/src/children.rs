@@ -3,7 +3,8 @@
 //!
 //! A stage decides *what* to do with a parent's children: its `plan` compares
 //! the children it wants with the objects that exist, and returns a
-//! [`Plan`]. [`Children`] does the rest, which is the same for every parent:
+//! [`Plan`]; its `send` makes each [`Change`] of the plan into a request.
+//! [`Children`] does the rest, which is the same for every parent:
 //!
 //! - **the watch cache.** One watch of the child kind fills a cache that
 //!   reconciles read instead of asking the API server, and wakes the parents
@@ -36,7 +37,6 @@ use std::time::{Duration, Instant};
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::NamespaceResourceScope;
 use kube::core::object::HasStatus;
 use kube::runtime::controller::Action;
@@ -79,6 +79,51 @@ impl<K> Plan<K> {
     /// Whether carrying out the plan would send no request at all.
     pub fn is_empty(&self) -> bool {
         self.create.is_empty() && self.update.is_empty() && self.delete.is_empty()
+    }
+}
+
+impl<K: Resource> Plan<K> {
+    /// The changes the plan asks for, as the requests will be sent: creates,
+    /// then updates, then deletes, leaving out the children named in `leave`.
+    pub fn changes<'p>(&'p self, leave: &[String]) -> Vec<Change<'p, K>> {
+        let left_alone = |child: &K| leave.contains(&child.name_any());
+        let create = self.create.iter().map(Change::Create);
+        let update = self.update.iter().map(Change::Update);
+        let delete = self.delete.iter().map(|object| Change::Delete(object.as_ref()));
+        create
+            .chain(update)
+            .chain(delete)
+            .filter(|change| !left_alone(change.child()))
+            .collect()
+    }
+}
+
+/// One change of a [`Plan`]: the stage's `send` makes it a request.
+#[derive(Debug)]
+pub enum Change<'a, K> {
+    /// Create this child.
+    Create(&'a K),
+    /// Bring this child's spec back to the one given (it carries the uid of the object it updates).
+    Update(&'a K),
+    /// Delete this object.
+    Delete(&'a K),
+}
+
+// By hand: a derive would ask for `K: Clone`, and a change only borrows its child.
+impl<K> Clone for Change<'_, K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K> Copy for Change<'_, K> {}
+
+impl<'a, K> Change<'a, K> {
+    /// The child the change is about.
+    pub fn child(&self) -> &'a K {
+        match *self {
+            Change::Create(child) | Change::Update(child) | Change::Delete(child) => child,
+        }
     }
 }
 
@@ -149,15 +194,6 @@ pub const WRITES_AT_ONCE: usize = 16;
 /// case where it never shows one (an object created and deleted again before
 /// the watch looked), so that the parent does not wait forever.
 pub const IN_FLIGHT_LIMIT: Duration = Duration::from_secs(10);
-
-/// The objects that concern one parent, as the cache shows them.
-pub struct Existing<K> {
-    /// The objects the parent controls, and those with a name it could want.
-    pub objects: Vec<Arc<K>>,
-    /// Names of children with a create or delete sent that the cache does not
-    /// show yet: a plan leaves them alone until it does.
-    pub in_flight: Vec<String>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -317,6 +353,25 @@ where
     /// a controller that is stopping reads no more changes (kube-runtime's
     /// graceful shutdown), but a reconcile under way may still be waiting for
     /// the first list, which must then still come.
+    ///
+    /// Without the kit, a parent's controller watches its children with
+    /// `.owns()`, and keeps a cache of them with a reflector of its own:
+    ///
+    /// ```text
+    /// let (cache, writer) = reflector::store();
+    /// let numbers = watcher(Api::<Number>::default_namespaced(client), watcher::Config::default())
+    ///     .reflect(writer)
+    ///     .touched_objects();
+    /// Controller::new(tuples, watcher::Config::default())
+    ///     .owns_stream(numbers)   // or .owns(numbers_api, watcher::Config::default()) without a cache
+    ///     …
+    /// // in reconcile: the Numbers that a Tuple controls, read from the cache
+    /// let children: Vec<Arc<Number>> = cache
+    ///     .state()
+    ///     .into_iter()
+    ///     .filter(|number| is_controlled_by(number.as_ref(), &tuple_uid))
+    ///     .collect();
+    /// ```
     pub fn watch(
         client: &Client,
         parent_name: ParentName,
@@ -325,7 +380,7 @@ where
         let (cache, writer) = reflector::store();
         let index = Arc::new(Mutex::new(Index::default()));
         let indexing = index.clone();
-        let changes = crate::controller::watch(api.clone())
+        let changes = watcher(api.clone(), watcher::Config::default())
             // No controller reads who wrote which field: the cache keeps
             // each object without it, about half its size.
             .modify(|object| object.managed_fields_mut().clear())
@@ -368,50 +423,65 @@ where
     /// [`Children::watch`]), which it could want and which may clash. Read
     /// from the cache, once the watch has listed them all (until then an
     /// empty cache would look like "every child is missing").
-    pub async fn existing<P: Resource>(&self, parent: &P) -> Result<Existing<K>, Error> {
+    pub async fn existing<P: Resource>(&self, parent: &P) -> Result<Vec<Arc<K>>, Error> {
         if !self.listed.clone().await {
             let kind = K::kind(&()).to_string();
             return Err(Error::CacheNotReady { kind });
         }
+        Ok(self.cached(parent))
+    }
+
+    /// The objects that concern `parent`, as the cache shows them now.
+    fn cached<P: Resource>(&self, parent: &P) -> Vec<Arc<K>> {
         let owner_uid = parent.uid().unwrap_or_default();
         let names = lock(&self.index).names_for(&owner_uid, &parent.name_any());
         let namespace = parent.namespace();
-        let objects: Vec<Arc<K>> = names
+        names
             .into_iter()
             .filter_map(|name| self.cache.get(&object_ref(&name, namespace.as_deref())))
-            .collect();
-        let in_flight = self.unseen(&owner_uid, &objects);
-        Ok(Existing { objects, in_flight })
+            .collect()
     }
 
     /// Carries out `plan` for `parent`: every write is sent, `WRITES_AT_ONCE`
     /// at a time, and the first one refused is the error. The writes taken,
     /// and each name clash that appears or clears, are told in Events.
     ///
+    /// A child with a create or a delete sent that the cache does not show
+    /// yet is left alone until it does (see the module's "writes in flight"):
+    /// the plan was made from a cache that is behind about it.
+    ///
     /// The action to return from reconcile if nothing else failed: look
     /// again after `IN_FLIGHT_LIMIT` while writes are in flight (the cache
     /// showing them wakes the parent sooner), else wait for a change.
-    pub async fn apply<P>(&self, parent: &P, plan: &Plan<K>) -> Result<Action, Error>
+    pub async fn apply<'s, 'p, P, F, Fut>(&'s self, parent: &P, plan: &'p Plan<K>, send: F) -> Result<Action, Error>
     where
         P: Resource<DynamicType = ()> + HasStatus,
+        F: Fn(&'s Api<K>, Change<'p, K>) -> Fut,
+        Fut: Future<Output = kube::Result<K>>,
     {
         let reference = parent.object_ref(&());
         let owner_uid = parent.uid().unwrap_or_default();
-        if !plan.is_empty() {
+        let in_flight = self.unseen(&owner_uid, &self.cached(parent));
+        let changes = plan.changes(&in_flight);
+        if !changes.is_empty() {
+            let count = |which: fn(&Change<'p, K>) -> bool| changes.iter().filter(|change| which(change)).count();
             info!(
                 name = parent.name_any(),
                 namespace = parent.namespace().unwrap_or_default(),
-                create = plan.create.len(),
-                update = plan.update.len(),
-                delete = plan.delete.len(),
+                create = count(|change| matches!(change, Change::Create(_))),
+                update = count(|change| matches!(change, Change::Update(_))),
+                delete = count(|change| matches!(change, Change::Delete(_))),
                 "converging children"
             );
         }
         self.tell_clashes(&reference, &owner_uid, &plan.clashes).await;
-        let writes: Vec<_> = (plan.create.iter().map(Write::Create))
-            .chain(plan.update.iter().map(Write::Update))
-            .chain(plan.delete.iter().map(Write::Delete))
-            .map(|write| self.send(write, &owner_uid))
+        let writes: Vec<_> = changes
+            .into_iter()
+            .map(|change| {
+                let request = send(&self.api, change);
+                let owner_uid = owner_uid.as_str();
+                async move { self.outcome(change, request.await, owner_uid) }
+            })
             .collect();
         let results: Vec<Result<Done, Error>> = stream::iter(writes).buffer_unordered(WRITES_AT_ONCE).collect().await;
         let (mut done, mut refused) = (Vec::new(), None);
@@ -434,67 +504,40 @@ where
         }
     }
 
-    /// Sends one write, records it if it creates or deletes, and says what it did.
-    async fn send(&self, write: Write<'_, K>, owner_uid: &str) -> Result<Done, Error> {
+    /// What one request did, from its `result`: recorded if it created or
+    /// deleted, so that the cache's lag does not repeat it. A refusal that
+    /// leaves nothing to do is no error: a child that exists already (the
+    /// cache is behind), a child gone already, a kind being deleted with its CRD.
+    fn outcome(&self, change: Change<'_, K>, result: kube::Result<K>, owner_uid: &str) -> Result<Done, Error> {
         let kind = K::kind(&()).to_string();
-        match write {
-            Write::Create(child) => {
-                let name = child.name_any();
-                // `create`, not apply: it fails if the name was taken since our cache
-                // last looked, so a foreign object can never be taken over.
-                let params = PostParams {
-                    field_manager: Some(CONTROLLER_NAME.to_string()),
-                    ..PostParams::default()
-                };
-                match self.api.create(&params, child).await {
-                    Ok(created) => {
-                        self.sent(owner_uid, name, None);
-                        Ok(Done::Created(created.object_ref(&())))
-                    }
-                    // The cache is behind: the object exists. Whether it is ours or a
-                    // clash, the next reconcile tells, once the cache shows it.
-                    Err(kube::Error::Api(status)) if status.is_already_exists() => {
-                        self.sent(owner_uid, name, None);
-                        Ok(Done::Nothing)
-                    }
-                    // The kind is being deleted with its CRD, and every object of
-                    // it, this parent's too: nothing to retry. Told once.
-                    Err(source) if crd_terminating(&source) => {
-                        crate::outage::report(crate::outage::Trouble::CrdsGone, &source);
-                        Ok(Done::Nothing)
-                    }
-                    Err(source) => Err(Error::Create { kind, name, source }),
-                }
+        let name = change.child().name_any();
+        match (change, result) {
+            (Change::Create(_), Ok(created)) => {
+                self.sent(owner_uid, name, None);
+                Ok(Done::Created(created.object_ref(&())))
             }
-            Write::Update(child) => {
-                let name = child.name_any();
-                // Server-side apply: `force` takes back the fields that someone else edited.
-                let params = PatchParams::apply(CONTROLLER_NAME).force();
-                match self.api.patch(&name, &params, &Patch::Apply(child)).await {
-                    Ok(put_back) => Ok(Done::PutBack(put_back.object_ref(&()))),
-                    Err(source) => Err(Error::Update { kind, name, source }),
-                }
+            // The cache is behind: the object exists. Whether it is ours or a
+            // clash, the next reconcile tells, once the cache shows it.
+            (Change::Create(_), Err(kube::Error::Api(status))) if status.is_already_exists() => {
+                self.sent(owner_uid, name, None);
+                Ok(Done::Nothing)
             }
-            Write::Delete(child) => {
-                let name = child.name_any();
-                // The uid precondition deletes this very object, never a newer one of the same name.
-                let params = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid: child.uid(),
-                        resource_version: None,
-                    }),
-                    ..DeleteParams::default()
-                };
-                match self.api.delete(&name, &params).await {
-                    Ok(_) => {
-                        self.sent(owner_uid, name, child.uid());
-                        Ok(Done::Deleted(child.object_ref(&())))
-                    }
-                    // Already gone: the goal is reached.
-                    Err(kube::Error::Api(status)) if status.is_not_found() => Ok(Done::Nothing),
-                    Err(source) => Err(Error::Delete { kind, name, source }),
-                }
+            // The kind is being deleted with its CRD, and every object of
+            // it, this parent's too: nothing to retry. Told once.
+            (Change::Create(_), Err(source)) if crd_terminating(&source) => {
+                crate::outage::report(crate::outage::Trouble::CrdsGone, &source);
+                Ok(Done::Nothing)
             }
+            (Change::Create(_), Err(source)) => Err(Error::Create { kind, name, source }),
+            (Change::Update(_), Ok(put_back)) => Ok(Done::PutBack(put_back.object_ref(&()))),
+            (Change::Update(_), Err(source)) => Err(Error::Update { kind, name, source }),
+            (Change::Delete(child), Ok(_)) => {
+                self.sent(owner_uid, name, child.uid());
+                Ok(Done::Deleted(child.object_ref(&())))
+            }
+            // Already gone: the goal is reached.
+            (Change::Delete(_), Err(kube::Error::Api(status))) if status.is_not_found() => Ok(Done::Nothing),
+            (Change::Delete(_), Err(source)) => Err(Error::Delete { kind, name, source }),
         }
     }
 
@@ -682,13 +725,6 @@ fn is_new<P: HasStatus>(parent: &P) -> bool {
     parent.status().is_none()
 }
 
-/// One write that a plan asks for.
-enum Write<'a, K> {
-    Create(&'a K),
-    Update(&'a K),
-    Delete(&'a Arc<K>),
-}
-
 /// The kit's tests, and the kind they use (the status writer's tests use it too).
 #[cfg(test)]
 pub(crate) mod tests {
@@ -722,6 +758,30 @@ pub(crate) mod tests {
             ..OwnerReference::default()
         }]);
         Arc::new(item)
+    }
+
+    #[test]
+    fn a_plan_leaves_alone_the_children_with_a_write_in_flight() {
+        let plan = Plan {
+            create: vec![
+                Item::new("p-0", ItemSpec { value: 1 }),
+                Item::new("p-1", ItemSpec { value: 1 }),
+            ],
+            update: vec![Item::new("p-2", ItemSpec { value: 1 })],
+            delete: vec![owned("p-3", "uid-3"), owned("p-4", "uid-4")],
+            clashes: vec!["p-5".to_string()],
+        };
+        let in_flight = ["p-0".to_string(), "p-2".to_string(), "p-3".to_string()];
+        let left: Vec<String> = plan
+            .changes(&in_flight)
+            .iter()
+            .map(|change| match change {
+                Change::Create(child) => format!("create {}", child.name_any()),
+                Change::Update(child) => format!("update {}", child.name_any()),
+                Change::Delete(child) => format!("delete {}", child.name_any()),
+            })
+            .collect();
+        assert_eq!(left, ["create p-1", "delete p-4"]);
     }
 
     /// A client for tests that only look at bookkeeping: it never sends a request.
@@ -935,7 +995,7 @@ pub(crate) mod tests {
         let (client, list) = listing_when_told();
         let (children, changes) = Children::<Item>::watch(&client, item_parent);
         let parent = controlled_by("p", "uid-p");
-        let existing = tokio::spawn(async move { children.existing(&parent).await.map(|found| found.objects.len()) });
+        let existing = tokio::spawn(async move { children.existing(&parent).await.map(|found| found.len()) });
         // The controller's side of the watch, held and never read, as a stopping controller holds it.
         let _held = changes;
         list.send(()).expect("the client was dropped");

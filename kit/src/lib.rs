@@ -10,9 +10,9 @@
 //! | module | what it does for a controller | what plays that part in Go |
 //! |---|---|---|
 //! | [`stage`] | runs a stage program: the `crd` argument, logging, connecting, the CRD check, Ctrl-C, one-line errors | the `main.go` that kubebuilder scaffolds, and controller-runtime's manager |
-//! | [`controller`] | makes a controller whose cache leaves out what no controller reads, and runs it until shutdown | `ctrl.NewControllerManagedBy(mgr)…Complete(r)`, the manager's cache |
+//! | [`controller`] | logs what a controller's stream of results says, an outage once for the whole program | the manager's logging of its controllers' errors |
 //! | [`backoff`] | how long to wait before a failed reconcile or a broken watch is tried again | the rate limiter of controller-runtime's work queue |
-//! | [`status`] | writes a status with server-side apply, once | `r.Status().Update(ctx, &obj)` |
+//! | [`status`] | writes a parent's status with server-side apply, once | `r.Status().Update(ctx, &obj)` |
 //! | [`children`] | reads a parent's children from a watch cache, carries out the stage's plan, tells it in Events | the informer cache, `Owns(&Child{})`, the ReplicaSet controller's "expectations", `record.EventRecorder` |
 //! | [`outage`] | tells an outage (or CRDs gone) in two lines, not in thousands of failed requests | client-go's backoff and klog's rate limiting |
 //! | [`leader`] | lets one copy of the program run the controllers, through a Lease | controller-runtime's `LeaderElection` option |

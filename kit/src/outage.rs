@@ -107,16 +107,20 @@ struct Watch {
 
 static WATCH: OnceLock<Watch> = OnceLock::new();
 
-/// How many times the stage's CRDs came back after they were gone. Every
-/// object of theirs went with them, so each watch then starts over from a
-/// fresh list ([`crate::controller::watch`]) instead of resuming from its
-/// place in the history of the kinds that were deleted: a cache must not
-/// keep an object that is gone, and a new CRD's history is not the old one's.
-static CRDS_RETURNED: LazyLock<tokio::sync::watch::Sender<u64>> = LazyLock::new(|| tokio::sync::watch::Sender::new(0));
+/// How many troubles have ended. The stage then starts its controllers over
+/// ([`crate::Stage`]), so that every watch lists afresh at once:
+///
+/// - after an outage, kube-runtime's watcher waits up to 30 s between two
+///   attempts (its default backoff), and a restarted API server refuses
+///   each old watch once (410 Gone) before it lists again;
+/// - after the CRDs came back, every object of theirs went with them, and
+///   a watch must not resume from its place in the history of the kinds
+///   that were deleted: a cache must not keep an object that is gone.
+static TROUBLES_OVER: LazyLock<tokio::sync::watch::Sender<u64>> = LazyLock::new(|| tokio::sync::watch::Sender::new(0));
 
-/// Changes each time the stage's CRDs come back after they were gone.
-pub(crate) fn crds_returned() -> tokio::sync::watch::Receiver<u64> {
-    CRDS_RETURNED.subscribe()
+/// Changes each time a trouble ends.
+pub(crate) fn troubles_over() -> tokio::sync::watch::Receiver<u64> {
+    TROUBLES_OVER.subscribe()
 }
 
 /// Starts the account, for the program's client. `crds_served` tells
@@ -180,15 +184,11 @@ fn tell_start(trouble: Trouble, cause: &str, install: &str) {
 
 /// Asks once a second whether the trouble is over; tells it when it is.
 async fn probe(watch: &'static Watch) {
-    // Whether the CRDs were gone at some point of this trouble, which may
-    // have turned from one kind into the other.
-    let mut crds_were_gone = false;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let Some((trouble, started)) = watch.since.lock().ok().and_then(|since| *since) else {
             return;
         };
-        crds_were_gone |= trouble == Trouble::CrdsGone;
         let answers = watch.client.apiserver_version().await.is_ok();
         let served = answers && (watch.crds_served)(watch.client.clone()).await;
         let now = match (answers, served) {
@@ -206,9 +206,7 @@ async fn probe(watch: &'static Watch) {
                     Trouble::Unreachable => info!("the API server answers again, after {away:.0} s"),
                     Trouble::CrdsGone => info!("this stage's kinds are served again, after {away:.0} s"),
                 }
-                if crds_were_gone {
-                    CRDS_RETURNED.send_modify(|returns| *returns += 1);
-                }
+                TROUBLES_OVER.send_modify(|over| *over += 1);
                 return;
             }
             // Back, but without the CRDs (or the other way round): a new trouble.

@@ -1,19 +1,27 @@
-//! Writing a status: server-side apply through the status subresource, once.
+//! Writing a parent's status: stage 2's request, sent once.
 //!
-//! The write itself is one request. The controller sends the fields it owns
-//! (`apiVersion`, `kind` and `status`) under its field manager name, and the
-//! API server merges them and records who owns which field; `force` takes
-//! the fields back if someone else wrote them, since the status is the
-//! controller's. In Go it is `r.Status().Update(ctx, &obj)` (or `Patch`).
+//! The request is the one that stage 2 writes for a Number: server-side
+//! apply through the status subresource, of the fields the controller owns
+//! (`apiVersion`, `kind` and `status`), under its field manager name, with
+//! `force`, since the status is the controller's:
 //!
-//! What [`StatusWriter`] adds is bookkeeping for a lag. A controller reads
-//! its objects from a watch, which shows a write a moment after it was
-//! made. A parent woken by its children right after its status was written
-//! may still be handed the old copy: it would compute the same new status,
-//! see that the copy differs, and send it again. The writer remembers what it
-//! wrote over which version of each object, and does not send the same
-//! status over the same version twice. A status that someone else changed
-//! since is written again: the copy then shows a newer version.
+//! ```text
+//! let patch = json!({ "apiVersion": Tuple::api_version(&()), "kind": Tuple::kind(&()), "status": status });
+//! let params = PatchParams::apply(CONTROLLER_NAME).force();
+//! tuples.patch_status(&name, &params, &Patch::Apply(&patch)).await?;
+//! ```
+//!
+//! In Go it is `r.Status().Update(ctx, &obj)` (or `Patch`).
+//!
+//! What [`StatusWriter`] adds is bookkeeping for a lag, which only parents
+//! meet. A controller reads its objects from a watch, which shows a write a
+//! moment after it was made. A parent woken by its children right after its
+//! status was written may still be handed the old copy: it would compute the
+//! same new status, see that the copy differs, and send it again. The writer
+//! remembers what it wrote over which version of each object, and does not
+//! send the same status over the same version twice. A status that someone
+//! else changed since is written again: the copy then shows a newer version.
+//! A Number is woken by nothing but its own changes, so stage 2 needs none of this.
 
 use std::collections::HashMap;
 use std::fmt::Debug;

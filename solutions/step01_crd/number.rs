@@ -3,8 +3,10 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use futures::StreamExt;
 use kit::Shutdown;
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
 use kube::{Api, Client, CustomResource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -39,12 +41,17 @@ pub struct NumberSpec {
 ///
 /// A `Controller` watches Numbers and calls `reconcile` for each one that
 /// changes. The watch is a long-lived request: the API server pushes every
-/// change to us, and we never poll. `kit::controller::new` is kube-runtime's
-/// `Controller::new` with a leaner cache (see kit/src/controller.rs).
+/// change to us, and we never poll. `run` returns a stream with one item per
+/// reconcile; nothing happens until something polls it, so `for_each` drives
+/// it to the end, and `kit::controller::report` logs what went wrong.
 pub async fn run(client: Client, shutdown: Shutdown) {
     let numbers = Api::<Number>::default_namespaced(client);
-    let controller = kit::controller::new(numbers);
-    kit::controller::run(controller, reconcile, error_policy, Arc::new(()), shutdown).await;
+    Controller::new(numbers, watcher::Config::default())
+        // Ctrl-C: the reconciles under way finish, and no new one starts.
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, Arc::new(()))
+        .for_each(kit::controller::report)
+        .await;
 }
 
 /// Called with the current state of one Number. This stage only looks.

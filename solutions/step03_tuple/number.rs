@@ -3,22 +3,17 @@
 
 use std::sync::Arc;
 
-use kit::{RetryBackoff, Shutdown, StatusWriter};
-use kube::runtime::controller::Action;
-use kube::{Api, Client, CustomResource, ResourceExt};
+use futures::StreamExt;
+use kit::{RetryBackoff, Shutdown};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Api, Client, CustomResource, Resource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tracing::{info, warn};
 
-// `#[derive(CustomResource)]` generates the `Number` type (apiVersion, kind,
-// metadata and this spec) and `Number::crd()`, the CustomResourceDefinition.
-// Installing the CRD is all it takes for the API server to store Numbers,
-// validate them against the schema derived from this struct, and serve them
-// to `kubectl` like any built-in resource.
-//
-// The `///` comments become the descriptions that `kubectl explain number.spec`
-// shows: they are written for the cluster's users, these `//` ones for you.
-//
 // `status = "NumberStatus"` turns on the status subresource: `status` is
 // written through its own endpoint (`numbers/status`), so users own the spec,
 // the controller owns the status, and neither can overwrite the other by accident.
@@ -88,8 +83,8 @@ pub fn desired_status(spec: &NumberSpec, generation: Option<i64>) -> NumberStatu
 
 /// Everything `reconcile` needs besides the Number itself.
 struct Context {
-    /// Writes the status of Numbers (see kit/src/status.rs).
-    status: StatusWriter<Number>,
+    /// The Numbers of the namespace, to write their status.
+    numbers: Api<Number>,
     /// Counts each Number's failures, to wait longer after each one.
     backoff: RetryBackoff,
 }
@@ -104,20 +99,20 @@ pub enum Error {
     },
 }
 
-/// Runs the Number controller until `shutdown` resolves.
-///
-/// A `Controller` watches Numbers and calls `reconcile` for each one that
-/// changes. The watch is a long-lived request: the API server pushes every
-/// change to us, and we never poll. `kit::controller::new` is kube-runtime's
-/// `Controller::new` with a leaner cache (see kit/src/controller.rs).
+/// Runs the Number controller until `shutdown` resolves, as in stage 1, now
+/// with a context: the Numbers' API, to write their status, and the backoff.
 pub async fn run(client: Client, shutdown: Shutdown) {
     let numbers = Api::<Number>::default_namespaced(client);
     let context = Arc::new(Context {
-        status: StatusWriter::new(numbers.clone()),
+        numbers: numbers.clone(),
         backoff: RetryBackoff::default(),
     });
-    let controller = kit::controller::new(numbers);
-    kit::controller::run(controller, reconcile, error_policy, context, shutdown).await;
+    Controller::new(numbers, watcher::Config::default())
+        // Ctrl-C: the reconciles under way finish, and no new one starts.
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, context)
+        .for_each(kit::controller::report)
+        .await;
 }
 
 /// Brings one Number's status in line with its spec.
@@ -137,18 +132,27 @@ async fn reconcile(number: Arc<Number>, ctx: Arc<Context>) -> Result<Action, Err
     // 2. Compute the status the spec asks for.
     let desired = desired_status(&number.spec, number.metadata.generation);
     // 3. Report status, and write it only when it would change: an equal
-    //    status needs no request at all. The write goes through the status
-    //    subresource, with server-side apply (see kit/src/status.rs).
+    //    status needs no request at all.
     if number.status.as_ref() != Some(&desired) {
-        ctx.status
-            .write(&number, &desired)
+        // Server-side apply through the status subresource: only the fields
+        // we own, under our name; `force`: the status is the controller's.
+        // ANCHOR: status_patch
+        let patch = json!({
+            "apiVersion": Number::api_version(&()),
+            "kind": Number::kind(&()),
+            "status": desired,
+        });
+        let params = PatchParams::apply(kit::CONTROLLER_NAME).force();
+        ctx.numbers
+            .patch_status(&name, &params, &Patch::Apply(&patch))
             .await
             .map_err(|source| Error::WriteStatus {
                 name: name.clone(),
                 source,
             })?;
+        // ANCHOR_END: status_patch
+        info!(name, status = %patch["status"], "wrote status");
     }
-    ctx.backoff.succeeded(&name);
     Ok(Action::await_change())
 }
 

@@ -9,14 +9,16 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use kit::{Children, RetryBackoff, Shutdown, StatusWriter, is_controlled_by};
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
 use kube::{Api, Client, CustomResource, KubeSchema, Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use tracing::{error, warn};
 
-use crate::plan::plan;
+use crate::plan::{plan, send};
 use crate::tuple::{Tuple, TupleSpec};
 
 /// The largest n a Fermat accepts (the CRD schema enforces it). A Fermat
@@ -169,8 +171,12 @@ pub async fn run(client: Client, shutdown: Shutdown) {
         tuples,
         backoff: RetryBackoff::default(),
     });
-    let controller = kit::controller::new(fermats).watches_stream(tuple_changes, fermats_to_wake);
-    kit::controller::run(controller, reconcile, error_policy, context, shutdown).await;
+    Controller::new(fermats, watcher::Config::default())
+        .watches_stream(tuple_changes, fermats_to_wake)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, context)
+        .for_each(kit::controller::report)
+        .await;
 }
 
 /// Brings one Fermat's Tuples and status in line with its spec.
@@ -186,25 +192,23 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
     // 1. Read the Tuples that concern this Fermat, from the watch cache.
     let existing = ctx.tuples.existing(fermat.as_ref()).await?;
 
-    // 2. Compute the desired children and compare them with what exists. The
-    //    schema refuses an n above the bound, but an object made under an
-    //    older, looser schema keeps it: it wants no Tuples, and its status says why.
-    let problem = (fermat.spec.number > MAX_NUMBER).then(|| too_large(fermat.spec.number));
+    // 2. Compute the desired children and compare them with what exists.
+    let problem = problem(fermat.spec.number);
     let n = if problem.is_none() { fermat.spec.number } else { 0 };
     let mut wanted = desired_children(&name, n);
     for child in &mut wanted {
         child.metadata.owner_references = Some(vec![owner.clone()]);
     }
-    let plan = plan(&owner.uid, wanted.clone(), &existing.objects, &existing.in_flight);
+    let plan = plan(&owner.uid, wanted.clone(), &existing);
 
     // 3. Create or update what differs, delete what is not wanted.
-    let applied = ctx.tuples.apply(fermat.as_ref(), &plan).await;
+    let applied = ctx.tuples.apply(fermat.as_ref(), &plan, send).await;
 
     // 4. Report status, and write it only if it changed.
     let status = FermatStatus {
-        two_squares_found: two_squares_found(&owner.uid, &wanted, &existing.objects),
+        two_squares_found: two_squares_found(&owner.uid, &wanted, &existing),
         name_clashes: plan.clashes,
-        blocked_tuples: blocked_children(&owner.uid, &wanted, &existing.objects),
+        blocked_tuples: blocked_children(&owner.uid, &wanted, &existing),
         observed_generation: fermat.metadata.generation,
         problem,
     };
@@ -218,19 +222,16 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
             })?;
     }
 
-    // A failed write to a child is retried with a growing delay (error_policy).
-    // Otherwise `action` waits for the next change, or looks again shortly
-    // while writes to children are still on their way.
-    let action = applied?;
-    ctx.backoff.succeeded(&name);
-    Ok(action)
+    // A failed write to a child is retried after a delay (error_policy).
+    Ok(applied?)
 }
 
-/// Why nothing is created for a Fermat whose `n` is above the bound.
-fn too_large(n: i64) -> String {
-    format!(
-        "n = {n} is above {MAX_NUMBER}, the most this controller handles: nothing is created; lower spec.number, or delete this Fermat"
-    )
+/// Why a Fermat wants no Tuples, if it does not: an n above the bound, which
+/// the schema refuses, but which an object made under an older, looser schema keeps.
+fn problem(n: i64) -> Option<String> {
+    (n > MAX_NUMBER).then(|| {
+        format!("n = {n} is above {MAX_NUMBER}, the most this controller handles: nothing is created; lower spec.number, or delete this Fermat")
+    })
 }
 
 /// What to do when `reconcile` fails: log it and retry later, waiting longer
@@ -360,7 +361,7 @@ mod tests {
     }
 
     #[test]
-    fn a_status_written_for_an_older_spec_does_not_count() {
+    fn a_tuple_status_written_for_an_older_spec_does_not_count() {
         let wanted = desired_children("f", 13);
         let mut put_back = (*tuple([4, 9], FERMAT_UID, Some(true))).clone();
         put_back.metadata.generation = Some(2);

@@ -2,15 +2,17 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use kit::{Children, RetryBackoff, Shutdown, StatusWriter, is_controlled_by};
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
 use kube::{Api, Client, CustomResource, KubeSchema, Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use tracing::{error, warn};
 
 use crate::number::{Number, NumberSpec};
-use crate::plan::plan;
+use crate::plan::{plan, send};
 
 /// The most numbers a Tuple may hold (the CRD schema enforces it).
 pub const MAX_NUMBERS: usize = 100;
@@ -141,8 +143,14 @@ pub async fn run(client: Client, shutdown: Shutdown) {
         numbers,
         backoff: RetryBackoff::default(),
     });
-    let controller = kit::controller::new(tuples).watches_stream(number_changes, tuples_to_wake);
-    kit::controller::run(controller, reconcile, error_policy, context, shutdown).await;
+    Controller::new(tuples, watcher::Config::default())
+        // Where `.owns(numbers, …)` would stand: the kit's watch of the
+        // children, which also fills the cache that reconcile reads.
+        .watches_stream(number_changes, tuples_to_wake)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, context)
+        .for_each(kit::controller::report)
+        .await;
 }
 
 /// Brings one Tuple's children and status in line with its spec.
@@ -169,15 +177,15 @@ async fn reconcile(tuple: Arc<Tuple>, ctx: Arc<Context>) -> Result<Action, Error
     for child in &mut wanted {
         child.metadata.owner_references = Some(vec![owner.clone()]);
     }
-    let plan = plan(&owner.uid, wanted.clone(), &existing.objects, &existing.in_flight);
+    let plan = plan(&owner.uid, wanted.clone(), &existing);
 
-    // 3. Create or update what differs, delete what is not wanted. An empty
-    //    plan sends no request.
-    let applied = ctx.numbers.apply(tuple.as_ref(), &plan).await;
+    // 3. Create or update what differs, delete what is not wanted: the kit
+    //    sends each change with `send` (plan.rs). An empty plan sends no request.
+    let applied = ctx.numbers.apply(tuple.as_ref(), &plan, send).await;
 
     // 4. Report status, and write it only if it changed.
     let status = TupleStatus {
-        all_squares: all_squares(&owner.uid, &wanted, &existing.objects),
+        all_squares: all_squares(&owner.uid, &wanted, &existing),
         name_clashes: plan.clashes,
         observed_generation: tuple.metadata.generation,
     };
@@ -191,12 +199,8 @@ async fn reconcile(tuple: Arc<Tuple>, ctx: Arc<Context>) -> Result<Action, Error
             })?;
     }
 
-    // A failed write to a child is retried with a growing delay (error_policy).
-    // Otherwise `action` waits for the next change, or looks again shortly
-    // while writes to children are still on their way.
-    let action = applied?;
-    ctx.backoff.succeeded(&name);
-    Ok(action)
+    // A failed write to a child is retried after a delay (error_policy).
+    Ok(applied?)
 }
 
 /// What to do when `reconcile` fails: log it and retry later, waiting longer

@@ -208,4 +208,123 @@ mod tests {
             }
         }
     }
+
+    /// A clock time of the plan, `1:05`, in minutes.
+    fn minutes(clock: &str) -> Option<u32> {
+        let (hours, minutes) = clock.trim().split_once(':')?;
+        Some(hours.parse::<u32>().ok()? * 60 + minutes.parse::<u32>().ok()?)
+    }
+
+    /// The rows `| start | minutes | …` of the first table in `text` whose
+    /// rows start with a clock time: (start, minutes, the rest of the row).
+    fn timed_rows(text: &str) -> Vec<(u32, u32, String)> {
+        text.lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.strip_prefix('|')?.split('|').collect();
+                let start = minutes(cells.first()?)?;
+                let length = cells.get(1)?.trim().parse().ok()?;
+                Some((start, length, cells[2..].join("|")))
+            })
+            .collect()
+    }
+
+    /// The speaker notes `<!-- 0:28 (3 min)` (or `（3 分）`): (start, minutes).
+    fn timed_notes(deck: &str) -> Vec<(u32, u32)> {
+        deck.lines()
+            .filter_map(|line| {
+                let rest = line.trim().strip_prefix("<!-- ")?;
+                let (clock, rest) = rest.split_once([' ', '（', '.', '。'])?;
+                let start = minutes(clock)?;
+                let rest = rest.trim_start_matches(['(', ' ']);
+                let length = rest.split([' ', '分']).next()?.parse().ok()?;
+                Some((start, length))
+            })
+            .collect()
+    }
+
+    /// The plan of the session (steps/LANG/README.md), the slides' table and
+    /// speaker notes, and each guide's own minutes agree: one schedule that
+    /// adds up to two hours, in both languages.
+    #[test]
+    fn the_plan_the_slides_and_the_guides_keep_one_schedule() {
+        let root = crate::repository_root();
+        let stage_minutes_in = |text: &str| -> Option<u32> {
+            let at = text
+                .find("About ")
+                .map(|at| at + 6)
+                .or_else(|| text.find("約 ").map(|at| at + "約 ".len()))?;
+            text[at..].split([' ', '\n']).next()?.parse().ok()
+        };
+        for language in LANGUAGES {
+            let plan = timed_rows(&std::fs::read_to_string(root.join(format!("steps/{language}/README.md"))).unwrap());
+            assert!(plan.len() >= 6, "steps/{language}/README.md: no plan table");
+            for pair in plan.windows(2) {
+                assert_eq!(
+                    pair[0].0 + pair[0].1,
+                    pair[1].0,
+                    "steps/{language}/README.md: {pair:?} do not follow each other"
+                );
+            }
+            let (last_start, last_length, _) = plan.last().unwrap();
+            assert_eq!(
+                last_start + last_length,
+                120,
+                "steps/{language}/README.md: the plan is not two hours"
+            );
+            // Each stage's guide says the minutes that the plan gives it.
+            for (number, guide) in (1..).zip(crate::catalogue::GUIDES) {
+                let guide = guide.replace("steps/en/", &format!("steps/{language}/"));
+                let file = guide.rsplit('/').next().unwrap().to_string();
+                let row = plan
+                    .iter()
+                    .find(|(_, _, rest)| rest.contains(&format!("({file})")))
+                    .unwrap_or_else(|| panic!("steps/{language}/README.md: no row for stage {number}"));
+                let text = std::fs::read_to_string(root.join(&guide)).unwrap();
+                assert_eq!(
+                    stage_minutes_in(&text),
+                    Some(row.1),
+                    "{guide}: its minutes are not the plan's"
+                );
+            }
+            let deck = std::fs::read_to_string(root.join(format!("slides/{language}.md"))).unwrap();
+            // The slides' table: each row is one of the plan's.
+            let table = timed_rows(&deck);
+            assert!(table.len() >= 5, "slides/{language}.md: no table of the day");
+            for (start, length, _) in &table {
+                assert!(
+                    plan.iter().any(|(s, l, _)| s == start && l == length),
+                    "slides/{language}.md: the row at {start} min ({length} min) is not in the plan"
+                );
+            }
+            // The speaker notes follow each other, over the plan's break,
+            // and end with the session.
+            let notes = timed_notes(&deck);
+            assert!(notes.len() >= 10, "slides/{language}.md: {} timed notes", notes.len());
+            assert_eq!(notes[0].0, 0);
+            for pair in notes.windows(2) {
+                let end = pair[0].0 + pair[0].1;
+                let over_a_break = plan.iter().any(|(s, l, _)| *s == end && pair[1].0 == end + l);
+                assert!(
+                    pair[1].0 == end || over_a_break,
+                    "slides/{language}.md: a note at {} min follows one that ends at {end} min",
+                    pair[1].0
+                );
+            }
+            let (start, length) = notes.last().unwrap();
+            assert_eq!(
+                start + length,
+                120,
+                "slides/{language}.md: the notes do not end at 2:00"
+            );
+        }
+    }
+
+    #[test]
+    fn notes_and_rows_are_read_with_their_times() {
+        assert_eq!(
+            timed_notes("<!-- 1:03 (4 min). Text -->\n<!-- 0:08. Text -->\n<!-- 0:28（3 分）。テキスト -->"),
+            [(63, 4), (28, 3)]
+        );
+        assert_eq!(timed_rows("| 0:58 | 5 | Break | |\n| time | minutes |")[0].0, 58);
+    }
 }

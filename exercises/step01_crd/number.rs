@@ -6,7 +6,6 @@ use std::sync::Arc;
 use futures::StreamExt;
 use kit::Shutdown;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
 use kube::{Api, Client, CustomResource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -41,12 +40,16 @@ pub struct NumberSpec {
 ///
 /// A `Controller` watches Numbers and calls `reconcile` for each one that
 /// changes. The watch is a long-lived request: the API server pushes every
-/// change to us, and we never poll. `run` returns a stream with one item per
+/// change to us, and we never poll; the watch also keeps a cache of every
+/// Number, which the controller reads. `run` returns a stream with one item per
 /// reconcile; nothing happens until something polls it, so `for_each` drives
 /// it to the end, and `kit::controller::report` logs what went wrong.
 pub async fn run(client: Client, shutdown: Shutdown) {
     let numbers = Api::<Number>::default_namespaced(client);
-    Controller::new(numbers, watcher::Config::default())
+    let (cache, changes) = kit::controller::watch(numbers);
+    Controller::for_stream(changes, cache)
+        // At most 64 Numbers at once; the others wait their turn.
+        .with_config(kit::controller::config())
         // Ctrl-C: the reconciles under way finish, and no new one starts.
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, Arc::new(()))

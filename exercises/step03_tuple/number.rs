@@ -7,7 +7,6 @@ use futures::StreamExt;
 use kit::{RetryBackoff, Shutdown};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
 use kube::{Api, Client, CustomResource, Resource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -99,16 +98,16 @@ pub enum Error {
     },
 }
 
-/// Runs the Number controller until `shutdown` resolves, as in stage 1, now
-/// with a context: the Numbers' API, to write their status, and the backoff.
+/// Runs the Number controller until `shutdown` resolves, as in stage 1.
 pub async fn run(client: Client, shutdown: Shutdown) {
     let numbers = Api::<Number>::default_namespaced(client);
     let context = Arc::new(Context {
         numbers: numbers.clone(),
         backoff: RetryBackoff::default(),
     });
-    Controller::new(numbers, watcher::Config::default())
-        // Ctrl-C: the reconciles under way finish, and no new one starts.
+    let (cache, changes) = kit::controller::watch(numbers);
+    Controller::for_stream(changes, cache)
+        .with_config(kit::controller::config())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
         .for_each(kit::controller::report)

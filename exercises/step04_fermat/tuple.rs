@@ -6,7 +6,6 @@ use futures::StreamExt;
 use kit::{Children, RetryBackoff, Shutdown, StatusWriter, is_controlled_by};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Api, Client, CustomResource, KubeSchema, Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use tracing::{error, warn};
@@ -143,10 +142,12 @@ pub async fn run(client: Client, shutdown: Shutdown) {
         numbers,
         backoff: RetryBackoff::default(),
     });
-    Controller::new(tuples, watcher::Config::default())
+    let (cache, changes) = kit::controller::watch(tuples);
+    Controller::for_stream(changes, cache)
         // Where `.owns(numbers, …)` would stand: the kit's watch of the
         // children, which also fills the cache that reconcile reads.
         .watches_stream(number_changes, tuples_to_wake)
+        .with_config(kit::controller::config())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
         .for_each(kit::controller::report)

@@ -1,9 +1,11 @@
-//! What a stage does with the stream of results of its `Controller`.
+//! The pieces that a stage's `Controller` is built from and driven with.
 //!
 //! A stage builds and runs its controller with kube-runtime itself:
 //!
 //! ```text
-//! Controller::new(numbers, watcher::Config::default())
+//! let (cache, changes) = kit::controller::watch(numbers);
+//! Controller::for_stream(changes, cache)
+//!     .with_config(kit::controller::config())
 //!     .graceful_shutdown_on(shutdown)
 //!     .run(reconcile, error_policy, context)
 //!     .for_each(kit::controller::report)
@@ -25,20 +27,69 @@
 //!     })
 //! ```
 //!
-//! [`report`] does the same, except that it tells an outage once for the
-//! whole program instead of once per failed watch, several times a second
-//! (see [`crate::outage`]). In Go, controller-runtime's manager runs the
+//! [`watch`] and [`config`] save memory (without them:
+//! `Controller::new(numbers, watcher::Config::default())`). [`report`] logs
+//! as above, except that it tells an outage once for the whole program
+//! instead of once per failed watch, several times a second (see
+//! [`crate::outage`]). In Go, controller-runtime's manager runs the
 //! controllers and logs their errors itself (`mgr.Start(ctx)`).
 
 use std::fmt::Debug;
 
-use kube::Resource;
+use futures::Stream;
 use kube::runtime::controller::{self, Action};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
 
 use crate::outage;
+
+/// How many objects one controller reconciles at once; the others wait in
+/// its queue. Each reconcile under way holds its copy of what the cache
+/// shows and its plan, and the program sends at most
+/// [`REQUESTS_AT_ONCE`](crate::stage::REQUESTS_AT_ONCE) requests anyway:
+/// more at once would only wait, and take memory while they do
+/// (BENCHMARKS.md). kube-runtime's default is no limit.
+pub const RECONCILES_AT_ONCE: u16 = 64;
+
+/// The watch of the `K`s that `api` reaches and the cache it fills, for
+/// `Controller::for_stream(changes, cache)`: what `Controller::new(api,
+/// watcher::Config::default())` makes inside, with one difference. The
+/// cache keeps each object without `managedFields` (who wrote which field),
+/// which no controller reads and which takes about half of an object's
+/// memory (BENCHMARKS.md). In plain kube-rs:
+///
+/// ```text
+/// let (cache, writer) = reflector::store();
+/// let changes = watcher(api, watcher::Config::default())
+///     .modify(|object| object.managed_fields_mut().clear())
+///     .reflect(writer)
+///     .applied_objects();
+/// ```
+///
+/// In Go, controller-runtime's cache can strip it the same way
+/// (`cache.TransformStripManagedFields`).
+pub fn watch<K>(api: Api<K>) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+where
+    K: Clone + Resource<DynamicType = ()> + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (cache, writer) = reflector::store();
+    let changes = watcher(api, watcher::Config::default())
+        .modify(|object| object.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects();
+    (cache, changes)
+}
+
+/// The settings of every controller of the workshop:
+/// `controller::Config::default().concurrency(RECONCILES_AT_ONCE)`, for
+/// `Controller::with_config`. In Go, controller-runtime's
+/// `MaxConcurrentReconciles` option.
+pub fn config() -> controller::Config {
+    controller::Config::default().concurrency(RECONCILES_AT_ONCE)
+}
 
 /// Logs one item of a controller's stream of results: nothing for a
 /// reconcile that succeeded, or failed (its `error_policy` has logged it);

@@ -13,7 +13,6 @@ use futures::StreamExt;
 use kit::{Children, RetryBackoff, Shutdown, StatusWriter, is_controlled_by};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Api, Client, CustomResource, KubeSchema, Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use tracing::{error, warn};
@@ -134,11 +133,8 @@ pub fn blocked_children(owner_uid: &str, wanted: &[Tuple], existing: &[Arc<Tuple
 
 /// Everything `reconcile` needs besides the Fermat itself.
 struct Context {
-    /// Writes the status of Fermats (see kit/src/status.rs).
     status: StatusWriter<Fermat>,
-    /// The Tuples, from a watch cache, and the writes to them (see kit/src/children.rs).
     tuples: Children<Tuple>,
-    /// Counts each Fermat's failures, to wait longer after each one.
     backoff: RetryBackoff,
 }
 
@@ -156,8 +152,7 @@ pub enum Error {
     },
 }
 
-/// The Fermats to wake when a Tuple changes: the one that controls it, and
-/// the one whose child name it has.
+/// The Fermats to wake when a Tuple changes, as `tuples_to_wake` (tuple.rs).
 fn fermats_to_wake(tuple: Tuple) -> Vec<ObjectRef<Fermat>> {
     kit::children::parents_to_wake(&tuple, parent_name(&tuple.name_any()))
 }
@@ -171,8 +166,10 @@ pub async fn run(client: Client, shutdown: Shutdown) {
         tuples,
         backoff: RetryBackoff::default(),
     });
-    Controller::new(fermats, watcher::Config::default())
+    let (cache, changes) = kit::controller::watch(fermats);
+    Controller::for_stream(changes, cache)
         .watches_stream(tuple_changes, fermats_to_wake)
+        .with_config(kit::controller::config())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
         .for_each(kit::controller::report)

@@ -47,8 +47,7 @@ pub const MAX_NAME_LENGTH: usize = 240;
 )]
 pub struct FermatSpec {
     /// n, from 1 to 100: the cluster finds out whether it is a sum of two positive squares.
-    // TODO 4.1: make the API server refuse an n below 1 or above MAX_NUMBER
-    // (a `#[schemars(...)]` attribute on this field).
+    #[schemars(range(min = 1, max = MAX_NUMBER))]
     pub number: i64,
 }
 
@@ -88,14 +87,14 @@ pub fn parent_name(tuple: &str) -> Option<&str> {
 
 /// The Tuples a Fermat wants: `[i, n - i]` for each i in 1..=n/2.
 pub fn desired_children(fermat: &str, n: i64) -> Vec<Tuple> {
-    // TODO 4.2: one Tuple `[i, n - i]` for each i in 1..=n/2, named with `child_name`.
-    todo!("4.2: the Tuples that a Fermat wants, see steps/en/04-fermat.md#42 · steps/ja/04-fermat.md#42")
+    // TODO 4.1: one Tuple `[i, n - i]` for each i in 1..=n/2, named with `child_name`.
+    todo!("4.1: the Tuples that a Fermat wants, see steps/en/04-fermat.md#41 · steps/ja/04-fermat.md#41")
 }
 
 /// Whether some wanted child of ours reports that both its numbers are squares.
 pub fn two_squares_found(owner_uid: &str, wanted: &[Tuple], existing: &[Arc<Tuple>]) -> bool {
-    // TODO 4.3: like `all_squares` in tuple.rs, but "some" instead of "every".
-    todo!("4.3: whether some child reports all squares, see steps/en/04-fermat.md#43 · steps/ja/04-fermat.md#43")
+    // TODO 4.2: like `all_squares` in tuple.rs, but "some" instead of "every".
+    todo!("4.2: whether some child reports all squares, see steps/en/04-fermat.md#42 · steps/ja/04-fermat.md#42")
 }
 
 /// The wanted children of ours that report name clashes (for their current spec).
@@ -176,10 +175,10 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
     // 2. Compute the desired children and compare them with what exists.
     let problem = problem(fermat.spec.number);
     let n = if problem.is_none() { fermat.spec.number } else { 0 };
-    // TODO 4.4: as in tuple.rs: the wanted children for `n`, each with the
+    // TODO 4.3: as in tuple.rs: the wanted children for `n`, each with the
     // ownerReference `owner`, and the plan that compares them with `existing`.
     let (wanted, plan): (Vec<Tuple>, kit::Plan<Tuple>) =
-        todo!("4.4: the wanted Tuples and the plan, see steps/en/04-fermat.md#44 · steps/ja/04-fermat.md#44");
+        todo!("4.3: the wanted Tuples and the plan, see steps/en/04-fermat.md#43 · steps/ja/04-fermat.md#43");
 
     // 3. Create or update what differs, delete what is not wanted.
     let applied = ctx.tuples.apply(fermat.as_ref(), &plan, send).await;

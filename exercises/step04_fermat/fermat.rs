@@ -176,7 +176,7 @@ async fn reconcile(fermat: Arc<Fermat>, ctx: Arc<Context>) -> Result<Action, Err
     let problem = problem(fermat.spec.number);
     let n = if problem.is_none() { fermat.spec.number } else { 0 };
     // TODO 4.3: as in tuple.rs: the wanted children for `n`, each with the
-    // ownerReference `owner`, in place of this `todo!`.
+    // ownerReference `owner`, in place of this `let … = todo!(…);`.
     let wanted: Vec<Tuple> = todo!("4.3: the wanted Tuples, see steps/en/04-fermat.md#43 · steps/ja/04-fermat.md#43");
     let plan = plan(&owner.uid, wanted.clone(), &existing);
 

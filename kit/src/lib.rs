@@ -10,7 +10,7 @@
 //! | module | what it does for a controller | what plays that part in Go |
 //! |---|---|---|
 //! | [`stage`] | runs a stage program: the `crd` argument, logging, connecting, the CRD check, Ctrl-C, one-line errors | the `main.go` that kubebuilder scaffolds, and controller-runtime's manager |
-//! | [`controller`] | logs what a controller's stream of results says, an outage once for the whole program | the manager's logging of its controllers' errors |
+//! | [`controller`] | the watch and cache a controller is built on (without `managedFields`), its settings, and the log of its stream of results, an outage once for the whole program | the manager's cache (`cache.TransformStripManagedFields`), `MaxConcurrentReconciles`, the manager's logging |
 //! | [`backoff`] | how long to wait before a failed reconcile or a broken watch is tried again | the rate limiter of controller-runtime's work queue |
 //! | [`status`] | writes a parent's status with server-side apply, once | `r.Status().Update(ctx, &obj)` |
 //! | [`children`] | reads a parent's children from a watch cache, carries out the stage's plan, tells it in Events | the informer cache, `Owns(&Child{})`, the ReplicaSet controller's "expectations", `record.EventRecorder` |

@@ -62,15 +62,19 @@ pub fn of_watch_error(error: &watcher::Error) -> Meaning {
     }
 }
 
-/// What a failed request means: no answer or a server error is
-/// [`Trouble::Unreachable`], a 404 on a list or watch is
-/// [`Trouble::CrdsGone`]; anything else (`None`) is the request's own.
+/// What a failed request means: no answer (refused, reset, timed out), a
+/// server error or 429 Too Many Requests is [`Trouble::Unreachable`]; a 404
+/// on a list or watch is [`Trouble::CrdsGone`]; anything else (`None`) is
+/// the request's own: an answer that does not decode, refused credentials,
+/// a forbidden verb. Those do not end when the API server comes back, and
+/// an outage line would say that they will.
 pub fn of_request_error(error: &kube::Error) -> Option<Trouble> {
     match error {
         kube::Error::Api(status) if status.code == 404 => Some(Trouble::CrdsGone),
-        kube::Error::Api(status) if status.code >= 500 => Some(Trouble::Unreachable),
+        kube::Error::Api(status) if status.code >= 500 || status.code == 429 => Some(Trouble::Unreachable),
         kube::Error::Api(_) => None,
-        _ => Some(Trouble::Unreachable),
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => Some(Trouble::Unreachable),
+        _ => None,
     }
 }
 
@@ -182,6 +186,16 @@ fn tell_start(trouble: Trouble, cause: &str, install: &str) {
     }
 }
 
+/// Whether the API server says it is ready: `/readyz` checks its storage
+/// (etcd) too, where `/version` answers without it. Every identity may ask
+/// (the `system:public-info-viewer` ClusterRole).
+async fn ready(client: &Client) -> bool {
+    let Ok(request) = http::Request::get("/readyz").body(Vec::new()) else {
+        return false;
+    };
+    client.request_text(request).await.is_ok()
+}
+
 /// Asks once a second whether the trouble is over; tells it when it is.
 async fn probe(watch: &'static Watch) {
     loop {
@@ -189,7 +203,7 @@ async fn probe(watch: &'static Watch) {
         let Some((trouble, started)) = watch.since.lock().ok().and_then(|since| *since) else {
             return;
         };
-        let answers = watch.client.apiserver_version().await.is_ok();
+        let answers = ready(&watch.client).await;
         let served = answers && (watch.crds_served)(watch.client.clone()).await;
         let now = match (answers, served) {
             (false, _) => Some(Trouble::Unreachable),
@@ -248,6 +262,22 @@ mod tests {
             Some(Trouble::CrdsGone)
         );
         assert_eq!(of_request_error(&kube::Error::Api(Box::new(status(403)))), None);
+        assert_eq!(
+            of_request_error(&kube::Error::Api(Box::new(status(429)))),
+            Some(Trouble::Unreachable)
+        );
+    }
+
+    #[test]
+    fn an_answer_that_does_not_decode_is_no_outage() {
+        let undecodable = serde_json::from_str::<i64>("\"not a number\"").unwrap_err();
+        assert_eq!(of_request_error(&kube::Error::SerdeError(undecodable)), None);
+        assert_eq!(of_request_error(&kube::Error::Api(Box::new(status(401)))), None);
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert_eq!(
+            of_request_error(&kube::Error::ReadEvents(reset)),
+            Some(Trouble::Unreachable)
+        );
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! A failure that repeats (a permission the controller lacks, an API server
 //! that is down) must not turn into a tight loop of requests: each consecutive
 //! failure of the same object doubles the wait, up to a ceiling, and the count
-//! starts over once the object has gone a while without failing. In Go, controller-runtime's work queue does this by itself
-//! (its default rate limiter: 5 ms doubling up to 1000 s per object); in
+//! starts over once the object has gone a while without failing. In Go,
+//! controller-runtime's work queue does this by itself (its default rate
+//! limiter: 5 ms doubling up to 1000 s per object, reset by `Forget`); in
 //! kube-runtime, `error_policy` returns the delay, so the delay must be
 //! counted somewhere: [`RetryBackoff`] counts it, and starts over by itself.
 //!

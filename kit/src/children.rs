@@ -380,10 +380,7 @@ where
         let (cache, writer) = reflector::store();
         let index = Arc::new(Mutex::new(Index::default()));
         let indexing = index.clone();
-        let changes = watcher(api.clone(), watcher::Config::default())
-            // No controller reads who wrote which field: the cache keeps
-            // each object without it, about half its size.
-            .modify(|object| object.managed_fields_mut().clear())
+        let changes = crate::controller::watch_lean(api.clone())
             // The index first: when the cache says it has listed
             // everything, and reconciles start reading, the index has too.
             .inspect_ok(move |event| lock(&indexing).follow(event, parent_name))

@@ -76,11 +76,17 @@ where
     K: Clone + Resource<DynamicType = ()> + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (cache, writer) = reflector::store();
-    let changes = watcher(api, watcher::Config::default())
-        .modify(|object| object.managed_fields_mut().clear())
-        .reflect(writer)
-        .applied_objects();
+    let changes = watch_lean(api).reflect(writer).applied_objects();
     (cache, changes)
+}
+
+/// kube-runtime's watcher of the `K`s that `api` reaches, its objects
+/// without `managedFields`: what every cache of the kit is filled from.
+pub(crate) fn watch_lean<K>(api: Api<K>) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static
+where
+    K: Clone + Resource + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    watcher(api, watcher::Config::default()).modify(|object| object.managed_fields_mut().clear())
 }
 
 /// The settings of every controller of the workshop:

@@ -14,16 +14,36 @@
 //! - the leader was a process of this machine that no longer exists (a
 //!   crash, `kill -9`, a `todo!` that stopped the run): the identity says
 //!   which machine and process it was;
-//! - the Lease runs out, `LEASE_SECONDS` after its last renewal (a leader on
-//!   another machine that died, or lost the API server).
+//! - the Lease runs out: [`LEASE_DURATION`] after this copy last saw it
+//!   change (a leader on another machine that died, was stopped, or lost
+//!   the API server).
 //!
 //! In Go, controller-runtime's manager does this when it is started with
 //! `LeaderElection: true` (client-go's `leaderelection` package underneath).
-//! kube-runtime has no leader election. This module differs from client-go
-//! in two ways that matter on a laptop: it watches the Lease instead of
-//! polling it, and it takes over from a dead process of the same machine
-//! without waiting for the Lease to run out.
+//! kube-runtime has no leader election.
+//!
+//! # What it guarantees, next to client-go
+//!
+//! | | client-go `leaderelection` (controller-runtime's defaults) | here |
+//! |---|---|---|
+//! | Lease duration: how long a silent leader is waited for | 15 s | [`LEASE_DURATION`], 10 s |
+//! | Renew deadline: a leader that has not renewed for this long stops leading | 10 s | [`RENEW_DEADLINE`], 7 s, from the start of its last successful renewal, on the monotonic clock |
+//! | Retry period: how often the leader renews, and a follower tries | 2 s | [`RETRY_PERIOD`], 2 s (a follower watches the Lease instead of trying) |
+//! | Each Lease request has a time limit | the renew deadline bounds every try | [`REQUEST_TIMEOUT`], 2 s, each |
+//! | Expiry judged by | when the follower itself saw the Lease last change | the same: the holder's `renewTime` is never compared with this copy's clock, so a clock set wrong on either side does no harm |
+//! | The election's requests | share the manager's client and its rate limit | a client of their own: they never wait behind the controllers' [`REQUESTS_AT_ONCE`](crate::stage::REQUESTS_AT_ONCE) |
+//! | A leader that stopped leading | the manager exits | the controllers stop, and the copy runs for the Lease again |
+//! | Writes after the renew deadline | may still be sent by controllers that have not stopped yet | refused inside the program before they are sent ([`Fence`]): only writes already on the wire can reach the API server |
+//! | A dead holder on the same machine | waited out | taken over at once, when the identity proves the same machine (boot) and the same process namespace, and that process has gone |
+//!
+//! Two copies therefore never lead at once, provided that the two machines'
+//! clocks run at about the same rate (not that they agree): a leader stops
+//! at most 7 s after the start of its last renewal, and a follower waits at
+//! least 10 s after it saw that renewal, which was after its start. The
+//! 3 s between them are for the controllers to stop, and for clocks that run
+//! at different rates.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -34,23 +54,33 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::{Client, ResourceExt};
 use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::CONTROLLER_NAME;
+use crate::outage::Account;
 
 /// The Lease that the copies of a program share, in the namespace they watch.
 pub const LEASE_NAME: &str = CONTROLLER_NAME;
 
-/// How long a leader that stopped renewing still counts as the leader.
-const LEASE_SECONDS: i32 = 10;
+/// How long a follower waits, from when it last saw the Lease change, before
+/// it takes a Lease that nobody renews.
+pub const LEASE_DURATION: Duration = Duration::from_secs(10);
 
-/// The leader renews this often: 3 s before its Lease would run out, so
-/// that a renewal that fails (a slow or restarting API server) can be tried
-/// again in time.
-const RENEW_EVERY: Duration = Duration::from_secs(7);
+/// A leader that has not renewed its Lease for this long, from the start of
+/// its last successful renewal, stops leading: well before any follower
+/// can take the Lease ([`LEASE_DURATION`] after it saw that renewal).
+pub const RENEW_DEADLINE: Duration = Duration::from_secs(7);
 
-/// After a failed request (an outage), the next try comes this much later.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The leader renews this often, and a failed request is tried again this
+/// much later: three tries fit in the renew deadline.
+pub const RETRY_PERIOD: Duration = Duration::from_secs(2);
+
+/// The longest any one request about the Lease may take. kube's client sets
+/// no time limit on its own: a request on a connection that died without a
+/// word (a laptop that changed networks, a NAT that forgot the flow) would
+/// wait for ever.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// This copy's place in the election: leading or not, as it changes.
 pub struct Leadership {
@@ -59,43 +89,163 @@ pub struct Leadership {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Until when this copy may write: the end of its renew deadline while it
+/// leads, nothing otherwise. The controllers' client asks it before each
+/// write it sends ([`Fence::layer`]), so that a copy whose deadline passed
+/// while it was stopped (SIGSTOP, a laptop asleep) or busy writes nothing
+/// more, even before its controllers are told to stop.
+#[derive(Clone, Default)]
+pub struct Fence(Arc<Mutex<Option<Instant>>>);
+
+impl Fence {
+    /// Whether this copy may write now.
+    pub fn open(&self) -> bool {
+        self.until().is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Resolves when the renew deadline passes without a renewal; never
+    /// while this copy does not lead.
+    async fn lapsed(&self) {
+        loop {
+            let Some(until) = self.until() else {
+                return futures::future::pending().await;
+            };
+            tokio::time::sleep_until(until).await;
+            // Renewed meanwhile: a later deadline.
+            if self.until() == Some(until) {
+                return;
+            }
+        }
+    }
+
+    fn until(&self) -> Option<Instant> {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set(&self, until: Option<Instant>) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = until;
+    }
+
+    /// The layer of the controllers' client that refuses every request but
+    /// a read ([`NotLeading`]) while the fence is closed.
+    pub fn layer(&self) -> FenceLayer {
+        FenceLayer(self.clone())
+    }
+}
+
+/// See [`Fence::layer`].
+#[derive(Clone)]
+pub struct FenceLayer(Fence);
+
+impl<S> tower::Layer<S> for FenceLayer {
+    type Service = Fenced<S>;
+
+    fn layer(&self, inner: S) -> Fenced<S> {
+        Fenced {
+            inner,
+            fence: self.0.clone(),
+        }
+    }
+}
+
+/// A service that sends a write only while this copy leads.
+#[derive(Clone)]
+pub struct Fenced<S> {
+    inner: S,
+    fence: Fence,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Fenced<S>
+where
+    S: tower::Service<http::Request<B>>,
+    S::Response: Send + 'static,
+    S::Error: Into<tower::BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = tower::BoxError;
+    type Future = futures::future::BoxFuture<'static, Result<S::Response, tower::BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let reads = [http::Method::GET, http::Method::HEAD, http::Method::OPTIONS];
+        if !reads.contains(request.method()) && !self.fence.open() {
+            return Box::pin(futures::future::ready(Err(NotLeading.into())));
+        }
+        let sent = self.inner.call(request);
+        Box::pin(async move { sent.await.map_err(Into::into) })
+    }
+}
+
+/// A write refused inside the program: this copy does not lead (any more).
+#[derive(Debug, thiserror::Error)]
+#[error("not sent: this copy no longer leads (its Lease was not renewed in time)")]
+pub struct NotLeading;
+
 /// Who this copy is in the Lease: the machine, the process id and the start
 /// time, so that no two copies share it, and a copy of the same machine can
 /// tell that the holder's process has gone.
 #[derive(Clone, Debug, PartialEq)]
 struct Identity {
     host: String,
+    /// Which machine and process namespace: a hash of the boot's id and
+    /// the process namespace, where they can be read; empty elsewhere. Two
+    /// copies with the same `machine` can see each other's processes.
+    machine: String,
     pid: u32,
     started: i64,
 }
 
 impl Identity {
-    fn of_this_process() -> Identity {
+    fn of_this_process(wall: &WallClock) -> Identity {
         Identity {
             host: host_name(),
+            machine: machine(),
             pid: std::process::id(),
-            started: Timestamp::now().as_millisecond(),
+            started: wall.now().as_millisecond(),
         }
     }
 
+    /// `host@machine-pid-started`, or `host-pid-started` if the machine is unknown.
     fn render(&self) -> String {
-        format!("{}-{}-{}", self.host, self.pid, self.started)
+        match self.machine.as_str() {
+            "" => format!("{}-{}-{}", self.host, self.pid, self.started),
+            machine => format!("{}@{machine}-{}-{}", self.host, self.pid, self.started),
+        }
     }
 
-    /// Reads `host-pid-started`; the host may itself hold dashes.
+    /// Reads what [`Identity::render`] writes; the host may itself hold dashes.
     fn parse(text: &str) -> Option<Identity> {
         let (rest, started) = text.rsplit_once('-')?;
         let (host, pid) = rest.rsplit_once('-')?;
+        let (host, machine) = match host.rsplit_once('@') {
+            Some((host, machine)) if machine.len() == 16 && machine.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                (host, machine)
+            }
+            _ => (host, ""),
+        };
         Some(Identity {
             host: host.to_string(),
+            machine: machine.to_string(),
             pid: pid.parse().ok()?,
             started: started.parse().ok()?,
         })
     }
+
+    /// Whether `other`'s process ids name processes that this copy can see:
+    /// the same boot of the same machine, and the same process namespace.
+    /// A host name proves nothing: two laptops, or two Pods of a
+    /// StatefulSet on two nodes, may share one.
+    fn sees_processes_of(&self, other: &Identity) -> bool {
+        !self.machine.is_empty() && self.machine == other.machine
+    }
 }
 
 /// This machine's name: `HOSTNAME` (a Pod's name, in a cluster), else the
-/// kernel's. Empty when unknown: then no holder is ever taken for a local one.
+/// kernel's; for people reading the Lease.
 fn host_name() -> String {
     if let Ok(name) = std::env::var("HOSTNAME")
         && !name.is_empty()
@@ -113,6 +263,32 @@ fn host_name() -> String {
         .unwrap_or_default()
 }
 
+/// What proves that two copies see the same processes, hashed to 16 hex
+/// digits: on Linux the boot id and the process namespace, on macOS the
+/// boot session. Empty where neither can be read.
+fn machine() -> String {
+    let linux = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .zip(std::fs::read_link("/proc/self/ns/pid").ok())
+        .map(|(boot, namespace)| format!("{}{}", boot.trim(), namespace.display()));
+    let proof = linux.or_else(|| {
+        std::process::Command::new("sysctl")
+            .args(["-n", "kern.bootsessionuuid"])
+            .output()
+            .ok()
+            .filter(|output| output.status.success() && !output.stdout.trim_ascii().is_empty())
+            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string())
+    });
+    proof.map_or_else(String::new, |proof| format!("{:016x}", fnv1a(proof.as_bytes())))
+}
+
+/// The 64-bit FNV-1a hash: the same in every build, unlike std's hasher.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Whether process `pid` of this machine still exists (`kill -0`).
 fn process_exists(pid: u32) -> bool {
     if std::path::Path::new("/proc/self").exists() {
@@ -125,21 +301,45 @@ fn process_exists(pid: u32) -> bool {
         .is_ok_and(|status| status.success())
 }
 
+/// The wall clock that the election writes in the Lease (`renewTime`,
+/// `acquireTime`), for people and tools that read it; the election itself
+/// never compares it with anything. `MATH_CONTROLLER_CLOCK_AHEAD_SECONDS`
+/// sets it ahead, to test that (a clock set wrong does no harm).
+#[derive(Clone, Copy, Default)]
+struct WallClock {
+    ahead: Duration,
+}
+
+impl WallClock {
+    fn from_env() -> WallClock {
+        let ahead = std::env::var("MATH_CONTROLLER_CLOCK_AHEAD_SECONDS")
+            .ok()
+            .and_then(|seconds| seconds.trim().parse::<u64>().ok())
+            .map_or(Duration::ZERO, Duration::from_secs);
+        WallClock { ahead }
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp::now() + self.ahead
+    }
+}
+
 /// What a copy may do with the Lease as it is now.
 #[derive(Debug, PartialEq)]
 enum Turn {
     /// This copy holds it: renew it.
     Mine,
-    /// Nobody holds it, its holder's Lease ran out, or its holder was a
-    /// process of this machine that has gone: take it.
+    /// Nobody holds it, it ran out, or its holder was a process of this
+    /// machine that has gone: take it.
     Free,
-    /// Another live copy holds it until the Lease runs out, in this long.
+    /// Another copy holds it, until it runs out in this long if it is not renewed.
     Theirs { holder: String, runs_out_in: Duration },
 }
 
-/// Reads the Lease's spec as `me` sees it at `now`; `alive` says whether a
-/// process of this machine still exists.
-fn turn(spec: Option<&LeaseSpec>, me: &Identity, now: Timestamp, alive: impl Fn(u32) -> bool) -> Turn {
+/// Reads the Lease's spec as `me` sees it, `unchanged_for` after this copy
+/// last saw it change; `alive` says whether a process of this machine
+/// still exists.
+fn turn(spec: Option<&LeaseSpec>, me: &Identity, unchanged_for: Duration, alive: impl Fn(u32) -> bool) -> Turn {
     let Some(holder) = spec
         .and_then(|spec| spec.holder_identity.clone())
         .filter(|h| !h.is_empty())
@@ -149,63 +349,85 @@ fn turn(spec: Option<&LeaseSpec>, me: &Identity, now: Timestamp, alive: impl Fn(
     if holder == me.render() {
         return Turn::Mine;
     }
-    let held = Identity::parse(&holder);
-    if let Some(held) = held
-        && !me.host.is_empty()
-        && held.host == me.host
+    if let Some(held) = Identity::parse(&holder)
+        && me.sees_processes_of(&held)
         && !alive(held.pid)
     {
         return Turn::Free;
     }
-    let renewed = spec.and_then(|spec| spec.renew_time.as_ref().or(spec.acquire_time.as_ref()));
-    let seconds = spec
+    let duration = spec
         .and_then(|spec| spec.lease_duration_seconds)
-        .unwrap_or(LEASE_SECONDS);
-    let Some(renewed) = renewed else {
-        return Turn::Free;
-    };
-    let runs_out = renewed.0.as_millisecond() + i64::from(seconds) * 1000;
-    let left = runs_out - now.as_millisecond();
-    if left <= 0 {
-        Turn::Free
-    } else {
-        Turn::Theirs {
+        .and_then(|seconds| u64::try_from(seconds).ok())
+        .map_or(LEASE_DURATION, Duration::from_secs);
+    match duration.checked_sub(unchanged_for) {
+        Some(left) if !left.is_zero() => Turn::Theirs {
             holder,
-            runs_out_in: Duration::from_millis(left.unsigned_abs()),
-        }
+            runs_out_in: left,
+        },
+        _ => Turn::Free,
     }
 }
 
-/// Joins the election for the Lease in the client's namespace, creating the Lease if needed.
-pub async fn join(client: Client) -> anyhow::Result<Leadership> {
+/// Joins the election for the Lease in the client's namespace, creating the
+/// Lease if needed. `client` is the election's own (no limit shared with the
+/// controllers); `fence` is opened while this copy leads; `account` is told
+/// when the API server is out of reach.
+pub(crate) async fn join(client: Client, fence: Fence, account: Account) -> anyhow::Result<Leadership> {
     let namespace = client.default_namespace().to_string();
     let leases: Api<Lease> = Api::default_namespaced(client);
-    match create_lease(&leases).await {
+    match timed(create_lease(&leases)).await {
         Ok(()) => {}
-        Err(kube::Error::Api(status)) if status.code == 404 => {
+        Err(Failure::Refused(kube::Error::Api(status))) if status.code == 404 => {
             return Err(anyhow!(
                 "the namespace {namespace} does not exist: create it (`kubectl create namespace {namespace}`), \
                  or name another in the kubeconfig's context"
             ));
         }
-        Err(err) => {
-            let why = match err {
-                kube::Error::Api(status) => status.message,
-                err => err.to_string(),
-            };
+        Err(failure) => {
             return Err(anyhow!(
-                "cannot read or create the Lease {LEASE_NAME} in namespace {namespace} (leader election): {why}"
+                "cannot read or create the Lease {LEASE_NAME} in namespace {namespace} (leader election): {failure}"
             ));
         }
     }
     let (tell, leading) = watch::channel(false);
     let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(elect(leases, Identity::of_this_process(), tell, stopped));
+    let wall = WallClock::from_env();
+    let election = Election {
+        leases,
+        me: Identity::of_this_process(&wall),
+        wall,
+        fence,
+        account,
+        tell,
+        lease: None,
+        seen: None,
+        retry_at: None,
+        told_wait: String::new(),
+        told_error: String::new(),
+    };
+    let task = tokio::spawn(election.run(stopped));
     Ok(Leadership {
         leading,
         stop: Some(stop),
         task,
     })
+}
+
+/// Why a request about the Lease failed.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("{}", match .0 { kube::Error::Api(status) => status.message.clone(), err => err.to_string() })]
+    Refused(kube::Error),
+    #[error("no answer within {} s", REQUEST_TIMEOUT.as_secs())]
+    TimedOut,
+}
+
+/// `request`, failed if it takes longer than [`REQUEST_TIMEOUT`].
+async fn timed<T>(request: impl Future<Output = kube::Result<T>>) -> Result<T, Failure> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
+        Ok(answer) => answer.map_err(Failure::Refused),
+        Err(_) => Err(Failure::TimedOut),
+    }
 }
 
 /// Creates the Lease, empty, unless it exists.
@@ -220,151 +442,201 @@ async fn create_lease(leases: &Api<Lease>) -> kube::Result<()> {
 
 /// The Lease, created again if it is gone (its namespace was deleted and
 /// made again, or someone deleted it).
-async fn read_lease(leases: &Api<Lease>) -> kube::Result<Lease> {
-    match leases.get(LEASE_NAME).await {
-        Err(kube::Error::Api(status)) if status.code == 404 => {
-            create_lease(leases).await?;
-            leases.get(LEASE_NAME).await
+async fn read_lease(leases: &Api<Lease>) -> Result<Lease, Failure> {
+    match timed(leases.get(LEASE_NAME)).await {
+        Err(Failure::Refused(kube::Error::Api(status))) if status.code == 404 => {
+            timed(create_lease(leases)).await?;
+            timed(leases.get(LEASE_NAME)).await
         }
         read => read,
     }
 }
 
-/// The election, until `stopped`: take the Lease when it is free, renew it
-/// while it is this copy's, watch it while it is another's.
-async fn elect(leases: Api<Lease>, me: Identity, tell: watch::Sender<bool>, mut stopped: oneshot::Receiver<()>) {
-    let mut told_wait = String::new();
-    // When this copy last renewed its Lease: it leads until the Lease would run out.
-    let mut renewed: Option<std::time::Instant> = None;
-    // The last failure told: the same one again (an outage) is told once.
-    let mut told_error = String::new();
-    loop {
-        let step = async {
-            let lease = read_lease(&leases).await?;
-            match turn(lease.spec.as_ref(), &me, Timestamp::now(), process_exists) {
-                Turn::Mine => {
-                    write(&leases, lease, &me, false).await?;
-                    renewed = Some(std::time::Instant::now());
-                    tell.send_replace(true);
-                    tokio::time::sleep(RENEW_EVERY).await;
-                }
-                Turn::Free => {
-                    write(&leases, lease, &me, true).await?;
-                    renewed = Some(std::time::Instant::now());
-                    tell.send_replace(true);
-                }
-                Turn::Theirs { holder, runs_out_in } => {
-                    renewed = None;
-                    tell.send_replace(false);
-                    if told_wait != holder {
-                        debug!(%holder, ?runs_out_in, "the Lease is held");
-                        info!(
-                            "waiting to lead: another copy holds the Lease {LEASE_NAME}; \
-                             this copy takes over as soon as that one stops"
-                        );
-                        told_wait.clone_from(&holder);
-                    }
-                    // A holder of this machine is watched too: its end frees the Lease.
-                    let local = Identity::parse(&holder)
-                        .filter(|held| !me.host.is_empty() && held.host == me.host)
-                        .map(|held| held.pid);
-                    let version = lease.resource_version().unwrap_or_default();
-                    tokio::select! {
-                        () = until_changed(&leases, &version, runs_out_in) => {}
-                        () = until_gone(local) => {}
-                    }
-                }
+/// One copy's part in the election.
+struct Election {
+    leases: Api<Lease>,
+    me: Identity,
+    wall: WallClock,
+    fence: Fence,
+    account: Account,
+    tell: watch::Sender<bool>,
+    /// The Lease as this copy last wrote it, while it leads: the next
+    /// renewal needs no read.
+    lease: Option<Lease>,
+    /// The Lease's spec as this copy last saw it change, and when.
+    seen: Option<(Option<LeaseSpec>, Instant)>,
+    /// After a failure, when to try again.
+    retry_at: Option<Instant>,
+    /// The holder last told as such, and the last failure told: each once.
+    told_wait: String,
+    told_error: String,
+}
+
+impl Election {
+    /// The election, until `stopped`: take the Lease when it is free, renew
+    /// it while it is this copy's, watch it while it is another's; and stop
+    /// leading when the renew deadline passes, whatever is under way.
+    async fn run(mut self, mut stopped: oneshot::Receiver<()>) {
+        loop {
+            let fence = self.fence.clone();
+            tokio::select! {
+                biased;
+                _ = &mut stopped => break,
+                () = fence.lapsed() => self.lapse(true),
+                result = self.step() => match result {
+                    Ok(()) => self.told_error.clear(),
+                    Err(failure) => self.failed(failure),
+                },
             }
-            Ok::<(), kube::Error>(())
+        }
+        if *self.tell.borrow() {
+            self.clear().await;
+        }
+        self.fence.set(None);
+        self.tell.send_replace(false);
+    }
+
+    /// One step: read the Lease (unless this copy leads), then renew or
+    /// take it and wait [`RETRY_PERIOD`], or wait until it changes or runs out.
+    async fn step(&mut self) -> Result<(), Failure> {
+        if let Some(at) = self.retry_at.take() {
+            tokio::time::sleep_until(at).await;
+        }
+        let lease = match self.lease.take() {
+            Some(lease) => lease,
+            None => read_lease(&self.leases).await?,
         };
-        tokio::select! {
-            biased;
-            _ = &mut stopped => break,
-            result = step => match result {
-                Ok(()) => told_error.clear(),
-                // Another copy changed the Lease first: read it again.
-                Err(kube::Error::Api(status)) if status.code == 409 => {}
-                Err(err) => {
-                    let what = match &err {
-                        kube::Error::Api(status) => status.message.clone(),
-                        err => err.to_string(),
-                    };
-                    if let Some(trouble) = crate::outage::of_request_error(&err)
-                        && trouble == crate::outage::Trouble::Unreachable
-                    {
-                        // The API server is away: told once for the program.
-                        crate::outage::report(trouble, &err);
-                    } else if told_error != what {
-                        warn!("cannot read or write the Lease {LEASE_NAME} (leader election): {what}; trying again");
-                        told_error = what;
-                    } else {
-                        debug!(%err, "the Lease could not be read or written");
-                    }
-                    // A leader that cannot renew stops leading before its Lease runs out.
-                    let runs_out = Duration::from_secs(LEASE_SECONDS as u64) - RETRY_AFTER * 2;
-                    if *tell.borrow() && renewed.is_none_or(|at| at.elapsed() >= runs_out) {
-                        // During an outage the program has said why already.
-                        if crate::outage::ongoing() {
-                            debug!(%err, "cannot renew the Lease");
-                        } else {
-                            warn!("cannot renew the Lease {LEASE_NAME}: {err}");
-                        }
-                        tell.send_replace(false);
-                    }
-                    tokio::time::sleep(RETRY_AFTER).await;
+        let now = Instant::now();
+        if self.seen.as_ref().is_none_or(|(spec, _)| *spec != lease.spec) {
+            self.seen = Some((lease.spec.clone(), now));
+        }
+        let unchanged_for = self.seen.as_ref().map_or(Duration::ZERO, |(_, at)| now - *at);
+        match turn(lease.spec.as_ref(), &self.me, unchanged_for, process_exists) {
+            turn @ (Turn::Mine | Turn::Free) => {
+                let started = Instant::now();
+                let written = timed(write(&self.leases, &lease, &self.me, &self.wall, turn == Turn::Free)).await?;
+                self.fence.set(Some(started + RENEW_DEADLINE));
+                self.lease = Some(written);
+                self.tell.send_replace(true);
+                self.told_wait.clear();
+                tokio::time::sleep(RETRY_PERIOD).await;
+            }
+            Turn::Theirs { holder, runs_out_in } => {
+                self.lapse(false);
+                if self.told_wait != holder {
+                    debug!(%holder, ?runs_out_in, "the Lease is held");
+                    info!(
+                        "waiting to lead: another copy holds the Lease {LEASE_NAME}; \
+                         this copy takes over as soon as that one stops"
+                    );
+                    self.told_wait.clone_from(&holder);
+                }
+                // A holder whose processes this copy sees is watched too: its end frees the Lease.
+                let local = Identity::parse(&holder)
+                    .filter(|held| self.me.sees_processes_of(held))
+                    .map(|held| held.pid);
+                let version = lease.resource_version().unwrap_or_default();
+                tokio::select! {
+                    () = until_changed(&self.leases, &version, runs_out_in) => {}
+                    () = until_gone(local) => {}
                 }
             }
         }
+        Ok(())
     }
-    if *tell.borrow() {
-        clear(&leases, &me).await;
+
+    /// Stops leading, if this copy leads: the fence closes, and the stage
+    /// stops the controllers. `deadline`: because the renew deadline passed
+    /// (else another copy holds the Lease).
+    fn lapse(&mut self, deadline: bool) {
+        let was_leading = self.fence.until().is_some();
+        self.fence.set(None);
+        self.lease = None;
+        if deadline && was_leading && *self.tell.borrow() {
+            if self.account.ongoing() {
+                debug!("the Lease was not renewed within the renew deadline");
+            } else {
+                warn!(
+                    "could not renew the Lease {LEASE_NAME} within {} s: this copy stops leading",
+                    RENEW_DEADLINE.as_secs()
+                );
+            }
+        }
+        self.tell.send_replace(false);
     }
-    tell.send_replace(false);
+
+    /// A request failed: tell it once, and try again [`RETRY_PERIOD`] later
+    /// (at once after a conflict: another copy changed the Lease first).
+    fn failed(&mut self, failure: Failure) {
+        self.lease = None;
+        if let Failure::Refused(kube::Error::Api(status)) = &failure
+            && status.code == 409
+        {
+            return;
+        }
+        self.retry_at = Some(Instant::now() + RETRY_PERIOD);
+        let unreachable = match &failure {
+            Failure::TimedOut => true,
+            Failure::Refused(err) => crate::outage::of_request_error(err) == Some(crate::outage::Trouble::Unreachable),
+        };
+        if unreachable {
+            // The API server is away: told once for the program.
+            self.account.report(crate::outage::Trouble::Unreachable, &failure);
+            return;
+        }
+        let what = failure.to_string();
+        if self.told_error == what {
+            debug!(%what, "the Lease could not be read or written");
+        } else {
+            warn!("cannot read or write the Lease {LEASE_NAME} (leader election): {what}; trying again");
+            self.told_error = what;
+        }
+    }
+
+    /// Clears the Lease if this copy still holds it, so that the next copy takes over at once.
+    async fn clear(&self) {
+        let cleared = async {
+            let lease = read_lease(&self.leases).await?;
+            let holder = lease.spec.as_ref().and_then(|spec| spec.holder_identity.as_deref());
+            if holder == Some(self.me.render().as_str()) {
+                let spec = serde_json::json!({
+                    "holderIdentity": null, "acquireTime": null, "renewTime": null, "leaseDurationSeconds": null,
+                });
+                timed(patch(&self.leases, &lease, spec)).await?;
+            }
+            Ok::<(), Failure>(())
+        };
+        if let Err(failure) = cleared.await {
+            warn!("could not clear the Lease {LEASE_NAME}: {failure}");
+        }
+    }
 }
 
 /// Writes the Lease as `me`'s: a renewal, or (`take`) a new holder.
-async fn write(leases: &Api<Lease>, lease: Lease, me: &Identity, take: bool) -> kube::Result<()> {
-    let now = MicroTime(Timestamp::now());
-    let mut spec = serde_json::json!({ "renewTime": now, "leaseDurationSeconds": LEASE_SECONDS });
+async fn write(leases: &Api<Lease>, lease: &Lease, me: &Identity, wall: &WallClock, take: bool) -> kube::Result<Lease> {
+    let now = MicroTime(wall.now());
+    let seconds = LEASE_DURATION.as_secs();
+    let mut spec = serde_json::json!({ "renewTime": now, "leaseDurationSeconds": seconds });
     if take {
         let transitions = lease.spec.as_ref().and_then(|spec| spec.lease_transitions).unwrap_or(0);
         spec["holderIdentity"] = serde_json::json!(me.render());
         spec["acquireTime"] = serde_json::json!(now);
         spec["leaseTransitions"] = serde_json::json!(transitions + 1);
     }
-    patch(leases, &lease, spec).await
+    patch(leases, lease, spec).await
 }
 
 /// Changes the Lease's spec, unless it changed since `lease` was read: the
 /// resourceVersion in a patch is a precondition, so of two copies writing
 /// at once one is refused (409).
-async fn patch(leases: &Api<Lease>, lease: &Lease, spec: serde_json::Value) -> kube::Result<()> {
+async fn patch(leases: &Api<Lease>, lease: &Lease, spec: serde_json::Value) -> kube::Result<Lease> {
     let body = serde_json::json!({
         "metadata": { "resourceVersion": lease.resource_version() },
         "spec": spec,
     });
     leases
         .patch(LEASE_NAME, &PatchParams::default(), &Patch::Merge(&body))
-        .await?;
-    Ok(())
-}
-
-/// Clears the Lease if `me` still holds it, so that the next copy takes over at once.
-async fn clear(leases: &Api<Lease>, me: &Identity) {
-    let cleared = async {
-        let lease = leases.get(LEASE_NAME).await?;
-        let holder = lease.spec.as_ref().and_then(|spec| spec.holder_identity.as_deref());
-        if holder == Some(me.render().as_str()) {
-            let spec = serde_json::json!({
-                "holderIdentity": null, "acquireTime": null, "renewTime": null, "leaseDurationSeconds": null,
-            });
-            patch(leases, &lease, spec).await?;
-        }
-        Ok::<(), kube::Error>(())
-    };
-    if let Err(err) = cleared.await {
-        warn!("could not clear the Lease {LEASE_NAME}: {err}");
-    }
+        .await
 }
 
 /// Waits until the Lease changes after `version`, or `limit` has passed.
@@ -385,7 +657,7 @@ async fn until_changed(leases: &Api<Lease>, version: &str, limit: Duration) {
             }
             Err(err) => {
                 debug!(%err, "cannot watch the Lease");
-                tokio::time::sleep(RETRY_AFTER).await;
+                tokio::time::sleep(RETRY_PERIOD).await;
             }
         }
     };
@@ -467,80 +739,165 @@ mod tests {
     fn me() -> Identity {
         Identity {
             host: "laptop".to_string(),
+            machine: "00000000000000aa".to_string(),
             pid: 100,
             started: 1,
         }
     }
 
-    fn held_by(holder: &str, renewed: Timestamp) -> LeaseSpec {
+    fn held_by(holder: &str) -> LeaseSpec {
         LeaseSpec {
             holder_identity: Some(holder.to_string()),
-            renew_time: Some(MicroTime(renewed)),
-            lease_duration_seconds: Some(LEASE_SECONDS),
+            renew_time: Some(MicroTime(Timestamp::now())),
+            lease_duration_seconds: Some(10),
             ..LeaseSpec::default()
         }
     }
+
+    const SAME_MACHINE: &str = "other@00000000000000aa-200-5";
+    const OTHER_MACHINE: &str = "laptop@00000000000000bb-200-5";
 
     #[test]
     fn an_identity_reads_back_even_with_dashes_in_the_host() {
         let identity = Identity {
             host: "my-laptop.local".to_string(),
+            machine: "0123456789abcdef".to_string(),
             pid: 4242,
             started: 1_764_000_000_000,
         };
-        assert_eq!(Identity::parse(&identity.render()), Some(identity));
+        assert_eq!(identity.render(), "my-laptop.local@0123456789abcdef-4242-1764000000000");
+        assert_eq!(Identity::parse(&identity.render()), Some(identity.clone()));
+        let unknown = Identity {
+            machine: String::new(),
+            ..identity
+        };
+        assert_eq!(Identity::parse(&unknown.render()), Some(unknown));
         assert_eq!(Identity::parse("no-numbers"), None);
     }
 
     #[test]
     fn an_empty_or_cleared_lease_is_free() {
-        let now = Timestamp::now();
-        assert_eq!(turn(None, &me(), now, |_| true), Turn::Free);
-        assert_eq!(turn(Some(&LeaseSpec::default()), &me(), now, |_| true), Turn::Free);
+        assert_eq!(turn(None, &me(), Duration::ZERO, |_| true), Turn::Free);
+        assert_eq!(
+            turn(Some(&LeaseSpec::default()), &me(), Duration::ZERO, |_| true),
+            Turn::Free
+        );
     }
 
     #[test]
-    fn a_live_holder_keeps_the_lease_until_it_runs_out() {
-        let now = Timestamp::now();
-        let spec = held_by("laptop-200-5", now);
-        match turn(Some(&spec), &me(), now, |_| true) {
+    fn a_live_holder_keeps_the_lease_until_it_has_not_changed_for_its_duration() {
+        let spec = held_by(OTHER_MACHINE);
+        match turn(Some(&spec), &me(), Duration::from_secs(3), |_| true) {
             Turn::Theirs { holder, runs_out_in } => {
-                assert_eq!(holder, "laptop-200-5");
-                assert_eq!(runs_out_in, Duration::from_secs(10));
+                assert_eq!(holder, OTHER_MACHINE);
+                assert_eq!(runs_out_in, Duration::from_secs(7));
             }
             other => panic!("{other:?}"),
         }
-        let later = now + std::time::Duration::from_secs(11);
-        assert_eq!(turn(Some(&spec), &me(), later, |_| true), Turn::Free);
+        assert_eq!(turn(Some(&spec), &me(), Duration::from_secs(10), |_| true), Turn::Free);
+    }
+
+    #[test]
+    fn the_holders_clock_does_not_count_only_how_long_the_lease_was_seen_unchanged() {
+        // Written by a holder whose clock is an hour behind, or ahead: the
+        // follower still waits the Lease's whole duration from when it saw it.
+        for skew in [-3600_i64, 3600] {
+            let mut spec = held_by(OTHER_MACHINE);
+            let shifted = Timestamp::now().as_second() + skew;
+            spec.renew_time = Some(MicroTime(Timestamp::from_second(shifted).unwrap()));
+            assert!(matches!(
+                turn(Some(&spec), &me(), Duration::ZERO, |_| true),
+                Turn::Theirs { .. }
+            ));
+        }
     }
 
     #[test]
     fn a_dead_process_of_this_machine_is_taken_over_at_once() {
-        let now = Timestamp::now();
-        let spec = held_by("laptop-200-5", now);
-        assert_eq!(turn(Some(&spec), &me(), now, |pid| pid != 200), Turn::Free);
+        let spec = held_by(SAME_MACHINE);
+        assert_eq!(turn(Some(&spec), &me(), Duration::ZERO, |pid| pid != 200), Turn::Free);
+        assert!(matches!(
+            turn(Some(&spec), &me(), Duration::ZERO, |_| true),
+            Turn::Theirs { .. }
+        ));
     }
 
     #[test]
-    fn a_holder_of_another_machine_is_never_judged_by_local_processes() {
-        let now = Timestamp::now();
-        let spec = held_by("server-200-5", now);
-        assert!(matches!(turn(Some(&spec), &me(), now, |_| false), Turn::Theirs { .. }));
-        let unknown_host = Identity {
-            host: String::new(),
+    fn a_holder_with_the_same_host_name_on_another_machine_is_never_judged_by_local_processes() {
+        // Two laptops named alike, or two Pods of a StatefulSet on two nodes.
+        let spec = held_by(OTHER_MACHINE);
+        assert!(matches!(
+            turn(Some(&spec), &me(), Duration::ZERO, |_| false),
+            Turn::Theirs { .. }
+        ));
+        // An old identity, without the machine: no proof either.
+        let spec = held_by("laptop-200-5");
+        assert!(matches!(
+            turn(Some(&spec), &me(), Duration::ZERO, |_| false),
+            Turn::Theirs { .. }
+        ));
+        // A copy that cannot tell its machine proves nothing.
+        let unknown = Identity {
+            machine: String::new(),
             ..me()
         };
-        let spec = held_by("-200-5", now);
+        let spec = held_by("laptop-200-5");
         assert!(matches!(
-            turn(Some(&spec), &unknown_host, now, |_| false),
+            turn(Some(&spec), &unknown, Duration::ZERO, |_| false),
             Turn::Theirs { .. }
         ));
     }
 
     #[test]
     fn this_copy_sees_its_own_lease() {
-        let now = Timestamp::now();
-        let spec = held_by(&me().render(), now);
-        assert_eq!(turn(Some(&spec), &me(), now, |_| true), Turn::Mine);
+        let spec = held_by(&me().render());
+        assert_eq!(turn(Some(&spec), &me(), Duration::from_secs(60), |_| true), Turn::Mine);
+    }
+
+    #[test]
+    fn a_leader_stops_before_any_follower_may_take_over() {
+        assert!(REQUEST_TIMEOUT < RENEW_DEADLINE);
+        assert!(RETRY_PERIOD + REQUEST_TIMEOUT < RENEW_DEADLINE);
+        assert!(RENEW_DEADLINE < LEASE_DURATION);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_fence_closes_at_the_renew_deadline_and_refuses_writes_but_not_reads() {
+        use tower::{Service, ServiceExt};
+        let fence = Fence::default();
+        let mut client = tower::ServiceBuilder::new()
+            .layer(fence.layer())
+            .service_fn(|_: http::Request<()>| async { Ok::<_, std::convert::Infallible>("sent") });
+        let request = |method: http::Method| http::Request::builder().method(method).body(()).unwrap();
+        let mut send = async |method| client.ready().await.unwrap().call(request(method)).await;
+        assert!(send(http::Method::PATCH).await.unwrap_err().is::<NotLeading>());
+        assert_eq!(send(http::Method::GET).await.unwrap(), "sent");
+
+        fence.set(Some(Instant::now() + RENEW_DEADLINE));
+        assert_eq!(send(http::Method::PATCH).await.unwrap(), "sent");
+        let lapsed = fence.lapsed();
+        tokio::time::advance(RENEW_DEADLINE).await;
+        lapsed.await;
+        assert!(send(http::Method::POST).await.unwrap_err().is::<NotLeading>());
+        assert!(send(http::Method::DELETE).await.unwrap_err().is::<NotLeading>());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_renewal_moves_the_deadline_on() {
+        let fence = Fence::default();
+        let first = Instant::now() + RENEW_DEADLINE;
+        fence.set(Some(first));
+        let lapsed = fence.lapsed();
+        let mut lapsed = std::pin::pin!(lapsed);
+        tokio::time::advance(RETRY_PERIOD).await;
+        fence.set(Some(Instant::now() + RENEW_DEADLINE));
+        tokio::select! {
+            biased;
+            () = &mut lapsed => panic!("lapsed although renewed"),
+            () = tokio::time::sleep_until(first + Duration::from_millis(1)) => {}
+        }
+        assert!(fence.open());
+        lapsed.await;
+        assert!(!fence.open());
     }
 }

@@ -23,6 +23,7 @@ use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 use crate::leader;
+use crate::outage::Account;
 
 /// Resolves when the program is asked to stop (Ctrl-C, or SIGTERM where
 /// there is one). Every controller holds a clone.
@@ -103,10 +104,14 @@ impl Stage {
                 run = self.cargo_run()
             ),
         }
-        let client = connect(&self.user_agent()).await?;
+        let config = kubeconfig().await?;
+        // A copy that does not lead sends no write: its controllers' client
+        // refuses them (see `leader::Fence`).
+        let fence = self.leader_election.then(leader::Fence::default);
+        let client = connect(config.clone(), &self.user_agent(), fence.as_ref()).await?;
         self.require_crds(&client).await?;
         let required = required_resources(&self.crds);
-        crate::outage::watch_over(
+        let account = crate::outage::Account::new(
             client.clone(),
             move |client| {
                 let required = required.clone();
@@ -115,13 +120,16 @@ impl Stage {
             format!("{} -- crd | kubectl apply --server-side -f -", self.cargo_run()),
         );
         let shutdown = stop_signal().boxed().shared();
-        if !self.leader_election {
+        let Some(fence) = fence else {
             info!("controllers running; press Ctrl-C to stop");
-            run_controllers(&controllers, &client, &shutdown).await;
+            run_controllers(&controllers, &client, &shutdown, &account).await;
             info!("stopped");
             return Ok(());
-        }
-        let mut leadership = leader::join(client.clone()).await?;
+        };
+        // The election's requests have a client of their own, so that they
+        // never wait behind the controllers' requests.
+        let election = election_client(config, &self.user_agent())?;
+        let mut leadership = leader::join(election, fence, account.clone()).await?;
         loop {
             tokio::select! {
                 led = leadership.leading() => led?,
@@ -129,10 +137,10 @@ impl Stage {
             }
             info!("controllers running; press Ctrl-C to stop");
             tokio::select! {
-                () = run_controllers(&controllers, &client, &shutdown) => break,
+                () = run_controllers(&controllers, &client, &shutdown, &account) => break,
                 lost = leadership.lost() => {
                     lost?;
-                    warn!("this copy no longer holds the Lease: the controllers stop until it leads again");
+                    warn!("this copy no longer leads: the controllers stop until it leads again");
                 }
             }
         }
@@ -142,8 +150,8 @@ impl Stage {
     }
 
     /// How the program names itself to the API server, in every request:
-    /// an audit log then tells which stage, and whose (the workbench's or
-    /// the finished one), sent what.
+    /// an audit log then tells which stage, whose (the workbench's or the
+    /// finished one) and which copy (its process id) sent what.
     fn user_agent(&self) -> String {
         let which = if self.cargo_run().contains("--example") {
             "workbench"
@@ -151,10 +159,11 @@ impl Stage {
             "finished"
         };
         format!(
-            "{}-{}/{} ({which})",
+            "{}-{}/{} ({which}, process {})",
             crate::CONTROLLER_NAME,
             self.name,
-            env!("CARGO_PKG_VERSION")
+            env!("CARGO_PKG_VERSION"),
+            std::process::id()
         )
     }
 
@@ -192,12 +201,12 @@ impl Stage {
 /// starts. Each time a trouble ends (an outage, or CRDs that were deleted),
 /// they start over, so that every watch lists afresh at once (see
 /// [`crate::outage`]).
-async fn run_controllers<F, Fut>(controllers: &F, client: &Client, shutdown: &Shutdown)
+async fn run_controllers<F, Fut>(controllers: &F, client: &Client, shutdown: &Shutdown, account: &Account)
 where
     F: Fn(Client, Shutdown) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let mut troubles_over = crate::outage::troubles_over();
+    let mut troubles_over = account.troubles_over();
     let grace_over = {
         let shutdown = shutdown.clone();
         async move {
@@ -208,7 +217,7 @@ where
     let mut grace_over = std::pin::pin!(grace_over);
     loop {
         tokio::select! {
-            () = controllers(client.clone(), shutdown.clone()) => return,
+            () = account.scope(controllers(client.clone(), shutdown.clone())) => return,
             () = &mut grace_over => {
                 info!("stopping the controllers {} s after Ctrl-C; the next run takes up what was under way", STOP_GRACE.as_secs());
                 return;
@@ -323,25 +332,37 @@ fn collect_descriptions(value: &serde_json::Value, path: &str, found: &mut Vec<(
 /// The API server itself is fastest at about this many (BENCHMARKS.md, the floor).
 pub const REQUESTS_AT_ONCE: usize = 64;
 
-/// Connects to the cluster of the current kubeconfig context as
-/// `user_agent`, and checks that it answers.
-async fn connect(user_agent: &str) -> anyhow::Result<Client> {
-    let mut config = Config::infer().await.map_err(|err| {
+/// The settings of the current kubeconfig context, or one line that says what to do.
+async fn kubeconfig() -> anyhow::Result<Config> {
+    Config::infer().await.map_err(|err| {
         // Outside a cluster, what went wrong with the kubeconfig is the cause that matters.
         let cause = std::error::Error::source(&err).map_or_else(|| err.to_string(), ToString::to_string);
         anyhow!(
             "no usable kubeconfig ({cause}); start a cluster (kind, minikube, k3d or `cargo xtask up`) \
              and point KUBECONFIG at its kubeconfig"
         )
-    })?;
+    })
+}
+
+/// Connects to the cluster of `config` as `user_agent`, at most
+/// [`REQUESTS_AT_ONCE`] requests at once, sending writes only while `fence`
+/// is open (when there is one), and checks that it answers.
+async fn connect(mut config: Config, user_agent: &str, fence: Option<&leader::Fence>) -> anyhow::Result<Client> {
     let server = config.cluster_url.clone();
     if let Ok(value) = http::HeaderValue::from_str(user_agent) {
         config.headers.push((http::header::USER_AGENT, value));
     }
-    let client = kube::client::ClientBuilder::try_from(config)
-        .context("cannot build a client from the kubeconfig")?
-        .with_layer(&ConcurrencyLimitLayer::new(REQUESTS_AT_ONCE))
-        .build();
+    let builder = kube::client::ClientBuilder::try_from(config).context("cannot build a client from the kubeconfig")?;
+    // The fence inside the limit: a write is checked when its turn comes, just before it is sent.
+    let client = match fence {
+        Some(fence) => builder
+            .with_layer(&fence.layer())
+            .with_layer(&ConcurrencyLimitLayer::new(REQUESTS_AT_ONCE))
+            .build(),
+        None => builder
+            .with_layer(&ConcurrencyLimitLayer::new(REQUESTS_AT_ONCE))
+            .build(),
+    };
     client.apiserver_version().await.map_err(|err| match err {
         kube::Error::Api(status) if status.code == 401 => anyhow!(
             "the Kubernetes API server at {server} does not accept the kubeconfig's credentials \
@@ -353,6 +374,15 @@ async fn connect(user_agent: &str) -> anyhow::Result<Client> {
         ),
     })?;
     Ok(client)
+}
+
+/// The leader election's client: the same cluster and identity, with no
+/// limit shared with the controllers.
+fn election_client(mut config: Config, user_agent: &str) -> anyhow::Result<Client> {
+    if let Ok(value) = http::HeaderValue::from_str(user_agent) {
+        config.headers.push((http::header::USER_AGENT, value));
+    }
+    Client::try_from(config).context("cannot build a client from the kubeconfig")
 }
 
 /// Waits for Ctrl-C (or SIGTERM, which a Pod gets when it is stopped). The
@@ -431,7 +461,8 @@ mod tests {
         let client = crate::children::tests::unused_client();
         let shutdown: Shutdown = futures::future::ready(()).boxed().shared();
         let started = tokio::time::Instant::now();
-        run_controllers(&|_, _| futures::future::pending::<()>(), &client, &shutdown).await;
+        let account = crate::outage::tests::account(&client);
+        run_controllers(&|_, _| futures::future::pending::<()>(), &client, &shutdown, &account).await;
         assert_eq!(started.elapsed(), STOP_GRACE);
     }
 
@@ -440,7 +471,8 @@ mod tests {
         let client = crate::children::tests::unused_client();
         let shutdown: Shutdown = futures::future::pending().boxed().shared();
         let started = tokio::time::Instant::now();
-        run_controllers(&|_, _| async {}, &client, &shutdown).await;
+        let account = crate::outage::tests::account(&client);
+        run_controllers(&|_, _| async {}, &client, &shutdown, &account).await;
         assert_eq!(started.elapsed(), std::time::Duration::ZERO);
     }
 

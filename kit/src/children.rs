@@ -278,15 +278,29 @@ impl Index {
         forget(&mut self.by_parent_name, parent);
     }
 
-    /// Follows the watch as the cache does: a new list replaces everything once it is complete.
-    fn follow<K: Resource>(&mut self, event: &watcher::Event<K>, parent_name: ParentName) {
+    /// Follows the watch as the cache does: a new list replaces everything
+    /// once it is complete. Returns the names that the new list no longer
+    /// has: objects deleted while the watch was away, of which the watch
+    /// sends no deletion.
+    fn follow<K: Resource>(&mut self, event: &watcher::Event<K>, parent_name: ParentName) -> Vec<String> {
         match event {
             watcher::Event::Apply(object) => self.insert(object, parent_name),
             watcher::Event::Delete(object) => self.remove(&object.name_any()),
             watcher::Event::Init => self.relisting = Some(Box::default()),
             watcher::Event::InitApply(object) => self.relisting.get_or_insert_default().insert(object, parent_name),
-            watcher::Event::InitDone => *self = *self.relisting.take().unwrap_or_default(),
+            watcher::Event::InitDone => {
+                let listed = *self.relisting.take().unwrap_or_default();
+                let gone = self
+                    .keys
+                    .keys()
+                    .filter(|name| !listed.keys.contains_key(*name))
+                    .cloned()
+                    .collect();
+                *self = listed;
+                return gone;
+            }
         }
+        Vec::new()
     }
 
     /// The names that concern a parent: those it controls, and those that belong to its name.
@@ -312,6 +326,8 @@ pub struct Children<K: Resource<DynamicType = ()> + 'static> {
     in_flight: Mutex<HashMap<String, Vec<SentWrite>>>,
     /// The name clashes last told in Events, per parent uid.
     clashes_told: Mutex<HashMap<String, Vec<String>>>,
+    /// When the records above were last swept of the parents that have gone.
+    swept: Mutex<Instant>,
     recorder: Recorder,
 }
 
@@ -377,15 +393,40 @@ where
         parent_name: ParentName,
     ) -> (Self, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static) {
         let api = Api::<K>::default_namespaced(client.clone());
+        let namespace = client.default_namespace().to_string();
         let (cache, writer) = reflector::store();
         let index = Arc::new(Mutex::new(Index::default()));
         let indexing = index.clone();
+        // Children deleted while the watch was away, as the cache last had them.
+        let vanished: Arc<Mutex<Vec<Arc<K>>>> = Arc::default();
+        let (finding, telling) = (vanished.clone(), vanished);
+        let before_list = cache.clone();
         let changes = crate::controller::watch_lean(api.clone())
             // The index first: when the cache says it has listed
             // everything, and reconciles start reading, the index has too.
-            .inspect_ok(move |event| lock(&indexing).follow(event, parent_name))
+            .inspect_ok(move |event| {
+                let gone = lock(&indexing).follow(event, parent_name);
+                // The cache still has them: it takes the new list after this.
+                let found = gone
+                    .iter()
+                    .filter_map(|name| before_list.get(&object_ref(name, Some(&namespace))));
+                lock(&finding).extend(found);
+            })
             .reflect(writer)
-            .touched_objects()
+            // Each child changed, and each child gone at a new list: its
+            // parent is woken, and makes it again if it still wants it.
+            .map_ok(move |event| match event {
+                watcher::Event::Apply(object) | watcher::Event::Delete(object) | watcher::Event::InitApply(object) => {
+                    vec![object]
+                }
+                watcher::Event::InitDone => lock(&telling).drain(..).map(|object| (*object).clone()).collect(),
+                watcher::Event::Init => Vec::new(),
+            })
+            .map(|changed| match changed {
+                Ok(objects) => futures::stream::iter(objects.into_iter().map(Ok)).left_stream(),
+                Err(error) => futures::stream::once(async { Err(error) }).right_stream(),
+            })
+            .flatten()
             // A broken watch is opened again after a growing delay.
             .backoff(watch_backoff());
         let (sender, receiver) = futures::channel::mpsc::unbounded();
@@ -409,6 +450,7 @@ where
             listed,
             in_flight: Mutex::default(),
             clashes_told: Mutex::default(),
+            swept: Mutex::new(Instant::now()),
             recorder: Recorder::new(client.clone(), CONTROLLER_NAME.into()),
             _watching: StopOnDrop(watching.abort_handle()),
         };
@@ -456,6 +498,7 @@ where
         F: Fn(&'s Api<K>, Change<'p, K>) -> Fut,
         Fut: Future<Output = kube::Result<K>>,
     {
+        self.sweep();
         let reference = parent.object_ref(&());
         let owner_uid = parent.uid().unwrap_or_default();
         let in_flight = self.unseen(&owner_uid, &self.cached(parent));
@@ -536,6 +579,33 @@ where
             (Change::Delete(_), Err(kube::Error::Api(status))) if status.is_not_found() => Ok(Done::Nothing),
             (Change::Delete(_), Err(source)) => Err(Error::Delete { kind, name, source }),
         }
+    }
+
+    /// Forgets, every `IN_FLIGHT_LIMIT` at most, what is kept for parents
+    /// that are no longer reconciled (deleted, or deleted while being
+    /// reconciled): writes in flight older than `IN_FLIGHT_LIMIT`, which
+    /// count no more, and name clashes whose objects have all gone. A parent
+    /// that is reconciled again finds its records as they should be.
+    fn sweep(&self) {
+        {
+            let mut swept = lock(&self.swept);
+            if swept.elapsed() < IN_FLIGHT_LIMIT {
+                return;
+            }
+            *swept = Instant::now();
+        }
+        self.lock_in_flight().retain(|_, writes| {
+            writes.retain(|write| write.sent_at.elapsed() < IN_FLIGHT_LIMIT);
+            !writes.is_empty()
+        });
+        let index = lock(&self.index);
+        lock(&self.clashes_told).retain(|_, names| names.iter().any(|name| index.keys.contains_key(name)));
+    }
+
+    /// How many parents have records kept (for tests).
+    #[cfg(test)]
+    fn parents_recorded(&self) -> usize {
+        self.lock_in_flight().len() + lock(&self.clashes_told).len()
     }
 
     fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<SentWrite>>> {
@@ -829,6 +899,54 @@ pub(crate) mod tests {
 
     fn names(found: BTreeSet<String>) -> Vec<String> {
         found.into_iter().collect()
+    }
+
+    #[test]
+    fn a_new_list_names_the_children_deleted_while_the_watch_was_away() {
+        let mut index = Index::default();
+        for name in ["p-1", "p-2", "q-1"] {
+            index.follow(&watcher::Event::Apply(controlled_by(name, "uid")), item_parent);
+        }
+        let relist = [
+            watcher::Event::Init,
+            watcher::Event::InitApply(controlled_by("p-1", "uid")),
+            watcher::Event::InitApply(controlled_by("r-1", "uid")),
+        ];
+        for event in &relist {
+            assert!(index.follow(event, item_parent).is_empty());
+        }
+        let mut gone = index.follow(&watcher::Event::<Item>::InitDone, item_parent);
+        gone.sort();
+        assert_eq!(gone, ["p-2", "q-1"]);
+        assert_eq!(names(index.names_for("uid", "none")), ["p-1", "r-1"]);
+    }
+
+    #[tokio::test]
+    async fn records_of_parents_no_longer_reconciled_are_swept() {
+        let children = children();
+        let long_ago = Instant::now() - 2 * IN_FLIGHT_LIMIT;
+        children.lock_in_flight().insert(
+            "gone-parent".to_string(),
+            vec![SentWrite {
+                child: "g-0".to_string(),
+                deleted_uid: None,
+                sent_at: long_ago,
+            }],
+        );
+        children.sent("live-parent", "l-0".to_string(), None);
+        // A clash with an object that has gone, and one with an object still there.
+        lock(&children.clashes_told).insert("gone-parent".to_string(), vec!["g-1".to_string()]);
+        lock(&children.clashes_told).insert("live-parent".to_string(), vec!["l-1".to_string()]);
+        lock(&children.index).insert(&Item::new("l-1", ItemSpec { value: 1 }), item_parent);
+        assert_eq!(children.parents_recorded(), 4);
+        // Swept at most every IN_FLIGHT_LIMIT.
+        children.sweep();
+        assert_eq!(children.parents_recorded(), 4);
+        *lock(&children.swept) = long_ago;
+        children.sweep();
+        assert_eq!(children.parents_recorded(), 2);
+        assert_eq!(children.unseen("live-parent", &[]), ["l-0"]);
+        assert!(lock(&children.clashes_told).contains_key("live-parent"));
     }
 
     #[test]

@@ -102,8 +102,7 @@ pub fn config() -> controller::Config {
 /// an outage once for the whole program; anything else as it is.
 pub async fn report<K, E>(result: Result<(ObjectRef<K>, Action), controller::Error<E, watcher::Error>>)
 where
-    K: Resource,
-    K::DynamicType: Debug,
+    K: Resource<DynamicType = ()> + DeserializeOwned,
     E: std::error::Error,
 {
     match result {
@@ -118,9 +117,72 @@ where
         Err(controller::Error::QueueError(err)) => match outage::of_watch_error(&err) {
             outage::Meaning::Trouble(trouble) => outage::report(trouble, &err),
             outage::Meaning::Forbidden(message) => outage::forbidden(&message),
+            outage::Meaning::Unauthorized => outage::unauthorized(),
             outage::Meaning::Passing => debug!(%err, "the watch starts again"),
-            outage::Meaning::Own => warn!(%err, "a watch fails"),
+            outage::Meaning::Own => match &err {
+                watcher::Error::InitialListFailed(kube::Error::SerdeError(_))
+                | watcher::Error::WatchFailed(kube::Error::SerdeError(_)) => unreadable::<K>(&err).await,
+                _ => warn!(%err, "a watch fails"),
+            },
         },
         Err(err) => warn!(%err, "controller error"),
     }
+}
+
+/// A watch of `K`s failed because an object does not decode as a `K`
+/// (`error`): a stored object that an older or looser CRD let in. The whole
+/// list fails with it, so the cache never fills and no `K` is reconciled
+/// until the object is fixed or deleted. Finds which object it is and tells
+/// it once, with the fix.
+async fn unreadable<K>(error: &watcher::Error)
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned,
+{
+    let (Some(client), Some(account)) = (outage::client(), outage::account()) else {
+        return warn!(%error, "a watch fails");
+    };
+    let kind = K::kind(&());
+    let (found, name) = match unreadable_object::<K>(client).await {
+        Ok(Some((name, why))) => (
+            format!("the {kind} {name} cannot be read by this program ({why})"),
+            name,
+        ),
+        // Gone or fixed since: the watch will list again.
+        Ok(None) => return debug!(%error, "a watch failed on an object that reads now"),
+        Err(err) => (
+            format!("a {kind} cannot be read by this program ({error}; listing them to name it failed: {err})"),
+            "NAME".to_string(),
+        ),
+    };
+    if !account.first_time(&found) {
+        return debug!(%error, "still unreadable");
+    }
+    let command = kind.to_lowercase();
+    tracing::error!(
+        "{found}: it was stored under an older or looser CRD; no {kind} is reconciled until it is fixed \
+         (`kubectl edit {command} {name}`) or deleted (`kubectl delete {command} {name}`)"
+    );
+}
+
+/// The first `K` of the client's namespace that does not decode as a `K`,
+/// with why.
+async fn unreadable_object<K>(client: kube::Client) -> kube::Result<Option<(String, String)>>
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned,
+{
+    let resource = kube::api::ApiResource::erase::<K>(&());
+    let api: Api<kube::api::DynamicObject> = Api::default_namespaced_with(client, &resource);
+    let list = api.list(&kube::api::ListParams::default()).await?;
+    Ok(list.items.into_iter().find_map(|mut object| {
+        let name = object.name_any();
+        // A list's items come without their kind.
+        object.types = Some(kube::api::TypeMeta {
+            api_version: resource.api_version.clone(),
+            kind: resource.kind.clone(),
+        });
+        let value = serde_json::to_value(&object).ok()?;
+        serde_json::from_value::<K>(value)
+            .err()
+            .map(|why| (name, why.to_string()))
+    }))
 }

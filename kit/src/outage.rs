@@ -9,7 +9,7 @@
 //! that asks the API server once a second whether it is over.
 
 use std::fmt::Display;
-use std::sync::{LazyLock, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kube::Client;
@@ -35,6 +35,9 @@ pub enum Meaning {
     /// The program may not list or watch a kind (403 Forbidden): the API
     /// server's message names the verb, the resource and the identity.
     Forbidden(String),
+    /// The API server no longer accepts the program's credentials (401
+    /// Unauthorized): an expired token or certificate.
+    Unauthorized,
     /// A hiccup the watch gets over by itself: said at debug level.
     Passing,
     /// Something else, to tell as it is.
@@ -50,6 +53,14 @@ pub fn of_watch_error(error: &watcher::Error) -> Meaning {
         {
             Meaning::Forbidden(status.message.clone())
         }
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status))
+            if status.code == 401 =>
+        {
+            Meaning::Unauthorized
+        }
+        watcher::Error::WatchError(status) if status.code == 401 => Meaning::Unauthorized,
         watcher::Error::InitialListFailed(error)
         | watcher::Error::WatchStartFailed(error)
         | watcher::Error::WatchFailed(error) => of_request_error(error).map_or(Meaning::Own, Meaning::Trouble),
@@ -73,103 +84,205 @@ pub fn of_request_error(error: &kube::Error) -> Option<Trouble> {
         kube::Error::Api(status) if status.code == 404 => Some(Trouble::CrdsGone),
         kube::Error::Api(status) if status.code >= 500 || status.code == 429 => Some(Trouble::Unreachable),
         kube::Error::Api(_) => None,
+        // Refused inside the program: this copy no longer leads.
+        kube::Error::Service(error) if error.is::<crate::leader::NotLeading>() => None,
         kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => Some(Trouble::Unreachable),
         _ => None,
     }
 }
 
-/// The refusals told so far, so that each is told once.
-static FORBIDDEN_TOLD: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
 /// Tells, once for each `message`, that the API server forbids the program
 /// to list or watch a kind: its reconciles wait for that list, so nothing
 /// happens until the permission is granted.
 pub fn forbidden(message: &str) {
-    let Ok(mut told) = FORBIDDEN_TOLD.lock() else {
+    let Ok(account) = ACCOUNT.try_with(Account::clone) else {
+        error!("{message}");
         return;
     };
-    if told.iter().any(|seen| seen == message) {
+    if !account.first_time(message) {
         debug!(message, "still forbidden");
         return;
     }
-    told.push(message.to_string());
     error!(
         "{message}: the controllers wait for this list and do nothing until it is allowed; grant the verb in the \
          program's Role (deploy/rbac.yaml lists what the finished controller needs)"
     );
 }
 
-/// The program's account of its trouble.
-struct Watch {
+/// Tells, once, that the API server no longer accepts the program's
+/// credentials: nothing works until they are renewed.
+pub fn unauthorized() {
+    if account().is_some_and(|account| !account.first_time("401 Unauthorized")) {
+        return debug!("still unauthorized");
+    }
+    error!(
+        "the API server no longer accepts this program's credentials (401 Unauthorized: an expired token or \
+         certificate?): the controllers wait; renew the kubeconfig's credentials (log in again), then restart the program"
+    );
+}
+
+/// Tells `trouble`, met with `error`: once when it starts (then a probe
+/// waits for its end), at debug level while it lasts. Outside a stage's
+/// controllers (a test), it is said as it comes.
+pub fn report(trouble: Trouble, error: &dyn Display) {
+    match ACCOUNT.try_with(Account::clone) {
+        Ok(account) => account.report(trouble, error),
+        Err(_) => warn!(%error, ?trouble, "the API server cannot be used"),
+    }
+}
+
+/// The account of the stage whose controllers call this, if any.
+pub(crate) fn account() -> Option<Account> {
+    ACCOUNT.try_with(Account::clone).ok()
+}
+
+/// The client of the stage whose controllers call this, if any.
+pub(crate) fn client() -> Option<Client> {
+    ACCOUNT.try_with(|account| account.0.client.clone()).ok()
+}
+
+/// Whether the stage whose controllers call this is in trouble now.
+pub fn ongoing() -> bool {
+    ACCOUNT.try_with(Account::ongoing).unwrap_or(false)
+}
+
+tokio::task_local! {
+    /// The account of the stage whose controllers run in this task
+    /// ([`Account::scope`]): `report` and `forbidden`, called from a
+    /// controller's stream, find it here. Not a process-wide value: two
+    /// stages in one program keep two accounts.
+    static ACCOUNT: Account;
+}
+
+/// One stage program's account of its trouble; clones share it.
+#[derive(Clone)]
+pub(crate) struct Account(Arc<Shared>);
+
+struct Shared {
     client: Client,
-    /// Resolves to `Ok` when the stage's CRDs are all served again.
+    /// Resolves to `true` when the stage's CRDs are all served again.
     crds_served: Box<dyn Fn(Client) -> futures::future::BoxFuture<'static, bool> + Send + Sync>,
     /// How to install the CRDs, for the line that says they are gone.
     install: String,
     since: Mutex<Option<(Trouble, Instant)>>,
+    /// The refusals and the unreadable objects told so far, so that each is told once.
+    told: Mutex<Vec<String>>,
+    /// How many troubles have ended. The stage then starts its controllers
+    /// over ([`crate::Stage`]), so that every watch lists afresh at once:
+    ///
+    /// - after an outage, kube-runtime's watcher waits up to 30 s between
+    ///   two attempts (its default backoff), and a restarted API server
+    ///   refuses each old watch once (410 Gone) before it lists again;
+    /// - after the CRDs came back, every object of theirs went with them,
+    ///   and a watch must not resume from its place in the history of the
+    ///   kinds that were deleted: a cache must not keep an object that is gone.
+    troubles_over: tokio::sync::watch::Sender<u64>,
 }
 
-static WATCH: OnceLock<Watch> = OnceLock::new();
-
-/// How many troubles have ended. The stage then starts its controllers over
-/// ([`crate::Stage`]), so that every watch lists afresh at once:
-///
-/// - after an outage, kube-runtime's watcher waits up to 30 s between two
-///   attempts (its default backoff), and a restarted API server refuses
-///   each old watch once (410 Gone) before it lists again;
-/// - after the CRDs came back, every object of theirs went with them, and
-///   a watch must not resume from its place in the history of the kinds
-///   that were deleted: a cache must not keep an object that is gone.
-static TROUBLES_OVER: LazyLock<tokio::sync::watch::Sender<u64>> = LazyLock::new(|| tokio::sync::watch::Sender::new(0));
-
-/// Changes each time a trouble ends.
-pub(crate) fn troubles_over() -> tokio::sync::watch::Receiver<u64> {
-    TROUBLES_OVER.subscribe()
-}
-
-/// Starts the account, for the program's client. `crds_served` tells
-/// whether the stage's CRDs are all served; `install` is the command that
-/// installs them.
-pub(crate) fn watch_over(
-    client: Client,
-    crds_served: impl Fn(Client) -> futures::future::BoxFuture<'static, bool> + Send + Sync + 'static,
-    install: String,
-) {
-    let _ = WATCH.set(Watch {
-        client,
-        crds_served: Box::new(crds_served),
-        install,
-        since: Mutex::new(None),
-    });
-}
-
-/// Whether the program is in trouble now.
-pub fn ongoing() -> bool {
-    WATCH
-        .get()
-        .is_some_and(|watch| watch.since.lock().is_ok_and(|since| since.is_some()))
-}
-
-/// Tells `trouble`, met with `error`: once when it starts (then a probe
-/// waits for its end), at debug level while it lasts.
-pub fn report(trouble: Trouble, error: &dyn Display) {
-    let Some(watch) = WATCH.get() else {
-        // No program around (a test): say it as it comes.
-        warn!(%error, ?trouble, "the API server cannot be used");
-        return;
-    };
-    {
-        let Ok(mut since) = watch.since.lock() else {
-            return;
-        };
-        if since.is_some() {
-            debug!(%error, ?trouble, "still failing");
-            return;
-        }
-        *since = Some((trouble, Instant::now()));
+impl Account {
+    /// The account of a stage program that uses `client`. `crds_served`
+    /// tells whether the stage's CRDs are all served; `install` is the
+    /// command that installs them.
+    pub(crate) fn new(
+        client: Client,
+        crds_served: impl Fn(Client) -> futures::future::BoxFuture<'static, bool> + Send + Sync + 'static,
+        install: String,
+    ) -> Account {
+        Account(Arc::new(Shared {
+            client,
+            crds_served: Box::new(crds_served),
+            install,
+            since: Mutex::new(None),
+            told: Mutex::new(Vec::new()),
+            troubles_over: tokio::sync::watch::Sender::new(0),
+        }))
     }
-    tell_start(trouble, &format!(" ({error})"), &watch.install);
-    tokio::spawn(probe(watch));
+
+    /// Runs `controllers` with this account as theirs.
+    pub(crate) async fn scope<F: std::future::Future>(&self, controllers: F) -> F::Output {
+        ACCOUNT.scope(self.clone(), controllers).await
+    }
+
+    /// Changes each time a trouble ends.
+    pub(crate) fn troubles_over(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.troubles_over.subscribe()
+    }
+
+    /// Whether the program is in trouble now.
+    pub(crate) fn ongoing(&self) -> bool {
+        self.0.since.lock().is_ok_and(|since| since.is_some())
+    }
+
+    /// Whether `text` is told for the first time.
+    pub(crate) fn first_time(&self, text: &str) -> bool {
+        let Ok(mut told) = self.0.told.lock() else {
+            return false;
+        };
+        if told.iter().any(|seen| seen == text) {
+            return false;
+        }
+        told.push(text.to_string());
+        true
+    }
+
+    /// See [`report`].
+    pub(crate) fn report(&self, trouble: Trouble, error: &dyn Display) {
+        {
+            let Ok(mut since) = self.0.since.lock() else {
+                return;
+            };
+            if since.is_some() {
+                debug!(%error, ?trouble, "still failing");
+                return;
+            }
+            *since = Some((trouble, Instant::now()));
+        }
+        tell_start(trouble, &format!(" ({error})"), &self.0.install);
+        tokio::spawn(self.clone().probe());
+    }
+
+    /// Asks once a second whether the trouble is over; tells it when it is.
+    async fn probe(self) {
+        let shared = &self.0;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let Some((trouble, started)) = shared.since.lock().ok().and_then(|since| *since) else {
+                return;
+            };
+            let answers = ready(&shared.client).await;
+            let served = answers && (shared.crds_served)(shared.client.clone()).await;
+            let now = match (answers, served) {
+                (false, _) => Some(Trouble::Unreachable),
+                (true, false) => Some(Trouble::CrdsGone),
+                (true, true) => None,
+            };
+            let away = started.elapsed().as_secs_f64();
+            match now {
+                None => {
+                    if let Ok(mut since) = shared.since.lock() {
+                        *since = None;
+                    }
+                    match trouble {
+                        Trouble::Unreachable => info!("the API server answers again, after {away:.0} s"),
+                        Trouble::CrdsGone => info!("this stage's kinds are served again, after {away:.0} s"),
+                    }
+                    shared.troubles_over.send_modify(|over| *over += 1);
+                    return;
+                }
+                // Back, but without the CRDs (or the other way round): a new trouble.
+                Some(now) if now != trouble => {
+                    if trouble == Trouble::Unreachable {
+                        info!("the API server answers again, after {away:.0} s");
+                    }
+                    if let Ok(mut since) = shared.since.lock() {
+                        *since = Some((now, Instant::now()));
+                    }
+                    tell_start(now, "", &shared.install);
+                }
+                Some(_) => {}
+            }
+        }
+    }
 }
 
 /// The line that tells `trouble` has started; `cause` is empty or " (the error)".
@@ -196,51 +309,36 @@ async fn ready(client: &Client) -> bool {
     client.request_text(request).await.is_ok()
 }
 
-/// Asks once a second whether the trouble is over; tells it when it is.
-async fn probe(watch: &'static Watch) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let Some((trouble, started)) = watch.since.lock().ok().and_then(|since| *since) else {
-            return;
-        };
-        let answers = ready(&watch.client).await;
-        let served = answers && (watch.crds_served)(watch.client.clone()).await;
-        let now = match (answers, served) {
-            (false, _) => Some(Trouble::Unreachable),
-            (true, false) => Some(Trouble::CrdsGone),
-            (true, true) => None,
-        };
-        let away = started.elapsed().as_secs_f64();
-        match now {
-            None => {
-                if let Ok(mut since) = watch.since.lock() {
-                    *since = None;
-                }
-                match trouble {
-                    Trouble::Unreachable => info!("the API server answers again, after {away:.0} s"),
-                    Trouble::CrdsGone => info!("this stage's kinds are served again, after {away:.0} s"),
-                }
-                TROUBLES_OVER.send_modify(|over| *over += 1);
-                return;
-            }
-            // Back, but without the CRDs (or the other way round): a new trouble.
-            Some(now) if now != trouble => {
-                if trouble == Trouble::Unreachable {
-                    info!("the API server answers again, after {away:.0} s");
-                }
-                if let Ok(mut since) = watch.since.lock() {
-                    *since = Some((now, Instant::now()));
-                }
-                tell_start(now, "", &watch.install);
-            }
-            Some(_) => {}
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use futures::FutureExt;
+
+    /// An account for a program whose CRDs are always served.
+    pub(crate) fn account(client: &Client) -> Account {
+        Account::new(client.clone(), |_| async { true }.boxed(), "install".to_string())
+    }
+
+    #[tokio::test]
+    async fn two_stages_in_one_program_keep_two_accounts() {
+        let client = crate::children::tests::unused_client();
+        let (first, second) = (account(&client), account(&client));
+        first
+            .scope(async {
+                assert!(!ongoing());
+                report(Trouble::CrdsGone, &"the CRDs are gone");
+                assert!(ongoing());
+            })
+            .await;
+        assert!(first.ongoing());
+        assert!(!second.ongoing());
+        second.scope(async { assert!(!ongoing()) }).await;
+        // Outside any stage's controllers: no account, nothing kept.
+        assert!(!ongoing());
+        assert!(first.first_time("numbers is forbidden"));
+        assert!(!first.first_time("numbers is forbidden"));
+        assert!(second.first_time("numbers is forbidden"));
+    }
 
     fn status(code: u16) -> kube::core::Status {
         kube::core::Status {
@@ -295,5 +393,7 @@ mod tests {
         let forbidden = watcher::Error::InitialListFailed(kube::Error::Api(Box::new(refused.clone())));
         assert_eq!(of_watch_error(&forbidden), Meaning::Forbidden(refused.message));
         assert_eq!(of_watch_error(&watcher::Error::NoResourceVersion), Meaning::Own);
+        let expired = watcher::Error::InitialListFailed(kube::Error::Api(Box::new(status(401))));
+        assert_eq!(of_watch_error(&expired), Meaning::Unauthorized);
     }
 }

@@ -572,9 +572,62 @@ impl<'a> Scenario<'a> {
         Ok(())
     }
 
-    /// What the controller printed so far.
+    /// What the controllers printed so far: `controller.log`, then the log
+    /// of each copy started with a name of its own.
     pub fn controller_log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("controller.log")).unwrap_or_default()
+        let mut logs: Vec<PathBuf> = fs::read_dir(self.dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| {
+                let name = path.file_name().and_then(|name| name.to_str()).unwrap_or_default();
+                name.starts_with("controller-") && name.ends_with(".log")
+            })
+            .collect();
+        logs.sort();
+        let mut text = fs::read_to_string(self.dir.path().join("controller.log")).unwrap_or_default();
+        for log in logs {
+            text.push_str(&fs::read_to_string(log).unwrap_or_default());
+        }
+        text
+    }
+
+    /// What the copy started as `name` ([`Scenario::start_copy`]) printed so far.
+    pub fn copy_log(&self, name: &str) -> String {
+        fs::read_to_string(self.dir.path().join(format!("controller-{name}.log"))).unwrap_or_default()
+    }
+
+    /// Starts a copy of `stage`'s program named `name` (its host name, and
+    /// its log's), with `kubeconfig` and the environment `env` besides; returns its process id.
+    pub fn start_copy(&mut self, stage: Stage, name: &str, kubeconfig: &Path, env: &[(&str, &str)]) -> Result<u32> {
+        let log = fs::File::create(self.dir.path().join(format!("controller-{name}.log")))?;
+        let child = Command::new(stage.program()?)
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env("HOSTNAME", name)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        let pid = child.id();
+        cleanup::register_process(pid);
+        self.controllers_mut().push(child);
+        Ok(pid)
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the running controller `pid`.
+    pub fn signal(&self, pid: u32, signal: &str) -> Result<()> {
+        checked(
+            Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(pid.to_string())
+                .output()?,
+            &format!("kill -{signal}"),
+        )?;
+        Ok(())
     }
 
     /// Runs kubectl in the scenario's namespace and returns its output, failing on a non-zero exit.

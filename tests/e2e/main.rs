@@ -25,6 +25,7 @@
 mod checker;
 mod cluster;
 mod deploy;
+mod election;
 mod guides;
 mod robustness;
 mod step01;
@@ -118,6 +119,7 @@ fn main() -> ExitCode {
         step03::cases(),
         step04::cases(),
         deploy::cases(),
+        election::cases(),
         robustness::cases(),
         checker::cases(),
     ]

@@ -43,6 +43,11 @@ pub fn cases() -> Vec<Case> {
             Stage::Step04,
             children_edited_and_deleted_by_another_client_while_converging_are_put_back
         ),
+        case!(
+            Stage::Step04,
+            a_stored_number_that_no_longer_reads_is_named_once_and_once_deleted_the_rest_settles,
+            own_plane
+        ),
     ];
     rows.into_iter().map(|case| Case { lesson: false, ..case }).collect()
 }
@@ -840,4 +845,63 @@ async fn children_edited_and_deleted_by_another_client_while_converging_are_put_
         last_edit,
     )
     .await
+}
+
+/// A Number stored while an older CRD let its value be a string: the API
+/// server keeps it and serves it as it is, and the program cannot read it.
+/// Every list of Numbers fails with it, so no Number is reconciled; the
+/// program says which object it is, once, and what to do (not an outage,
+/// which it is not). Deleted, the rest settles.
+async fn a_stored_number_that_no_longer_reads_is_named_once_and_once_deleted_the_rest_settles(
+    mut s: Scenario<'_>,
+) -> Result<()> {
+    let plane = s
+        .cluster()
+        .plane()
+        .context("this scenario needs a local control plane")?;
+    let crds = Stage::Step04.crds()?;
+    let mut looser: Vec<serde_json::Value> = serde_saphyr::from_multiple(&crds)?;
+    let number_crd = looser
+        .iter_mut()
+        .find(|crd| crd["spec"]["names"]["kind"] == "Number")
+        .context("no Number CRD")?;
+    number_crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["value"] =
+        serde_json::json!({ "type": "string" });
+    plane.install_crds(&serde_json::to_string(&number_crd)?)?;
+    s.apply(&manifest("Number", "unreadable", "  value: \"abc\"")).await?;
+    plane.install_crds(&crds)?;
+
+    s.start_controller(Stage::Step04)?;
+    let named = "the Number unreadable cannot be read by this program";
+    s.eventually("the program to name the Number it cannot read", || async {
+        match s.controller_log().contains(named) {
+            true => Ok(()),
+            false => Err(format!("no \"{named}\" in the log")),
+        }
+    })
+    .await?;
+    s.apply(&fermat("five", 5)).await?;
+    s.kubectl(&["delete", "number", "unreadable"])?;
+    ensure!(settled_answer(&s, "five", 5).await?, "5 was not found");
+    let log = s.controller_log();
+    let told = log.lines().filter(|line| line.contains(named)).collect::<Vec<_>>();
+    ensure!(
+        told.len() == 1,
+        "the unreadable Number was told {} times: {told:#?}",
+        told.len()
+    );
+    ensure!(
+        told[0].contains(" ERROR ") && told[0].contains("kubectl delete number unreadable"),
+        "the line is no error that says what to do: {}",
+        told[0]
+    );
+    ensure!(
+        !log.contains("out of reach"),
+        "the program called the unreadable Number an outage"
+    );
+    input(
+        "N21",
+        "a Number stored while an older CRD let its value be a string (\"abc\"); this program cannot read it",
+        "one error line names it and says to fix or delete it (no outage is told); no Number is reconciled until then; deleted, a Fermat created meanwhile settles",
+    )
 }

@@ -534,7 +534,7 @@ async fn ten_fermats_of_100_are_created_with_almost_no_refused_requests(mut s: S
 
 /// The process id in the Lease's holder, as stage 4 writes it
 /// (`<host>-<pid>-<start time>`), once some copy holds it.
-async fn lease_holder(s: &Scenario<'_>) -> Result<u32> {
+pub async fn lease_holder(s: &Scenario<'_>) -> Result<u32> {
     let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
         kube::Api::namespaced(s.client.clone(), &s.namespace);
     s.eventually("a copy to hold the Lease", || {
@@ -559,7 +559,7 @@ async fn lease_holder(s: &Scenario<'_>) -> Result<u32> {
 
 /// The Lease as it is now: its holder, and until when it holds it (in
 /// seconds since 1970) if it renews no more.
-async fn lease_now(s: &Scenario<'_>) -> Result<(Option<String>, Option<f64>, Option<f64>)> {
+pub async fn lease_now(s: &Scenario<'_>) -> Result<(Option<String>, Option<f64>, Option<f64>)> {
     let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
         kube::Api::namespaced(s.client.clone(), &s.namespace);
     let spec = leases.get(kit::CONTROLLER_NAME).await?.spec.unwrap_or_default();

@@ -328,6 +328,9 @@ pub struct Children<K: Resource<DynamicType = ()> + 'static> {
     clashes_told: Mutex<HashMap<String, Vec<String>>>,
     /// When the records above were last swept of the parents that have gone.
     swept: Mutex<Instant>,
+    /// The stage's account of its trouble, taken when the children are
+    /// made: reconciles run in tasks of their own, outside the stage's.
+    account: Option<crate::outage::Account>,
     recorder: Recorder,
 }
 
@@ -451,6 +454,7 @@ where
             in_flight: Mutex::default(),
             clashes_told: Mutex::default(),
             swept: Mutex::new(Instant::now()),
+            account: crate::outage::account(),
             recorder: Recorder::new(client.clone(), CONTROLLER_NAME.into()),
             _watching: StopOnDrop(watching.abort_handle()),
         };
@@ -565,7 +569,10 @@ where
             // The kind is being deleted with its CRD, and every object of
             // it, this parent's too: nothing to retry. Told once.
             (Change::Create(_), Err(source)) if crd_terminating(&source) => {
-                crate::outage::report(crate::outage::Trouble::CrdsGone, &source);
+                match &self.account {
+                    Some(account) => account.report(crate::outage::Trouble::CrdsGone, &source),
+                    None => crate::outage::report(crate::outage::Trouble::CrdsGone, &source),
+                }
                 Ok(Done::Nothing)
             }
             (Change::Create(_), Err(source)) => Err(Error::Create { kind, name, source }),
@@ -919,6 +926,62 @@ pub(crate) mod tests {
         gone.sort();
         assert_eq!(gone, ["p-2", "q-1"]);
         assert_eq!(names(index.names_for("uid", "none")), ["p-1", "r-1"]);
+    }
+
+    /// A client whose API server lists `p-1` and `p-2`, ends the watch with
+    /// 410 Gone (its place in history expired), then lists only `p-1`:
+    /// `p-2` was deleted while the watch was away, and no watch event says so.
+    fn relisting_without_p2() -> Client {
+        let lists = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let watches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+            let (lists, watches) = (lists.clone(), watches.clone());
+            async move {
+                use std::sync::atomic::Ordering::SeqCst;
+                let item = |name: &str| {
+                    format!(
+                        r#"{{"apiVersion":"kit.test.example/v1","kind":"Item","metadata":{{"name":"{name}","namespace":"default","uid":"uid-{name}","ownerReferences":[{{"apiVersion":"v1","kind":"Parent","name":"p","uid":"parent-uid","controller":true}}]}},"spec":{{"value":1}}}}"#
+                    )
+                };
+                let body = if request.uri().query().unwrap_or_default().contains("watch=true") {
+                    if watches.fetch_add(1, SeqCst) > 0 {
+                        futures::future::pending::<()>().await;
+                    }
+                    r#"{"type":"ERROR","object":{"apiVersion":"v1","kind":"Status","metadata":{},"status":"Failure","message":"too old resource version","reason":"Expired","code":410}}"#.to_string() + "\n"
+                } else {
+                    let items = match lists.fetch_add(1, SeqCst) {
+                        0 => format!("{},{}", item("p-1"), item("p-2")),
+                        _ => item("p-1"),
+                    };
+                    format!(
+                        r#"{{"apiVersion":"kit.test.example/v1","kind":"ItemList","metadata":{{"resourceVersion":"1"}},"items":[{items}]}}"#
+                    )
+                };
+                Ok::<_, std::convert::Infallible>(http::Response::new(kube::client::Body::from(body.into_bytes())))
+            }
+        });
+        Client::new(service, "default")
+    }
+
+    #[tokio::test]
+    async fn a_child_gone_at_a_new_list_wakes_its_parent() {
+        let (_children, changes) = Children::<Item>::watch(&relisting_without_p2(), item_parent);
+        let names: Vec<String> = tokio::time::timeout(
+            Duration::from_secs(20),
+            changes
+                .filter_map(|change| async move { change.ok() })
+                .take(4)
+                .collect::<Vec<Item>>(),
+        )
+        .await
+        .expect("the watch did not list twice")
+        .into_iter()
+        .map(|item| item.name_any())
+        .collect();
+        // The first list, the second, then the child that the second no
+        // longer has, as the cache last had it (owner references and all):
+        // the controller maps it to its parent, which makes it again.
+        assert_eq!(names, ["p-1", "p-2", "p-1", "p-2"]);
     }
 
     #[tokio::test]

@@ -150,7 +150,10 @@ tokio::task_local! {
     /// The account of the stage whose controllers run in this task
     /// ([`Account::scope`]): `report` and `forbidden`, called from a
     /// controller's stream, find it here. Not a process-wide value: two
-    /// stages in one program keep two accounts.
+    /// stages in one program keep two accounts. kube-runtime runs each
+    /// reconcile in a task of its own, which does not see it: what a
+    /// reconcile needs is taken when the controller is built
+    /// ([`crate::Children`] does).
     static ACCOUNT: Account;
 }
 

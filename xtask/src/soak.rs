@@ -73,7 +73,13 @@ pub struct Outcome {
     pub problem: Option<String>,
     /// Warnings and errors the controller printed during the fault and its recovery.
     pub lines: usize,
+    /// For a recovery slower than [`SLOW`]: what the namespace still waited
+    /// for, every 5 s from then on (seconds since the settling began, why).
+    pub waited_on: Vec<(u64, String)>,
 }
+
+/// A recovery slower than this is explained: what it waited for is kept.
+const SLOW: u64 = 10;
 
 /// Runs `faults` faults on `plane` (stage 4's CRDs and kube-controller-manager
 /// running) against `program`, logging to `log`, with random choices from `seed`.
@@ -156,7 +162,8 @@ async fn outcome_of(
     from: u64,
     back: Instant,
 ) -> Outcome {
-    let (recovery, problem) = match settle(client, wanted).await {
+    let mut waited_on = Vec::new();
+    let (recovery, problem) = match settle(client, wanted, &mut waited_on).await {
         Ok(()) => (Some(back.elapsed().as_secs_f64()), None),
         Err(err) => (None, Some(format!("{err:#}"))),
     };
@@ -171,6 +178,7 @@ async fn outcome_of(
         recovery,
         problem,
         lines,
+        waited_on,
     }
 }
 
@@ -257,8 +265,15 @@ fn fermat(name: &str, n: i64) -> String {
 }
 
 /// Waits until the namespace has settled and holds exactly the `wanted` Fermats.
-async fn settle(client: &Client, wanted: &BTreeMap<String, i64>) -> Result<()> {
-    let snapshot = crate::tree_live::snapshot(client, "default", true, SETTLE_LIMIT, false).await?;
+/// Past [`SLOW`] seconds, what it still waits for goes to `waited_on` (and stderr).
+async fn settle(client: &Client, wanted: &BTreeMap<String, i64>, waited_on: &mut Vec<(u64, String)>) -> Result<()> {
+    let mut note = |seconds: u64, why: &str| {
+        if seconds >= SLOW {
+            eprint!("\n    still waiting after {seconds} s: {why}");
+            waited_on.push((seconds, why.to_string()));
+        }
+    };
+    let snapshot = crate::tree_live::snapshot_telling(client, "default", true, SETTLE_LIMIT, Some(&mut note)).await?;
     let fermats: BTreeMap<String, i64> = snapshot
         .objects()
         .iter()
@@ -317,6 +332,20 @@ pub fn report(outcomes: &[Outcome], seed: u64, minutes: f64) -> String {
     for stall in stalls {
         out.push_str(&stall_item(stall));
     }
+    let mut slow: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|outcome| outcome.recovery.is_some() && !outcome.waited_on.is_empty())
+        .collect();
+    slow.sort_by(|a, b| b.recovery.unwrap_or(0.0).total_cmp(&a.recovery.unwrap_or(0.0)));
+    if !slow.is_empty() {
+        out.push_str(&format!(
+            "\nThe recoveries slower than {SLOW} s, slowest first, with what the namespace still waited for \
+             every 5 s from {SLOW} s on:\n\n"
+        ));
+        for outcome in slow {
+            out.push_str(&slow_item(outcome));
+        }
+    }
     out.push_str("\nThe controller's log of the run is kept in `target/soak/controller.log`.\n");
     out
 }
@@ -340,6 +369,21 @@ fn kind_row(kind: Fault, outcomes: &[Outcome]) -> String {
         kind.name(),
         of_kind.len(),
         times.len()
+    )
+}
+
+/// A list item for a slow recovery: the fault, how long, and what it waited for.
+fn slow_item(outcome: &Outcome) -> String {
+    let waits: Vec<String> = outcome
+        .waited_on
+        .iter()
+        .map(|(seconds, why)| format!("{seconds} s: {why}"))
+        .collect();
+    format!(
+        "- {}, settled after {:.1} s; {}\n",
+        describe(outcome.fault),
+        outcome.recovery.unwrap_or(0.0),
+        waits.join("; ")
     )
 }
 

@@ -283,6 +283,29 @@ pub async fn snapshot(
     timeout: Duration,
     tell_progress: bool,
 ) -> Result<Snapshot> {
+    let mut tell = |seconds: u64, why: &str| {
+        eprintln!(
+            "{}",
+            say!(
+                "still waiting after {seconds} s: {why}",
+                "{seconds} 秒待っています: {why}"
+            )
+        );
+    };
+    let progress: Option<&mut (dyn FnMut(u64, &str) + Send)> = if tell_progress { Some(&mut tell) } else { None };
+    snapshot_telling(client, namespace, wait_settled, timeout, progress).await
+}
+
+/// [`snapshot`], which hands `progress` (when given) what it still waits
+/// for, and since how many seconds, every [`PROGRESS_EVERY`].
+pub async fn snapshot_telling(
+    client: &Client,
+    namespace: &str,
+    wait_settled: bool,
+    timeout: Duration,
+    mut progress: Option<&mut (dyn FnMut(u64, &str) + Send)>,
+) -> Result<Snapshot> {
+    let tell_progress = progress.is_some();
     let language = Language::of_reader();
     let installed = installed_kinds(client, namespace).await?;
     let mut events = watch(client, namespace, &installed);
@@ -312,13 +335,9 @@ pub async fn snapshot(
             Err(_) if tokio::time::Instant::now() < deadline => {
                 let seconds = started.elapsed().as_secs();
                 let why = waiting_for(&state);
-                eprintln!(
-                    "{}",
-                    say!(
-                        "still waiting after {seconds} s: {why}",
-                        "{seconds} 秒待っています: {why}"
-                    )
-                );
+                if let Some(progress) = progress.as_mut() {
+                    progress(seconds, &why);
+                }
                 next_tell += PROGRESS_EVERY;
             }
             Err(_) => {

@@ -292,9 +292,12 @@ pub async fn snapshot(
             )
         );
     };
-    let progress: Option<&mut (dyn FnMut(u64, &str) + Send)> = if tell_progress { Some(&mut tell) } else { None };
+    let progress: Option<&mut Progress<'_>> = if tell_progress { Some(&mut tell) } else { None };
     snapshot_telling(client, namespace, wait_settled, timeout, progress).await
 }
+
+/// What [`snapshot_telling`] hands what it still waits for, and since how many seconds.
+pub type Progress<'a> = dyn FnMut(u64, &str) + Send + 'a;
 
 /// [`snapshot`], which hands `progress` (when given) what it still waits
 /// for, and since how many seconds, every [`PROGRESS_EVERY`].
@@ -303,7 +306,7 @@ pub async fn snapshot_telling(
     namespace: &str,
     wait_settled: bool,
     timeout: Duration,
-    mut progress: Option<&mut (dyn FnMut(u64, &str) + Send)>,
+    mut progress: Option<&mut Progress<'_>>,
 ) -> Result<Snapshot> {
     let tell_progress = progress.is_some();
     let language = Language::of_reader();

@@ -27,7 +27,7 @@
 //! | | client-go `leaderelection` (controller-runtime's defaults) | here |
 //! |---|---|---|
 //! | Lease duration: how long a silent leader is waited for | 15 s | [`LEASE_DURATION`], 10 s |
-//! | Renew deadline: a leader that has not renewed for this long stops leading | 10 s | [`RENEW_DEADLINE`], 7 s, from the start of its last successful renewal, on the monotonic clock |
+//! | Renew deadline: a leader that has not renewed for this long stops leading | 10 s | [`RENEW_DEADLINE`], 7 s, from the start of its last successful renewal, on the monotonic clock and on the wall clock, whichever ends it first |
 //! | Retry period: how often the leader renews, and a follower tries | 2 s | [`RETRY_PERIOD`], 2 s (a follower watches the Lease instead of trying) |
 //! | Each Lease request has a time limit | the renew deadline bounds every try | [`REQUEST_TIMEOUT`], 2 s, each |
 //! | Expiry judged by | when the follower itself saw the Lease last change | the same: the holder's `renewTime` is never compared with this copy's clock, so a clock set wrong on either side does no harm |
@@ -42,6 +42,24 @@
 //! least 10 s after it saw that renewal, which was after its start. The
 //! 3 s between them are for the controllers to stop, and for clocks that run
 //! at different rates.
+//!
+//! # What it does not guarantee
+//!
+//! - **Writes already sent.** A write that left the program before its
+//!   deadline may reach the API server after it, even after another copy
+//!   took the Lease (a request held up in the network). client-go has the
+//!   same gap. Nothing here needs more: every write is idempotent (a create
+//!   that exists is refused, a server-side apply of the same spec changes
+//!   nothing, a delete carries the uid it means), so a late write of the old
+//!   leader is at worst undone by the new one.
+//! - **A machine suspended in the middle of a write.** Its monotonic clock
+//!   stops during the suspension; the wall clock closes the fence on waking
+//!   unless someone set it back meanwhile. Then the next renewal (at most
+//!   [`RETRY_PERIOD`] later) finds the Lease taken.
+//! - **Clocks that run at very different rates**, 30% apart or more, which
+//!   no working machine has.
+//! - **Reads.** A copy that does not lead keeps its caches and may read;
+//!   only what it would change is fenced.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -95,34 +113,59 @@ pub struct Leadership {
 /// while it was stopped (SIGSTOP, a laptop asleep) or busy writes nothing
 /// more, even before its controllers are told to stop.
 #[derive(Clone, Default)]
-pub struct Fence(Arc<Mutex<Option<Instant>>>);
+pub struct Fence(Arc<Mutex<Option<Deadline>>>);
+
+/// The end of a renew deadline on two clocks. The monotonic clock cannot be
+/// set, but on Linux and macOS it stops while the machine is suspended
+/// (a laptop's lid closed); the wall clock goes on then, but can be set.
+/// The deadline has passed when either says so.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Deadline {
+    monotonic: Instant,
+    wall: std::time::SystemTime,
+}
+
+impl Deadline {
+    /// [`RENEW_DEADLINE`] after a renewal that started at `started` (and `started_wall`).
+    fn after(started: Instant, started_wall: std::time::SystemTime) -> Deadline {
+        Deadline {
+            monotonic: started + RENEW_DEADLINE,
+            wall: started_wall + RENEW_DEADLINE,
+        }
+    }
+
+    fn passed(&self) -> bool {
+        Instant::now() >= self.monotonic || std::time::SystemTime::now() >= self.wall
+    }
+}
 
 impl Fence {
     /// Whether this copy may write now.
     pub fn open(&self) -> bool {
-        self.until().is_some_and(|until| Instant::now() < until)
+        self.until().is_some_and(|until| !until.passed())
     }
 
     /// Resolves when the renew deadline passes without a renewal; never
-    /// while this copy does not lead.
+    /// while this copy does not lead. It looks every second at least: the
+    /// monotonic clock's timers do not see a suspended machine's time.
     async fn lapsed(&self) {
         loop {
             let Some(until) = self.until() else {
                 return futures::future::pending().await;
             };
-            tokio::time::sleep_until(until).await;
+            tokio::time::sleep_until(until.monotonic.min(Instant::now() + Duration::from_secs(1))).await;
             // Renewed meanwhile: a later deadline.
-            if self.until() == Some(until) {
+            if until.passed() && self.until() == Some(until) {
                 return;
             }
         }
     }
 
-    fn until(&self) -> Option<Instant> {
+    fn until(&self) -> Option<Deadline> {
         *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn set(&self, until: Option<Instant>) {
+    fn set(&self, until: Option<Deadline>) {
         *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = until;
     }
 
@@ -506,16 +549,11 @@ impl Election {
             Some(lease) => lease,
             None => read_lease(&self.leases).await?,
         };
-        let now = Instant::now();
-        if self.seen.as_ref().is_none_or(|(spec, _)| *spec != lease.spec) {
-            self.seen = Some((lease.spec.clone(), now));
-        }
-        let unchanged_for = self.seen.as_ref().map_or(Duration::ZERO, |(_, at)| now - *at);
-        match turn(lease.spec.as_ref(), &self.me, unchanged_for, process_exists) {
+        match self.turn(&lease) {
             turn @ (Turn::Mine | Turn::Free) => {
-                let started = Instant::now();
+                let (started, started_wall) = (Instant::now(), std::time::SystemTime::now());
                 let written = timed(write(&self.leases, &lease, &self.me, &self.wall, turn == Turn::Free)).await?;
-                self.fence.set(Some(started + RENEW_DEADLINE));
+                self.fence.set(Some(Deadline::after(started, started_wall)));
                 self.lease = Some(written);
                 self.tell.send_replace(true);
                 self.told_wait.clear();
@@ -536,13 +574,72 @@ impl Election {
                     .filter(|held| self.me.sees_processes_of(held))
                     .map(|held| held.pid);
                 let version = lease.resource_version().unwrap_or_default();
-                tokio::select! {
-                    () = until_changed(&self.leases, &version, runs_out_in) => {}
-                    () = until_gone(local) => {}
-                }
+                self.follow(&version, runs_out_in, local).await;
             }
         }
         Ok(())
+    }
+
+    /// The Lease's turn as this copy sees it now, noting when it last saw
+    /// the Lease change.
+    fn turn(&mut self, lease: &Lease) -> Turn {
+        let now = Instant::now();
+        if self.seen.as_ref().is_none_or(|(spec, _)| *spec != lease.spec) {
+            self.seen = Some((lease.spec.clone(), now));
+        }
+        let unchanged_for = self.seen.as_ref().map_or(Duration::ZERO, |(_, at)| now - *at);
+        turn(lease.spec.as_ref(), &self.me, unchanged_for, process_exists)
+    }
+
+    /// Follows another copy's Lease with one watch from `version`, noting
+    /// each renewal, until it is this copy's turn (the Lease freed, or the
+    /// holder's process of this machine gone) or until it runs out as far as
+    /// this copy saw (`runs_out_in`, moved on by each renewal). The Lease last
+    /// seen is kept for the next step, which then needs no read. A watch
+    /// that fails or ends returns too: the next step reads the Lease.
+    async fn follow(&mut self, version: &str, runs_out_in: Duration, local: Option<u32>) {
+        let mut runs_out = Instant::now() + runs_out_in;
+        let gone = until_gone(local);
+        let mut gone = std::pin::pin!(gone);
+        let params = WatchParams::default()
+            .fields(&format!("metadata.name={LEASE_NAME}"))
+            .timeout(290);
+        let leases = self.leases.clone();
+        let started = tokio::select! {
+            started = leases.watch(&params, version) => started,
+            () = tokio::time::sleep_until(runs_out) => return,
+            () = &mut gone => return,
+        };
+        let mut events = match started {
+            Ok(events) => events.boxed(),
+            Err(err) => {
+                debug!(%err, "cannot watch the Lease");
+                tokio::select! {
+                    () = tokio::time::sleep(RETRY_PERIOD.min(runs_out_in)) => {}
+                    () = &mut gone => {}
+                }
+                return;
+            }
+        };
+        loop {
+            let event = tokio::select! {
+                event = events.next() => event,
+                () = tokio::time::sleep_until(runs_out) => return,
+                () = &mut gone => return,
+            };
+            let lease = match event {
+                Some(Ok(WatchEvent::Added(lease) | WatchEvent::Modified(lease))) => lease,
+                Some(Ok(WatchEvent::Bookmark(_))) => continue,
+                _ => return,
+            };
+            match self.turn(&lease) {
+                Turn::Theirs { runs_out_in, .. } => runs_out = Instant::now() + runs_out_in,
+                _ => {
+                    self.lease = Some(lease);
+                    return;
+                }
+            }
+        }
     }
 
     /// Stops leading, if this copy leads: the fence closes, and the stage
@@ -637,31 +734,6 @@ async fn patch(leases: &Api<Lease>, lease: &Lease, spec: serde_json::Value) -> k
     leases
         .patch(LEASE_NAME, &PatchParams::default(), &Patch::Merge(&body))
         .await
-}
-
-/// Waits until the Lease changes after `version`, or `limit` has passed.
-async fn until_changed(leases: &Api<Lease>, version: &str, limit: Duration) {
-    let params = WatchParams::default()
-        .fields(&format!("metadata.name={LEASE_NAME}"))
-        .timeout(limit.as_secs().clamp(1, 290) as u32);
-    let changed = async {
-        match leases.watch(&params, version).await {
-            Ok(events) => {
-                let mut events = events.boxed();
-                while let Some(event) = events.next().await {
-                    match event {
-                        Ok(WatchEvent::Bookmark(_)) => continue,
-                        _ => return,
-                    }
-                }
-            }
-            Err(err) => {
-                debug!(%err, "cannot watch the Lease");
-                tokio::time::sleep(RETRY_PERIOD).await;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(limit, changed).await;
 }
 
 /// Resolves when process `pid` of this machine has gone; never for `None`.
@@ -873,7 +945,7 @@ mod tests {
         assert!(send(http::Method::PATCH).await.unwrap_err().is::<NotLeading>());
         assert_eq!(send(http::Method::GET).await.unwrap(), "sent");
 
-        fence.set(Some(Instant::now() + RENEW_DEADLINE));
+        fence.set(Some(Deadline::after(Instant::now(), std::time::SystemTime::now())));
         assert_eq!(send(http::Method::PATCH).await.unwrap(), "sent");
         let lapsed = fence.lapsed();
         tokio::time::advance(RENEW_DEADLINE).await;
@@ -882,19 +954,32 @@ mod tests {
         assert!(send(http::Method::DELETE).await.unwrap_err().is::<NotLeading>());
     }
 
+    #[test]
+    fn the_deadline_passes_when_either_clock_says_so() {
+        let (now, wall) = (Instant::now(), std::time::SystemTime::now());
+        assert!(!Deadline::after(now, wall).passed());
+        // A machine that was suspended: its monotonic clock did not move, its wall clock did.
+        assert!(Deadline::after(now, wall - 2 * RENEW_DEADLINE).passed());
+        // A wall clock set back: the monotonic clock still ends the lease.
+        let long_ago = now.checked_sub(2 * RENEW_DEADLINE).expect("the machine has run for 14 s");
+        assert!(Deadline::after(long_ago, wall).passed());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_renewal_moves_the_deadline_on() {
         let fence = Fence::default();
-        let first = Instant::now() + RENEW_DEADLINE;
+        let wall = std::time::SystemTime::now();
+        let first = Deadline::after(Instant::now(), wall);
         fence.set(Some(first));
         let lapsed = fence.lapsed();
         let mut lapsed = std::pin::pin!(lapsed);
         tokio::time::advance(RETRY_PERIOD).await;
-        fence.set(Some(Instant::now() + RENEW_DEADLINE));
+        // Paused, the monotonic clock has moved 2 s; the wall clock has not.
+        fence.set(Some(Deadline::after(Instant::now(), wall + RETRY_PERIOD)));
         tokio::select! {
             biased;
             () = &mut lapsed => panic!("lapsed although renewed"),
-            () = tokio::time::sleep_until(first + Duration::from_millis(1)) => {}
+            () = tokio::time::sleep_until(first.monotonic + Duration::from_millis(1)) => {}
         }
         assert!(fence.open());
         lapsed.await;

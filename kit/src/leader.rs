@@ -29,7 +29,7 @@
 //! | Lease duration: how long a silent leader is waited for | 15 s | [`LEASE_DURATION`], 10 s |
 //! | Renew deadline: a leader that has not renewed for this long stops leading | 10 s | [`RENEW_DEADLINE`], 7 s, from the start of its last successful renewal, on the monotonic clock and on the wall clock, whichever ends it first |
 //! | Retry period: how often the leader renews, and a follower tries | 2 s | [`RETRY_PERIOD`], 2 s (a follower watches the Lease instead of trying) |
-//! | Each Lease request has a time limit | the renew deadline bounds every try | [`REQUEST_TIMEOUT`], 2 s, each |
+//! | Each Lease request has a time limit | the renew deadline bounds every try | [`REQUEST_TIMEOUT`], 2 s, for a renewal, [`ACQUIRE_TIMEOUT`], 5 s, for the others; a request that timed out is tried again at once |
 //! | Expiry judged by | when the follower itself saw the Lease last change | the same: the holder's `renewTime` is never compared with this copy's clock, so a clock set wrong on either side does no harm |
 //! | The election's requests | share the manager's client and its rate limit | a client of their own: they never wait behind the controllers' [`REQUESTS_AT_ONCE`](crate::stage::REQUESTS_AT_ONCE) |
 //! | A leader that stopped leading | the manager exits | the controllers stop, and the copy runs for the Lease again |
@@ -94,11 +94,18 @@ pub const RENEW_DEADLINE: Duration = Duration::from_secs(7);
 /// much later: three tries fit in the renew deadline.
 pub const RETRY_PERIOD: Duration = Duration::from_secs(2);
 
-/// The longest any one request about the Lease may take. kube's client sets
-/// no time limit on its own: a request on a connection that died without a
-/// word (a laptop that changed networks, a NAT that forgot the flow) would
-/// wait for ever.
+/// The longest a renewal may take; a request that times out is tried
+/// again at once, on a new connection. kube's client sets no time limit on
+/// its own: a request on a connection that died without a word (a laptop
+/// that changed networks, a NAT that forgot the flow) would wait for ever.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The longest any other request about the Lease may take (a read, or
+/// taking the Lease): long enough for an API server that answers slowly,
+/// as one does for a few seconds after its etcd came back. Safety does not
+/// depend on it: a Lease taken by a slow request leads until
+/// [`RENEW_DEADLINE`] after the request started.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// This copy's place in the election: leading or not, as it changes.
 pub struct Leadership {
@@ -418,7 +425,7 @@ fn turn(spec: Option<&LeaseSpec>, me: &Identity, unchanged_for: Duration, alive:
 pub(crate) async fn join(client: Client, fence: Fence, account: Account) -> anyhow::Result<Leadership> {
     let namespace = client.default_namespace().to_string();
     let leases: Api<Lease> = Api::default_namespaced(client);
-    match timed(create_lease(&leases)).await {
+    match timed(ACQUIRE_TIMEOUT, create_lease(&leases)).await {
         Ok(()) => {}
         Err(Failure::Refused(kube::Error::Api(status))) if status.code == 404 => {
             return Err(anyhow!(
@@ -461,15 +468,15 @@ pub(crate) async fn join(client: Client, fence: Fence, account: Account) -> anyh
 enum Failure {
     #[error("{}", match .0 { kube::Error::Api(status) => status.message.clone(), err => err.to_string() })]
     Refused(kube::Error),
-    #[error("no answer within {} s", REQUEST_TIMEOUT.as_secs())]
-    TimedOut,
+    #[error("no answer within {} s", .0.as_secs())]
+    TimedOut(Duration),
 }
 
-/// `request`, failed if it takes longer than [`REQUEST_TIMEOUT`].
-async fn timed<T>(request: impl Future<Output = kube::Result<T>>) -> Result<T, Failure> {
-    match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
+/// `request`, failed if it takes longer than `limit`.
+async fn timed<T>(limit: Duration, request: impl Future<Output = kube::Result<T>>) -> Result<T, Failure> {
+    match tokio::time::timeout(limit, request).await {
         Ok(answer) => answer.map_err(Failure::Refused),
-        Err(_) => Err(Failure::TimedOut),
+        Err(_) => Err(Failure::TimedOut(limit)),
     }
 }
 
@@ -486,10 +493,10 @@ async fn create_lease(leases: &Api<Lease>) -> kube::Result<()> {
 /// The Lease, created again if it is gone (its namespace was deleted and
 /// made again, or someone deleted it).
 async fn read_lease(leases: &Api<Lease>) -> Result<Lease, Failure> {
-    match timed(leases.get(LEASE_NAME)).await {
+    match timed(ACQUIRE_TIMEOUT, leases.get(LEASE_NAME)).await {
         Err(Failure::Refused(kube::Error::Api(status))) if status.code == 404 => {
-            timed(create_lease(leases)).await?;
-            timed(leases.get(LEASE_NAME)).await
+            timed(ACQUIRE_TIMEOUT, create_lease(leases)).await?;
+            timed(ACQUIRE_TIMEOUT, leases.get(LEASE_NAME)).await
         }
         read => read,
     }
@@ -551,10 +558,20 @@ impl Election {
         };
         match self.turn(&lease) {
             turn @ (Turn::Mine | Turn::Free) => {
+                let limit = match self.fence.until() {
+                    Some(_) => REQUEST_TIMEOUT,
+                    None => ACQUIRE_TIMEOUT,
+                };
                 let (started, started_wall) = (Instant::now(), std::time::SystemTime::now());
-                let written = timed(write(&self.leases, &lease, &self.me, &self.wall, turn == Turn::Free)).await?;
-                self.fence.set(Some(Deadline::after(started, started_wall)));
+                let take = turn == Turn::Free;
+                let written = timed(limit, write(&self.leases, &lease, &self.me, &self.wall, take)).await?;
+                let deadline = Deadline::after(started, started_wall);
                 self.lease = Some(written);
+                if deadline.passed() {
+                    // Written, but too slowly to lead on it: renew at once.
+                    return Ok(());
+                }
+                self.fence.set(Some(deadline));
                 self.tell.send_replace(true);
                 self.told_wait.clear();
                 tokio::time::sleep(RETRY_PERIOD).await;
@@ -663,30 +680,31 @@ impl Election {
     }
 
     /// A request failed: tell it once, and try again [`RETRY_PERIOD`] later
-    /// (at once after a conflict: another copy changed the Lease first).
+    /// (at once after a conflict, where another copy changed the Lease
+    /// first, or after a time-out, which has waited already).
+    ///
+    /// No answer is told as an outage, once for a run of failures: after
+    /// etcd came back, the API server answers some kinds seconds before
+    /// others, and the probe would tell the outage over after each one.
     fn failed(&mut self, failure: Failure) {
         self.lease = None;
-        if let Failure::Refused(kube::Error::Api(status)) = &failure
-            && status.code == 409
-        {
-            return;
-        }
-        self.retry_at = Some(Instant::now() + RETRY_PERIOD);
         let unreachable = match &failure {
-            Failure::TimedOut => true,
-            Failure::Refused(err) => crate::outage::of_request_error(err) == Some(crate::outage::Trouble::Unreachable),
+            Failure::Refused(kube::Error::Api(status)) if status.code == 409 => return,
+            Failure::TimedOut(_) => true,
+            Failure::Refused(err) => {
+                self.retry_at = Some(Instant::now() + RETRY_PERIOD);
+                crate::outage::of_request_error(err) == Some(crate::outage::Trouble::Unreachable)
+            }
         };
-        if unreachable {
-            // The API server is away: told once for the program.
-            self.account.report(crate::outage::Trouble::Unreachable, &failure);
-            return;
-        }
         let what = failure.to_string();
         if self.told_error == what {
-            debug!(%what, "the Lease could not be read or written");
+            return debug!(%what, "the Lease could not be read or written");
+        }
+        self.told_error.clone_from(&what);
+        if unreachable {
+            self.account.report(crate::outage::Trouble::Unreachable, &failure);
         } else {
             warn!("cannot read or write the Lease {LEASE_NAME} (leader election): {what}; trying again");
-            self.told_error = what;
         }
     }
 
@@ -699,7 +717,7 @@ impl Election {
                 let spec = serde_json::json!({
                     "holderIdentity": null, "acquireTime": null, "renewTime": null, "leaseDurationSeconds": null,
                 });
-                timed(patch(&self.leases, &lease, spec)).await?;
+                timed(REQUEST_TIMEOUT, patch(&self.leases, &lease, spec)).await?;
             }
             Ok::<(), Failure>(())
         };
@@ -928,8 +946,9 @@ mod tests {
 
     #[test]
     fn a_leader_stops_before_any_follower_may_take_over() {
-        assert!(REQUEST_TIMEOUT < RENEW_DEADLINE);
-        assert!(RETRY_PERIOD + REQUEST_TIMEOUT < RENEW_DEADLINE);
+        assert!(REQUEST_TIMEOUT < RENEW_DEADLINE && ACQUIRE_TIMEOUT < RENEW_DEADLINE);
+        // Three renewals fit in the deadline: one in time, one timed out, one tried again.
+        assert!(RETRY_PERIOD + 2 * REQUEST_TIMEOUT < RENEW_DEADLINE);
         assert!(RENEW_DEADLINE < LEASE_DURATION);
     }
 
@@ -961,7 +980,9 @@ mod tests {
         // A machine that was suspended: its monotonic clock did not move, its wall clock did.
         assert!(Deadline::after(now, wall - 2 * RENEW_DEADLINE).passed());
         // A wall clock set back: the monotonic clock still ends the lease.
-        let long_ago = now.checked_sub(2 * RENEW_DEADLINE).expect("the machine has run for 14 s");
+        let long_ago = now
+            .checked_sub(2 * RENEW_DEADLINE)
+            .expect("the machine has run for 14 s");
         assert!(Deadline::after(long_ago, wall).passed());
     }
 

@@ -14,8 +14,8 @@
 //! | [`backoff`] | how long to wait before a failed reconcile or a broken watch is tried again | the rate limiter of controller-runtime's work queue |
 //! | [`status`] | writes a parent's status with server-side apply, once | `r.Status().Update(ctx, &obj)` |
 //! | [`children`] | reads a parent's children from a watch cache, carries out the stage's plan, tells it in Events | the informer cache, `Owns(&Child{})`, the ReplicaSet controller's "expectations", `record.EventRecorder` |
-//! | [`outage`] | tells an outage (or CRDs gone) in two lines, not in thousands of failed requests | client-go's backoff and klog's rate limiting |
-//! | [`leader`] | lets one copy of the program run the controllers, through a Lease | controller-runtime's `LeaderElection` option |
+//! | [`outage`] | tells an outage (or CRDs gone) in two lines, not in thousands of failed requests; an object that cannot be read, or refused credentials, in one | client-go's backoff and klog's rate limiting |
+//! | [`leader`] | lets one copy of the program run the controllers, through a Lease, and fences the writes of a copy whose renewal is late | controller-runtime's `LeaderElection` option (client-go's `leaderelection`) |
 //!
 //! Performance work lives here too, where it costs the reader of a stage nothing.
 

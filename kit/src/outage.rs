@@ -5,8 +5,15 @@
 //! (`RUST_LOG=debug` shows them), so that they do not bury what matters.
 //!
 //! Controllers built on client-go log the same failures over and over; the
-//! kit keeps one account of the trouble for the whole program, and a probe
-//! that asks the API server once a second whether it is over.
+//! kit keeps one account of the trouble for each stage program (an
+//! [`Account`], which [`crate::Stage`] owns and hands down), and a probe
+//! that asks the API server once a second (`/readyz`) whether it is over.
+//!
+//! Only no answer (refused, reset, timed out), a server error or 429 Too
+//! Many Requests count as the API server out of reach. What does not end
+//! when the API server comes back is told once, as what it is: a stored
+//! object that this program cannot read (named, with the fix), refused
+//! credentials (401), a forbidden list (403).
 
 use std::fmt::Display;
 use std::sync::{Arc, Mutex};

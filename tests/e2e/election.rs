@@ -80,15 +80,19 @@ async fn expect_holder(s: &Scenario<'_>, pid: u32) -> Result<f64> {
     acquired.context("the Lease has no acquireTime")
 }
 
-/// The writes to custom resources that copy `pid` made, as the audit log
-/// recorded them (each copy names its process in its User-Agent), received after `after`.
-fn writes_by_after(s: &Scenario<'_>, pid: u32, after: f64) -> Result<Vec<String>> {
+/// Fails if the audit log recorded a write to a custom resource by copy
+/// `pid` (each copy names its process in its User-Agent) received after
+/// `after`; `who` and `when` say which copy and what `after` is.
+fn expect_no_writes_after(s: &Scenario<'_>, pid: u32, after: f64, who: &str, when: &str) -> Result<()> {
     let process = format!("process {pid})");
-    Ok(s.recorded_writes()?
+    let late: Vec<String> = s
+        .recorded_writes()?
         .into_iter()
         .filter(|write| write.user_agent.ends_with(&process) && write.received > after)
         .map(|write| format!("{} {} {}", write.verb, write.resource, write.name))
-        .collect())
+        .collect();
+    ensure!(late.is_empty(), "{who} wrote {when}: {late:?}");
+    Ok(())
 }
 
 /// Two copies on hosts with different names. The leader is stopped
@@ -130,11 +134,13 @@ async fn a_stopped_leader_is_replaced_when_its_lease_runs_out_and_writes_nothing
         continued,
     )
     .await?;
-    let late = writes_by_after(&s, first, acquired)?;
-    ensure!(
-        late.is_empty(),
-        "the stopped leader wrote after the other copy had taken the Lease: {late:?}"
-    );
+    expect_no_writes_after(
+        &s,
+        first,
+        acquired,
+        "the stopped leader",
+        "after the other copy had taken the Lease",
+    )?;
     ensure!(
         lease_holder(&s).await? == second,
         "the continued copy took the Lease back"
@@ -202,11 +208,13 @@ async fn a_leader_cut_off_in_the_middle_of_its_renewals_stops_before_the_other_t
         healed,
     )
     .await?;
-    let late = writes_by_after(&s, first, acquired)?;
-    ensure!(
-        late.is_empty(),
-        "the cut-off leader wrote after the other copy had taken the Lease: {late:?}"
-    );
+    expect_no_writes_after(
+        &s,
+        first,
+        acquired,
+        "the cut-off leader",
+        "after the other copy had taken the Lease",
+    )?;
     Ok(())
 }
 
@@ -244,11 +252,7 @@ async fn a_follower_whose_clock_is_ahead_waits_for_a_healthy_leader(mut s: Scena
     ensure!(settled_answer(&s, "thirteen", 13).await?, "13 was not found");
     let (holder, _, _) = lease_now(&s).await?;
     ensure_holder(holder.as_deref(), first).map_err(anyhow::Error::msg)?;
-    let by_follower = writes_by_after(&s, second, 0.0)?;
-    ensure!(
-        by_follower.is_empty(),
-        "the follower wrote while the leader led: {by_follower:?}"
-    );
+    expect_no_writes_after(&s, second, 0.0, "the follower", "while the leader led")?;
     ensure!(
         !s.copy_log("copy-b").contains("leading: this copy holds"),
         "the follower led"

@@ -14,7 +14,7 @@ use xtask::robustness::{self, Row};
 use crate::Case;
 use crate::cluster::{Scenario, Stage, expect_one_line_error, field, run_to_exit};
 use crate::step01::case;
-use crate::step04::{fermat, settled_answer, settled_answers};
+use crate::step04::{fermat, install_looser_crd, settled_answer, settled_answers};
 
 /// The table's rows: not part of any stage's lesson, so `cargo xtask check`
 /// runs them only with `--all`.
@@ -855,19 +855,14 @@ async fn children_edited_and_deleted_by_another_client_while_converging_are_put_
 async fn a_stored_number_that_no_longer_reads_is_named_once_and_once_deleted_the_rest_settles(
     mut s: Scenario<'_>,
 ) -> Result<()> {
+    let crds = install_looser_crd(&s, "Number", "value", |value| {
+        *value = serde_json::json!({ "type": "string" });
+        Ok(())
+    })?;
     let plane = s
         .cluster()
         .plane()
         .context("this scenario needs a local control plane")?;
-    let crds = Stage::Step04.crds()?;
-    let mut looser: Vec<serde_json::Value> = serde_saphyr::from_multiple(&crds)?;
-    let number_crd = looser
-        .iter_mut()
-        .find(|crd| crd["spec"]["names"]["kind"] == "Number")
-        .context("no Number CRD")?;
-    number_crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["value"] =
-        serde_json::json!({ "type": "string" });
-    plane.install_crds(&serde_json::to_string(&number_crd)?)?;
     s.apply(&manifest("Number", "unreadable", "  value: \"abc\"")).await?;
     plane.install_crds(&crds)?;
 

@@ -344,7 +344,12 @@ pub fn report(outcomes: &[Outcome], seed: u64, minutes: f64) -> String {
         ));
         let gc_only = slow
             .iter()
-            .filter(|outcome| outcome.waited_on.iter().all(|(_, why)| waits_for_the_garbage_collector(why)))
+            .filter(|outcome| {
+                outcome
+                    .waited_on
+                    .iter()
+                    .all(|(_, why)| waits_for_the_garbage_collector(why))
+            })
             .count();
         for outcome in &slow {
             out.push_str(&slow_item(outcome));
@@ -353,9 +358,11 @@ pub fn report(outcomes: &[Outcome], seed: u64, minutes: f64) -> String {
             "\n{gc_only} of these {} waited for nothing but kube-controller-manager's garbage collector: the \
              controller's own objects had settled, and the Numbers of a Tuple deleted during the fault waited to be \
              deleted. The garbage collector retries a deletion that failed with its work queue's backoff, which \
-             doubles from 5 ms with each failure (its log shows `error syncing item` at 0.08, 0.16, 0.32 … 10.24 s \
-             apart), so a deletion that kept failing through an outage of T seconds is next tried up to about T \
-             seconds after the API server is back. That is the cluster's pace, not the controller's.\n",
+             doubles at each failure (in a soak's kube-controller-manager log, `error syncing item` came 0.08, \
+             0.16, 0.32 … 10.24 s apart during an outage): a deletion that failed all through an outage is tried \
+             again only after a delay of the same order as the outage, and a Fermat deleted during the fault waits \
+             for two such deletions in turn, its Tuples' and then their Numbers' (where the reason above changes \
+             from one to the other). That is the cluster's pace, not the controller's.\n",
             slow.len()
         ));
     }
@@ -393,10 +400,20 @@ fn waits_for_the_garbage_collector(why: &str) -> bool {
 
 /// A list item for a slow recovery: the fault, how long, and what it waited for.
 fn slow_item(outcome: &Outcome) -> String {
-    let waits: Vec<String> = outcome
-        .waited_on
+    // One entry per run of the same reason: "10–70 s: …".
+    let mut runs: Vec<(u64, u64, &str)> = Vec::new();
+    for (seconds, why) in &outcome.waited_on {
+        match runs.last_mut() {
+            Some((_, last, same)) if *same == why.as_str() => *last = *seconds,
+            _ => runs.push((*seconds, *seconds, why)),
+        }
+    }
+    let waits: Vec<String> = runs
         .iter()
-        .map(|(seconds, why)| format!("{seconds} s: {why}"))
+        .map(|(first, last, why)| match first == last {
+            true => format!("{first} s: {why}"),
+            false => format!("{first}–{last} s: {why}"),
+        })
         .collect();
     format!(
         "- {}, settled after {:.1} s; {}\n",

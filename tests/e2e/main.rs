@@ -27,6 +27,7 @@ mod cluster;
 mod deploy;
 mod election;
 mod guides;
+mod http_proxy;
 mod robustness;
 mod step01;
 mod step02;

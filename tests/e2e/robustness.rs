@@ -48,6 +48,11 @@ pub fn cases() -> Vec<Case> {
             a_stored_number_that_no_longer_reads_is_named_once_and_once_deleted_the_rest_settles,
             own_plane
         ),
+        case!(
+            Stage::Step04,
+            numbers_deleted_while_only_the_watches_of_numbers_were_away_are_made_again,
+            needs_audit_log
+        ),
     ];
     rows.into_iter().map(|case| Case { lesson: false, ..case }).collect()
 }
@@ -899,4 +904,43 @@ async fn a_stored_number_that_no_longer_reads_is_named_once_and_once_deleted_the
         "a Number stored while an older CRD let its value be a string (\"abc\"); this program cannot read it",
         "one error line names it and says to fix or delete it (no outage is told); no Number is reconciled until then; deleted, a Fermat created meanwhile settles",
     )
+}
+
+/// Both Numbers of a Tuple deleted while only the program's watches of
+/// Numbers are away (a proxy holds them), then those watches told that
+/// their place in history is gone (410): they list again, and a watch that
+/// lists again sends no deletion for what went meanwhile. Nothing else of
+/// the Tuple's changed, so only the kit's wake-up for children gone at a
+/// new list makes them again.
+async fn numbers_deleted_while_only_the_watches_of_numbers_were_away_are_made_again(mut s: Scenario<'_>) -> Result<()> {
+    let plane = s
+        .cluster()
+        .plane()
+        .context("this scenario needs a local control plane")?;
+    let proxy = crate::http_proxy::WatchProxy::start(&plane.dir, s.client.clone(), "numbers").await?;
+    let kubeconfig = proxy.kubeconfig(&s.kubeconfig, &s.dir().join("through-proxy"))?;
+    s.start_controller_as(Stage::Step04, &kubeconfig)?;
+    s.apply(&fermat("thirteen", 13)).await?;
+    ensure!(settled_answer(&s, "thirteen", 13).await?, "13 was not found");
+
+    proxy.send_away();
+    // The Number controller's watch and the Tuple controller's watch of its children.
+    s.eventually("both watches of Numbers to be away", || async {
+        match proxy.held() {
+            2.. => Ok(()),
+            held => Err(format!("{held} held")),
+        }
+    })
+    .await?;
+    let deleted = Instant::now();
+    s.kubectl(&["delete", "number", "thirteen-4-and-9-0", "thirteen-4-and-9-1"])?;
+    proxy.bring_back_expired();
+    fault(
+        &s,
+        "X11",
+        "both Numbers of a Tuple deleted while only the program's watches of Numbers were away; they came back with 410 Gone and listed again",
+        &[("thirteen", 13)],
+        deleted,
+    )
+    .await
 }

@@ -558,6 +558,9 @@ impl Election {
         };
         match self.turn(&lease) {
             turn @ (Turn::Mine | Turn::Free) => {
+                if turn == Turn::Free {
+                    self.tell_why_free(lease.spec.as_ref());
+                }
                 let limit = match self.fence.until() {
                     Some(_) => REQUEST_TIMEOUT,
                     None => ACQUIRE_TIMEOUT,
@@ -659,19 +662,54 @@ impl Election {
         }
     }
 
+    /// Says why another copy's Lease is free to take: its process has gone,
+    /// or it was not renewed for its whole duration. (A cleared Lease needs
+    /// no word: its holder stopped and said so.)
+    fn tell_why_free(&self, spec: Option<&LeaseSpec>) {
+        let Some(holder) = spec
+            .and_then(|spec| spec.holder_identity.as_deref())
+            .filter(|h| !h.is_empty())
+        else {
+            return;
+        };
+        match Identity::parse(holder).filter(|held| self.me.sees_processes_of(held)) {
+            Some(held) if !process_exists(held.pid) => {
+                info!(
+                    "the copy that held the Lease {LEASE_NAME} (process {}) has gone: taking over",
+                    held.pid
+                )
+            }
+            _ => info!(
+                "the Lease {LEASE_NAME} was not renewed for {} s (its holder stopped, or lost the API server): \
+                 taking over",
+                LEASE_DURATION.as_secs()
+            ),
+        }
+    }
+
     /// Stops leading, if this copy leads: the fence closes, and the stage
     /// stops the controllers. `deadline`: because the renew deadline passed
     /// (else another copy holds the Lease).
     fn lapse(&mut self, deadline: bool) {
-        let was_leading = self.fence.until().is_some();
+        let until = self.fence.until();
         self.fence.set(None);
         self.lease = None;
-        if deadline && was_leading && *self.tell.borrow() {
+        if let Some(until) = until
+            && deadline
+            && *self.tell.borrow()
+        {
+            // From the start of the last renewal, on the clock that ended it.
+            let renewed = std::time::SystemTime::now()
+                .duration_since(until.wall - RENEW_DEADLINE)
+                .unwrap_or_default()
+                .max(Instant::now() - (until.monotonic - RENEW_DEADLINE));
             if self.account.ongoing() {
-                debug!("the Lease was not renewed within the renew deadline");
+                debug!(?renewed, "the Lease was not renewed within the renew deadline");
             } else {
                 warn!(
-                    "could not renew the Lease {LEASE_NAME} within {} s: this copy stops leading",
+                    "this copy last renewed the Lease {LEASE_NAME} {} s ago, more than {} s (the API server did not \
+                     answer, or this process was paused): it stops leading, and another copy may take over",
+                    renewed.as_secs(),
                     RENEW_DEADLINE.as_secs()
                 );
             }

@@ -44,7 +44,7 @@ pub fn cases() -> Vec<Case> {
 
 /// The line a leader logs when its renew deadline passes (unless it has
 /// said already that the API server is out of reach).
-const STOPS_LEADING: &str = "this copy stops leading";
+const STOPS_LEADING: &str = "it stops leading, and another copy may take over";
 
 /// The line a copy logs when it stops its controllers, having led.
 const CONTROLLERS_STOP: &str = "the controllers stop until it leads again";
@@ -119,6 +119,7 @@ async fn a_stopped_leader_is_replaced_when_its_lease_runs_out_and_writes_nothing
         "    the other copy took the Lease {:.1} s after the leader was stopped",
         stopped.elapsed().as_secs_f64()
     );
+    expect_logged(&s, "copy-b", "was not renewed for 10 s").await?;
     s.merge_patch("Fermat", "thirteen", r#"{"spec":{"number":5}}"#).await?;
     ensure!(settled_answer(&s, "thirteen", 5).await?, "5 was not found");
 

@@ -327,16 +327,7 @@ impl Proxy {
 
     /// A copy of `kubeconfig` whose server is this proxy, written at `path`.
     fn kubeconfig(&self, kubeconfig: &Path, path: &Path) -> Result<PathBuf> {
-        let mut config = kube::config::Kubeconfig::read_from(kubeconfig)?;
-        for cluster in config
-            .clusters
-            .iter_mut()
-            .filter_map(|cluster| cluster.cluster.as_mut())
-        {
-            cluster.server = Some(format!("https://{}", self.address));
-        }
-        std::fs::write(path, serde_saphyr::to_string(&config)?)?;
-        Ok(path.to_path_buf())
+        crate::http_proxy::kubeconfig_through(kubeconfig, &self.address, path)
     }
 
     /// From now on, no byte passes, on any connection.

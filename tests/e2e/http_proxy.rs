@@ -90,16 +90,7 @@ impl WatchProxy {
 
     /// A copy of `kubeconfig` whose server is this proxy, written at `path`.
     pub fn kubeconfig(&self, kubeconfig: &Path, path: &Path) -> Result<PathBuf> {
-        let mut config = kube::config::Kubeconfig::read_from(kubeconfig)?;
-        for cluster in config
-            .clusters
-            .iter_mut()
-            .filter_map(|cluster| cluster.cluster.as_mut())
-        {
-            cluster.server = Some(format!("https://{}", self.address));
-        }
-        std::fs::write(path, serde_saphyr::to_string(&config)?)?;
-        Ok(path.to_path_buf())
+        crate::http_proxy::kubeconfig_through(kubeconfig, &self.address, path)
     }
 
     /// The resource's watches go away: those open end, and those opened
@@ -251,4 +242,19 @@ async fn write_all<S: AsyncWrite + Unpin>(stream: &mut S, mut data: &[u8]) -> st
         data = &data[written..];
     }
     poll_fn(|cx| Pin::new(&mut *stream).poll_flush(cx)).await
+}
+
+/// A copy of `kubeconfig` whose server is `address` (a proxy's, on this
+/// machine, which shows the API server's certificate), written at `path`.
+pub fn kubeconfig_through(kubeconfig: &Path, address: &str, path: &Path) -> Result<PathBuf> {
+    let mut config = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    for cluster in config
+        .clusters
+        .iter_mut()
+        .filter_map(|cluster| cluster.cluster.as_mut())
+    {
+        cluster.server = Some(format!("https://{address}"));
+    }
+    std::fs::write(path, serde_saphyr::to_string(&config)?)?;
+    Ok(path.to_path_buf())
 }

@@ -860,14 +860,10 @@ async fn children_edited_and_deleted_by_another_client_while_converging_are_put_
 async fn a_stored_number_that_no_longer_reads_is_named_once_and_once_deleted_the_rest_settles(
     mut s: Scenario<'_>,
 ) -> Result<()> {
-    let crds = install_looser_crd(&s, "Number", "value", |value| {
+    let (crds, plane) = install_looser_crd(&s, "Number", "value", |value| {
         *value = serde_json::json!({ "type": "string" });
         Ok(())
     })?;
-    let plane = s
-        .cluster()
-        .plane()
-        .context("this scenario needs a local control plane")?;
     s.apply(&manifest("Number", "unreadable", "  value: \"abc\"")).await?;
     plane.install_crds(&crds)?;
 

@@ -330,6 +330,12 @@ fn print_stage_done(stage: &str, all: bool, beyond_lesson: usize) -> Result<()> 
             "its unit tests and all its end-to-end scenarios pass",
             "ユニットテストとエンドツーエンドのシナリオがすべて通りました"
         )
+    } else if beyond_lesson == 1 {
+        say!(
+            "its unit tests and its lesson's scenarios pass (`--all` adds 1 robustness, outage or load scenario)",
+            "ユニットテストと、この段階の内容を確かめるシナリオが通りました（`--all` で頑健性・障害・負荷の\
+             シナリオ 1 個が加わります）"
+        )
     } else {
         say!(
             "its unit tests and its lesson's scenarios pass (`--all` adds {beyond_lesson} robustness, \

@@ -569,10 +569,7 @@ where
             // The kind is being deleted with its CRD, and every object of
             // it, this parent's too: nothing to retry. Told once.
             (Change::Create(_), Err(source)) if crd_terminating(&source) => {
-                match &self.account {
-                    Some(account) => account.report(crate::outage::Trouble::CrdsGone, &source),
-                    None => crate::outage::report(crate::outage::Trouble::CrdsGone, &source),
-                }
+                crate::outage::report_to(self.account.as_ref(), crate::outage::Trouble::CrdsGone, &source);
                 Ok(Done::Nothing)
             }
             (Change::Create(_), Err(source)) => Err(Error::Create { kind, name, source }),

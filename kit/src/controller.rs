@@ -138,11 +138,11 @@ async fn unreadable<K>(error: &watcher::Error)
 where
     K: Resource<DynamicType = ()> + DeserializeOwned,
 {
-    let (Some(client), Some(account)) = (outage::client(), outage::account()) else {
+    let Some(account) = outage::account() else {
         return warn!(%error, "a watch fails");
     };
     let kind = K::kind(&());
-    let (found, name) = match unreadable_object::<K>(client).await {
+    let (found, name) = match unreadable_object::<K>(account.client()).await {
         Ok(Some((name, why))) => (
             format!("the {kind} {name} cannot be read by this program ({why})"),
             name,

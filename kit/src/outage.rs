@@ -132,25 +132,21 @@ pub fn unauthorized() {
 /// waits for its end), at debug level while it lasts. Outside a stage's
 /// controllers (a test), it is said as it comes.
 pub fn report(trouble: Trouble, error: &dyn Display) {
-    match ACCOUNT.try_with(Account::clone) {
-        Ok(account) => account.report(trouble, error),
-        Err(_) => warn!(%error, ?trouble, "the API server cannot be used"),
+    report_to(account().as_ref(), trouble, error);
+}
+
+/// [`report`] to `account`, which a reconcile took when its controller was
+/// built (it runs in a task of its own, outside the stage's scope).
+pub(crate) fn report_to(account: Option<&Account>, trouble: Trouble, error: &dyn Display) {
+    match account {
+        Some(account) => account.report(trouble, error),
+        None => warn!(%error, ?trouble, "the API server cannot be used"),
     }
 }
 
 /// The account of the stage whose controllers call this, if any.
 pub(crate) fn account() -> Option<Account> {
     ACCOUNT.try_with(Account::clone).ok()
-}
-
-/// The client of the stage whose controllers call this, if any.
-pub(crate) fn client() -> Option<Client> {
-    ACCOUNT.try_with(|account| account.0.client.clone()).ok()
-}
-
-/// Whether the stage whose controllers call this is in trouble now.
-pub fn ongoing() -> bool {
-    ACCOUNT.try_with(Account::ongoing).unwrap_or(false)
 }
 
 tokio::task_local! {
@@ -211,6 +207,11 @@ impl Account {
     /// Runs `controllers` with this account as theirs.
     pub(crate) async fn scope<F: std::future::Future>(&self, controllers: F) -> F::Output {
         ACCOUNT.scope(self.clone(), controllers).await
+    }
+
+    /// The client of the stage's program.
+    pub(crate) fn client(&self) -> Client {
+        self.0.client.clone()
     }
 
     /// Changes each time a trouble ends.
@@ -335,16 +336,18 @@ pub(crate) mod tests {
         let (first, second) = (account(&client), account(&client));
         first
             .scope(async {
-                assert!(!ongoing());
+                assert!(super::account().is_some_and(|account| !account.ongoing()));
                 report(Trouble::CrdsGone, &"the CRDs are gone");
-                assert!(ongoing());
+                assert!(super::account().is_some_and(|account| account.ongoing()));
             })
             .await;
         assert!(first.ongoing());
         assert!(!second.ongoing());
-        second.scope(async { assert!(!ongoing()) }).await;
+        second
+            .scope(async { assert!(super::account().is_some_and(|account| !account.ongoing())) })
+            .await;
         // Outside any stage's controllers: no account, nothing kept.
-        assert!(!ongoing());
+        assert!(super::account().is_none());
         assert!(first.first_time("numbers is forbidden"));
         assert!(!first.first_time("numbers is forbidden"));
         assert!(second.first_time("numbers is forbidden"));

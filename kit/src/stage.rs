@@ -104,11 +104,14 @@ impl Stage {
                 run = self.cargo_run()
             ),
         }
-        let config = kubeconfig().await?;
+        let mut config = kubeconfig().await?;
+        if let Ok(value) = http::HeaderValue::from_str(&self.user_agent()) {
+            config.headers.push((http::header::USER_AGENT, value));
+        }
         // A copy that does not lead sends no write: its controllers' client
         // refuses them (see `leader::Fence`).
         let fence = self.leader_election.then(leader::Fence::default);
-        let client = connect(config.clone(), &self.user_agent(), fence.as_ref()).await?;
+        let client = connect(config.clone(), fence.as_ref()).await?;
         self.require_crds(&client).await?;
         let required = required_resources(&self.crds);
         let account = crate::outage::Account::new(
@@ -128,7 +131,7 @@ impl Stage {
         };
         // The election's requests have a client of their own, so that they
         // never wait behind the controllers' requests.
-        let election = election_client(config, &self.user_agent())?;
+        let election = Client::try_from(config).context("cannot build a client from the kubeconfig")?;
         let mut leadership = leader::join(election, fence, account.clone()).await?;
         loop {
             tokio::select! {
@@ -344,14 +347,11 @@ async fn kubeconfig() -> anyhow::Result<Config> {
     })
 }
 
-/// Connects to the cluster of `config` as `user_agent`, at most
+/// Connects to the cluster of `config`, at most
 /// [`REQUESTS_AT_ONCE`] requests at once, sending writes only while `fence`
 /// is open (when there is one), and checks that it answers.
-async fn connect(mut config: Config, user_agent: &str, fence: Option<&leader::Fence>) -> anyhow::Result<Client> {
+async fn connect(config: Config, fence: Option<&leader::Fence>) -> anyhow::Result<Client> {
     let server = config.cluster_url.clone();
-    if let Ok(value) = http::HeaderValue::from_str(user_agent) {
-        config.headers.push((http::header::USER_AGENT, value));
-    }
     let builder = kube::client::ClientBuilder::try_from(config).context("cannot build a client from the kubeconfig")?;
     // The fence inside the limit: a write is checked when its turn comes, just before it is sent.
     let client = match fence {
@@ -374,15 +374,6 @@ async fn connect(mut config: Config, user_agent: &str, fence: Option<&leader::Fe
         ),
     })?;
     Ok(client)
-}
-
-/// The leader election's client: the same cluster and identity, with no
-/// limit shared with the controllers.
-fn election_client(mut config: Config, user_agent: &str) -> anyhow::Result<Client> {
-    if let Ok(value) = http::HeaderValue::from_str(user_agent) {
-        config.headers.push((http::header::USER_AGENT, value));
-    }
-    Client::try_from(config).context("cannot build a client from the kubeconfig")
 }
 
 /// Waits for Ctrl-C (or SIGTERM, which a Pod gets when it is stopped). The

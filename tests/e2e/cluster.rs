@@ -504,21 +504,31 @@ impl<'a> Scenario<'a> {
     }
 
     fn start_program_as(&mut self, program: &Path, kubeconfig: &Path) -> Result<()> {
+        self.spawn(program, kubeconfig, "controller.log", &[])?;
+        Ok(())
+    }
+
+    /// Starts `program` with `kubeconfig` and the environment `env`
+    /// besides, appending its output to `log` in the scenario's folder;
+    /// returns its process id.
+    fn spawn(&mut self, program: &Path, kubeconfig: &Path, log: &str, env: &[(&str, &str)]) -> Result<u32> {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.path().join("controller.log"))?;
+            .open(self.dir.path().join(log))?;
         let child = Command::new(program)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()?;
-        cleanup::register_process(child.id());
+        let pid = child.id();
+        cleanup::register_process(pid);
         self.controllers_mut().push(child);
-        Ok(())
+        Ok(pid)
     }
 
     /// Starts `stage`'s program as `cargo run … | tee` runs it in a terminal:
@@ -601,21 +611,8 @@ impl<'a> Scenario<'a> {
     /// Starts a copy of `stage`'s program named `name` (its host name, and
     /// its log's), with `kubeconfig` and the environment `env` besides; returns its process id.
     pub fn start_copy(&mut self, stage: Stage, name: &str, kubeconfig: &Path, env: &[(&str, &str)]) -> Result<u32> {
-        let log = fs::File::create(self.dir.path().join(format!("controller-{name}.log")))?;
-        let child = Command::new(stage.program()?)
-            .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .env("HOSTNAME", name)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
-        let pid = child.id();
-        cleanup::register_process(pid);
-        self.controllers_mut().push(child);
-        Ok(pid)
+        let env: Vec<(&str, &str)> = [("HOSTNAME", name)].into_iter().chain(env.iter().copied()).collect();
+        self.spawn(&stage.program()?, kubeconfig, &format!("controller-{name}.log"), &env)
     }
 
     /// Sends `signal` (`STOP`, `CONT`) to the running controller `pid`.

@@ -13,7 +13,7 @@ use crate::Case;
 use crate::cluster::{Scenario, Stage, seconds_of};
 use crate::robustness;
 use crate::step01::case;
-use crate::step04::{fermat, lease_holder, lease_now, settled_answer};
+use crate::step04::{expect_holder, fermat, lease_holder, lease_now, settled_answer};
 
 pub fn cases() -> Vec<Case> {
     let rows = vec![
@@ -65,19 +65,6 @@ async fn expect_logged(s: &Scenario<'_>, name: &str, text: &str) -> Result<f64> 
         logged_at(s, name, text).ok_or_else(|| format!("no \"{text}\" in its log"))
     })
     .await
-}
-
-/// Waits until copy `pid` holds the Lease; returns its acquireTime.
-async fn expect_holder(s: &Scenario<'_>, pid: u32) -> Result<f64> {
-    s.eventually(&format!("copy {pid} to hold the Lease"), || async {
-        match lease_holder(s).await {
-            Ok(holder) if holder == pid => Ok(()),
-            other => Err(format!("holder {other:?}")),
-        }
-    })
-    .await?;
-    let (_, _, acquired) = lease_now(s).await?;
-    acquired.context("the Lease has no acquireTime")
 }
 
 /// Fails if the audit log recorded a write to a custom resource by copy

@@ -571,11 +571,9 @@ pub async fn lease_now(s: &Scenario<'_>) -> Result<(Option<String>, Option<f64>,
     Ok((spec.holder_identity, runs_out, seconds(spec.acquire_time)))
 }
 
-/// Waits until copy `pid` holds the Lease, then checks that it took it before
-/// the Lease of the copy before it ran out (`runs_out`): it was handed over,
-/// not waited out.
-async fn expect_taken_before(s: &Scenario<'_>, pid: u32, runs_out: f64, how: &str) -> Result<()> {
-    s.eventually(&format!("copy {pid} to take the Lease"), || async {
+/// Waits until copy `pid` holds the Lease; returns its acquireTime.
+pub async fn expect_holder(s: &Scenario<'_>, pid: u32) -> Result<f64> {
+    s.eventually(&format!("copy {pid} to hold the Lease"), || async {
         match lease_holder(s).await {
             Ok(holder) if holder == pid => Ok(()),
             other => Err(format!("holder {other:?}")),
@@ -583,7 +581,14 @@ async fn expect_taken_before(s: &Scenario<'_>, pid: u32, runs_out: f64, how: &st
     })
     .await?;
     let (_, _, acquired) = lease_now(s).await?;
-    let acquired = acquired.context("the Lease has no acquireTime")?;
+    acquired.context("the Lease has no acquireTime")
+}
+
+/// Waits until copy `pid` holds the Lease, then checks that it took it before
+/// the Lease of the copy before it ran out (`runs_out`): it was handed over,
+/// not waited out.
+async fn expect_taken_before(s: &Scenario<'_>, pid: u32, runs_out: f64, how: &str) -> Result<()> {
+    let acquired = expect_holder(s, pid).await?;
     eprintln!(
         "    {how}: the next copy took the Lease {:.1} s before it would have run out",
         runs_out - acquired

@@ -18,7 +18,7 @@ use crate::cluster::Scenario;
 fn guides() -> Result<Vec<(String, String)>> {
     let root = xtask::repository_root();
     let root = root.as_path();
-    xtask::guides::guide_files(root)?
+    xtask::catalogue::guide_files(root)?
         .into_iter()
         .map(|path| {
             let text =

@@ -7,10 +7,10 @@
 //! runs it, then checks what a person would see with kubectl or the API.
 //!
 //! ```text
-//! cargo xtask test                        # everything, building what is missing
-//! cargo test --test e2e -- step03         # the scenarios of one stage
-//! USE_EXISTING_CLUSTER=true cargo test --test e2e   # the current kubeconfig context instead
-//! E2E_PROGRAM_DIR=some/dir cargo test --test e2e     # other programs named step01_crd, …
+//! cargo xtask test                                         # everything, building what is missing
+//! cargo test -p workshop-tests --test e2e -- step03        # the scenarios of one stage
+//! USE_EXISTING_CLUSTER=true cargo test -p workshop-tests --test e2e  # the current kubeconfig context instead
+//! E2E_PROGRAM_DIR=some/dir cargo test -p workshop-tests --test e2e   # other programs named step01_crd, …
 //! ```
 //!
 //! `cargo xtask check` runs one stage's lesson scenarios (`E2E_SCOPE=lesson`:

@@ -203,7 +203,7 @@ pub fn newest_envtest_version<'a>(names: &'a [String], platform: &str) -> Option
 
 /// The platforms other than this machine's that the binaries are built for,
 /// to prove that the local control plane builds for laptops that are not
-/// Linux (`cargo xtask build --cross`). Nothing here can run them.
+/// Linux (`cargo maint build --cross`). Nothing here can run them.
 pub const CROSS_PLATFORMS: [(&str, &str); 2] = [("darwin", "arm64"), ("darwin", "amd64")];
 
 /// Builds the four binaries for another platform (`GOOS`, `GOARCH`), once per

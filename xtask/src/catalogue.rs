@@ -61,6 +61,24 @@ pub fn number_name(tuple: &str, index: usize) -> String {
     format!("{tuple}-{index}")
 }
 
+/// The folder that holds the guides, one subfolder per language.
+pub const GUIDES_DIR: &str = "steps";
+
+/// Every guide (a `.md` file below `steps/`), relative to `root`, sorted.
+pub fn guide_files(root: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let dir = root.join(GUIDES_DIR);
+    if !dir.is_dir() {
+        anyhow::bail!("cannot read {}", dir.display());
+    }
+    let mut found: Vec<std::path::PathBuf> = crate::files_below(&dir)
+        .into_iter()
+        .filter(|path| path.extension().is_some_and(|extension| extension == "md"))
+        .filter_map(|path| path.strip_prefix(root).ok().map(std::path::Path::to_path_buf))
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,6 @@
 //! - [`cargo`]: cargo as the tooling runs it.
 //! - [`process`]: other programs run with their exit status checked, and
 //!   signals sent to processes.
-//! - [`bench`]: the benchmark of the finished controller against the API server's floor.
 //! - [`assets`]: finds or builds the control-plane binaries (etcd,
 //!   kube-apiserver, kube-controller-manager, kubectl) and caches them outside
 //!   the repository, so a machine builds them once.
@@ -20,17 +19,11 @@
 //!   (`cargo xtask up`, the checker's warm plane).
 //! - [`check`]: reads test results and hints for `cargo xtask check`.
 //! - [`doctor`]: what `cargo xtask doctor` checks on a machine.
-//! - [`soak`]: the finished controller under a long run of random faults (outside CI).
-//! - [`slides`]: renders the slides with Marp and the system's Chromium.
 //! - [`lang`]: the language the tools speak (English, or Japanese under a
 //!   Japanese locale).
-//! - [`glossary`]: the Japanese texts keep to the terms of `steps/ja/glossary.md`.
-//! - [`macos`]: type-checks the workspace for macOS with Zig as the C compiler.
-//! - [`guides`]: writes the code blocks of the guides (`steps/`) from the code.
 //! - [`robustness`]: the table of bad inputs and faults, ROBUSTNESS.md.
 
 pub mod assets;
-pub mod bench;
 pub mod cargo;
 pub mod catalogue;
 pub mod check;
@@ -38,16 +31,11 @@ pub mod cleanup;
 pub mod cmd;
 pub mod control_plane;
 pub mod doctor;
-pub mod glossary;
-pub mod guides;
 pub mod lang;
-pub mod macos;
 pub mod pki;
 pub mod planes;
 pub mod process;
 pub mod robustness;
-pub mod slides;
-pub mod soak;
 pub mod tree;
 pub mod tree_live;
 

@@ -1,7 +1,8 @@
-//! `cargo xtask`: the workshop's tooling. This file only reads the command
+//! `cargo xtask`: the attendee's tooling. This file only reads the command
 //! line and hands it to the command's module (`xtask/src/cmd/`); each
 //! command declares its options there. `cargo xtask --help` lists the
-//! commands, `cargo xtask COMMAND --help` a command's options.
+//! commands, `cargo xtask COMMAND --help` a command's options. What only
+//! maintainers and instructors run is `cargo maint` (maint/src/main.rs).
 
 use std::process::ExitCode;
 
@@ -50,55 +51,28 @@ enum Command {
     ))]
     Prepare,
     #[command(about = say!(
-        "render the slides (English and Japanese) to slides/out: HTML, PDF, PNGs",
-        "スライド（英語と日本語）を slides/out に出力: HTML、PDF、PNG"
-    ))]
-    Slides,
-    #[command(about = say!(
         "is this machine ready? each check with ✓, ! or ✗ and the fix",
         "このマシンの準備はできているか: チェックごとに ✓ / ! / ✗ と対処法"
     ))]
     Doctor(cmd::doctor::Options),
     #[command(about = say!(
-        "write the code blocks of the guides (steps/) again from the code",
-        "ガイド（steps/）のコードブロックをコードから書き直す"
-    ))]
-    Guides,
-    #[command(about = say!(
         "build (once) or find the control-plane binaries and print their folder",
         "コントロールプレーンのバイナリをビルド（初回のみ）または検索し、そのフォルダーを表示"
     ))]
-    Build(cmd::build::Options),
+    Build,
     #[command(about = say!(
-        "run every test: unit tests, then end-to-end scenarios on real control planes",
-        "すべてのテスト: ユニットテストの後、実際のコントロールプレーンでエンドツーエンドのシナリオ"
+        "every test, unit and end to end (the maintainers' `cargo maint test`, run from here)",
+        "すべてのテスト、ユニットとエンドツーエンド（メンテナー用の `cargo maint test` をここから実行）"
     ))]
-    Test(cmd::test::Options),
-    #[command(about = say!(
-        "run the end-to-end scenarios and write ROBUSTNESS.md from the rows they record",
-        "エンドツーエンドのシナリオを実行し、記録された行から ROBUSTNESS.md を書く"
-    ))]
-    Robustness,
+    Test {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+        args: Vec<std::ffi::OsString>,
+    },
     #[command(about = say!(
         "the Fermat → Tuple → Number tree of a namespace, live",
         "ネームスペースの Fermat → Tuple → Number のツリーをリアルタイムで表示"
     ))]
     Tree(cmd::tree::Options),
-    #[command(about = say!(
-        "type-check every crate and target for macOS (Apple silicon and Intel)",
-        "すべてのクレートとターゲットを macOS（Apple シリコンと Intel）向けに型チェック"
-    ))]
-    Macos,
-    #[command(about = say!(
-        "the finished controller under random faults while Fermats change (outside CI)",
-        "Fermat を変えながら、完成したコントローラーにランダムな障害を引き起こす（CI の外で）"
-    ))]
-    Soak(cmd::soak::Options),
-    #[command(about = say!(
-        "measure the finished controller against the API server's floor (BENCHMARKS.md)",
-        "完成したコントローラーを API サーバーの下限と比べて測る（BENCHMARKS.md）"
-    ))]
-    Bench(cmd::bench::Options),
 }
 
 fn main() -> ExitCode {
@@ -126,16 +100,10 @@ fn main() -> ExitCode {
         Command::Reset => cmd::reset::run(),
         Command::Check(options) => cmd::check::run(options),
         Command::Prepare => cmd::prepare::run(),
-        Command::Slides => cmd::slides::run(),
         Command::Doctor(options) => cmd::doctor::run(options),
-        Command::Guides => cmd::guides::run(),
-        Command::Build(options) => cmd::build::run(options),
-        Command::Test(options) => cmd::test::run(options),
-        Command::Robustness => cmd::robustness::run(),
+        Command::Build => cmd::build::run(),
+        Command::Test { args } => cmd::maint("test", &args),
         Command::Tree(options) => cmd::tree::run(options),
-        Command::Macos => cmd::macos::run(),
-        Command::Soak(options) => cmd::soak::run(options),
-        Command::Bench(options) => cmd::bench::run(options),
     };
     match result {
         Ok(code) => code,

@@ -197,7 +197,19 @@ fn run_lesson_scenarios(stage: &str, all: bool) -> Result<Option<String>> {
     let threads = if all { "--test-threads=6" } else { "--test-threads=8" };
     let filter = format!("{stage}::");
     let env: Vec<(&str, &std::ffi::OsStr)> = env.iter().map(|(name, value)| (*name, value.as_os_str())).collect();
-    let (_, output) = cargo::output(&["test", "--test", "e2e", "--", &filter, threads], &env)?;
+    let (_, output) = cargo::output(
+        &[
+            "test",
+            "--package",
+            "workshop-tests",
+            "--test",
+            "e2e",
+            "--",
+            &filter,
+            threads,
+        ],
+        &env,
+    )?;
     Ok(Some(output))
 }
 

@@ -2,24 +2,33 @@
 //! command line (each module declares its own options) and calls the
 //! module's `run`.
 
-pub mod bench;
 pub mod build;
 pub mod check;
 pub mod doctor;
 pub mod down;
-pub mod guides;
-pub mod macos;
 pub mod prepare;
 pub mod reset;
-pub mod robustness;
-pub mod slides;
-pub mod soak;
-pub mod test;
 pub mod tree;
 pub mod up;
 
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
 use crate::catalogue::stage_named;
-use crate::say;
+use crate::{cargo, say};
+
+/// Runs `cargo maint COMMAND ARGS`, the maintainers' tool, and hands on its
+/// exit status: `cargo xtask test` is the README's test command.
+pub fn maint(command: &str, args: &[OsString]) -> Result<ExitCode> {
+    let status = cargo::command().args(["maint", command]).args(args).status()?;
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
 
 /// The stage a command line names (`step02`, `2`…), with the fix when it
 /// names none: the parser of a STAGE argument.

@@ -1,70 +1,100 @@
 //! `cargo xtask prepare`: the night before, everything the day needs.
 
 use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 use anyhow::Result;
 
 use crate::cargo::{self, target_dir};
+use crate::catalogue::STAGES;
 use crate::control_plane::{ControlPlane, Lifetime, Pace};
-use crate::{assets, catalogue, files_below, repository_root};
+use crate::{assets, catalogue, files_below, say};
 
 /// `cargo xtask prepare`: everything the day needs, fetched and built while
 /// there is a network, then a local control plane started once to prove it.
 /// Afterwards `CARGO_NET_OFFLINE=true` and `GOPROXY=off` change nothing.
+/// Instructors run `cargo maint prepare`, which adds their tools and the
+/// slides' renderer.
 pub fn run() -> Result<ExitCode> {
     let started = std::time::Instant::now();
-    let step = |what: &str| println!("\n== {what} ({:.0} s so far)", started.elapsed().as_secs_f64());
-    step("fetching every crate (cargo fetch)");
+    let step = |english: &str, japanese: &str| {
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "\n== {}",
+            say!(
+                "{english} ({seconds:.0} s so far)",
+                "{japanese}（ここまで {seconds:.0} 秒）"
+            )
+        )
+    };
+    step(
+        "fetching every crate (cargo fetch)",
+        "すべてのクレートを取得しています（cargo fetch）",
+    );
     cargo::run(&["fetch"])?;
-    step("building the finished stages, the workbench, the tooling and every test");
-    cargo::run_sparing_the_workbench(&["build", "--workspace", "--bins", "--examples", "--tests"])?;
-    // `cargo run --bin` alone uses other features (see `test`).
-    cargo::run_sparing_the_workbench(&["build", "--bins"])?;
-    step("installing the slides' renderer (npm ci in slides/)");
-    install_slide_renderer();
-    step("building or finding the control-plane binaries");
+    step(
+        "building the finished stages and your workbench",
+        "完成した段階と作業フォルダーをビルドしています",
+    );
+    cargo::run_sparing_the_workbench(&["build", "--bins", "--examples"])?;
+    step(
+        "building the checker's tests (unit tests of the workbench, end-to-end scenarios)",
+        "チェッカーのテスト（作業フォルダーのユニットテスト、エンドツーエンドのシナリオ）をビルドしています",
+    );
+    let mut tests = vec!["test", "--no-run", "--package", "workshop-tests", "--test", "e2e"];
+    cargo::run(&tests)?;
+    tests.truncate(2);
+    for stage in STAGES {
+        tests.extend(["--example", stage]);
+    }
+    // Whether the workbench's tests build is the checker's to report: a
+    // stage left half-written must not stop the preparation.
+    let _ = cargo::output(&tests, &[]);
+    step(
+        "downloading, building or finding the control-plane binaries",
+        "コントロールプレーンのバイナリをダウンロード、ビルド、または検索しています",
+    );
     let assets = assets::locate_or_build()?;
     println!("{}", assets.dir.display());
-    step("starting a local control plane once, with stage 4's CRDs");
+    step(
+        "starting a local control plane once, with stage 4's CRDs",
+        "段階 4 の CRD を入れて、ローカルコントロールプレーンを一度起動しています",
+    );
     let dir = crate::temporary_folder("prepare")?;
     let mut plane = ControlPlane::start(&assets, dir.path().join("plane"), Lifetime::Attached, Pace::Quick)?;
     plane.install_crds(&cargo::stage_crds(&cargo::debug_program(catalogue::STAGES[3]))?)?;
     plane.start_controller_manager()?;
-    println!("it answers at {}", plane.server);
+    println!("{}", say!("it answers at {}", "{} で応答しました", plane.server));
     drop(plane);
 
-    let sizes: Vec<(String, u64)> = [
-        ("target/ (builds)", target_dir()),
-        ("control-plane binaries", assets.dir.clone()),
-        ("cargo's crate cache", cargo::home().join("registry")),
-    ]
-    .into_iter()
-    .map(|(what, dir)| (what.to_string(), disk_usage(&dir)))
-    .collect();
-    println!(
-        "\nReady for a day without network, in {:.0} s:",
-        started.elapsed().as_secs_f64()
-    );
-    for (what, bytes) in sizes {
-        println!("  {what:<24} {:>6.1} GiB", bytes as f64 / (1u64 << 30) as f64);
-    }
+    print_sizes(started, &assets.dir);
     Ok(ExitCode::SUCCESS)
 }
 
-/// `npm ci` in slides/: the slides' renderer. The slides are the
-/// instructor's, not the attendee's: without npm, or when it fails, the day
-/// goes on without them.
-fn install_slide_renderer() {
-    let npm = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .env("PUPPETEER_SKIP_DOWNLOAD", "true")
-        .current_dir(repository_root().join("slides"))
-        .status();
-    match npm {
-        Ok(status) if status.success() => {}
-        Ok(status) => println!("`npm ci` in slides/ failed ({status}, see above): the slides cannot be rendered here"),
-        Err(_) => println!("npm is not installed: the slides cannot be rendered here (everything else can)"),
+/// What the preparation left on disk, and how long it took.
+pub fn print_sizes(started: std::time::Instant, binaries: &Path) {
+    let sizes = [
+        (say!("target/ (builds)", "target/（ビルド）"), target_dir()),
+        (
+            say!("control-plane binaries", "コントロールプレーンのバイナリ"),
+            binaries.to_path_buf(),
+        ),
+        (
+            say!("cargo's crate cache", "cargo のクレートのキャッシュ"),
+            cargo::home().join("registry"),
+        ),
+    ];
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "\n{}",
+        say!(
+            "Ready for a day without network, in {seconds:.0} s:",
+            "ネットワークなしで 1 日進められる準備ができました（{seconds:.0} 秒）:"
+        )
+    );
+    for (what, dir) in sizes {
+        let gib = disk_usage(&dir) as f64 / (1u64 << 30) as f64;
+        println!("  {what:<24} {gib:>6.1} GiB");
     }
 }
 

@@ -99,7 +99,7 @@ pub enum Format {
 }
 
 impl Format {
-    /// Everything an instructor hands out or projects (`cargo xtask slides`).
+    /// Everything an instructor hands out or projects (`cargo maint slides`).
     pub const ALL: [Format; 3] = [Format::Html, Format::Pdf, Format::Png];
 
     fn flag_and_extension(self) -> (&'static str, &'static str) {

@@ -1,4 +1,4 @@
-//! `cargo xtask soak`: the finished controller under random faults (outside CI).
+//! `cargo maint soak`: the finished controller under random faults (outside CI).
 
 use std::process::ExitCode;
 

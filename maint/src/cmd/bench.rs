@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: the finished controller measured against the API
+//! `cargo maint bench`: the finished controller measured against the API
 //! server's floor on a control plane of its own (BENCHMARKS.md), and with
 //! `--loop` the attendee's edit-compile-run loop.
 
@@ -51,7 +51,7 @@ impl Options {
 
     /// The command line, as the report names it.
     fn command_line(&self) -> String {
-        let mut words = vec!["cargo xtask bench".to_string()];
+        let mut words = vec!["cargo maint bench".to_string()];
         words.extend(self.smoke.then(|| "--smoke".to_string()));
         words.extend(self.size.iter().map(|size| format!("--size {size}")));
         words.extend(self.runs.map(|runs| format!("--runs {runs}")));
@@ -62,13 +62,13 @@ impl Options {
 
 /// The markers around the benchmark's figures in BENCHMARKS.md.
 const FIGURES: (&str, &str) = (
-    "<!-- figures: written by cargo xtask bench -->",
+    "<!-- figures: written by cargo maint bench -->",
     "<!-- end of figures -->",
 );
 
 /// The markers around the attendee's loop in BENCHMARKS.md.
 const LOOP: (&str, &str) = (
-    "<!-- loop: written by cargo xtask bench --loop -->",
+    "<!-- loop: written by cargo maint bench --loop -->",
     "<!-- end of loop -->",
 );
 
@@ -165,7 +165,7 @@ fn splice(document: &Path, (start, end): (&str, &str), text: &str) -> Result<()>
 /// How many times the loop times `cargo xtask test`.
 const TEST_RUNS: usize = 3;
 
-/// `cargo xtask bench --loop`: the attendee's edit-compile-run loop, timed.
+/// `cargo maint bench --loop`: the attendee's edit-compile-run loop, timed.
 /// A copy of the repository with a target folder of its own gets a cold
 /// `cargo build --examples`, then three rebuilds of stage 4 after a one-line
 /// edit in its reconcile; last, `cargo xtask test` with nothing to rebuild,
@@ -199,7 +199,7 @@ fn attendee_loop() -> Result<ExitCode> {
     let (min, median, max) = bench::spread(rebuilds);
     let (test_min, test_median, test_max) = bench::spread(tests);
     let report = format!(
-        "Measured with `cargo xtask bench --loop` on {}.\n\n\
+        "Measured with `cargo maint bench --loop` on {}.\n\n\
          | step | seconds |\n|---|---|\n\
          | cold `cargo build --examples` (all four workbenches, dependencies included) | {cold:.1} |\n\
          | rebuild of stage 4 after a one-line edit in its reconcile (min / median / max of 3) | {min:.1} / {median:.1} / {max:.1} |\n\

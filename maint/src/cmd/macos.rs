@@ -1,4 +1,4 @@
-//! `cargo xtask macos`: the workspace type-checked for both kinds of Mac.
+//! `cargo maint macos`: the workspace type-checked for both kinds of Mac.
 
 use std::process::ExitCode;
 

@@ -1,6 +1,6 @@
 //! The guides under `steps/` show code from the stages, never a copy typed by
 //! hand: each code block follows a marker that says where it comes from, and
-//! `cargo xtask guides` writes the block again from the code. A test fails
+//! `cargo maint guides` writes the block again from the code. A test fails
 //! when a block is stale.
 //!
 //! ```text
@@ -18,24 +18,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use similar::{ChangeTag, TextDiff};
-
-/// The folder that holds the guides, one subfolder per language.
-pub const GUIDES_DIR: &str = "steps";
-
-/// Every guide (a `.md` file below `steps/`), relative to `root`, sorted.
-pub fn guide_files(root: &Path) -> Result<Vec<PathBuf>> {
-    let dir = root.join(GUIDES_DIR);
-    if !dir.is_dir() {
-        bail!("cannot read {}", dir.display());
-    }
-    let mut found: Vec<PathBuf> = crate::files_below(&dir)
-        .into_iter()
-        .filter(|path| path.extension().is_some_and(|extension| extension == "md"))
-        .filter_map(|path| path.strip_prefix(root).ok().map(Path::to_path_buf))
-        .collect();
-    found.sort();
-    Ok(found)
-}
+use xtask::catalogue::guide_files;
 
 /// `text` with every generated block written again from the code under `root`.
 pub fn render(text: &str, root: &Path) -> Result<String> {
@@ -119,7 +102,8 @@ pub fn extract_anchor(source: &str, name: &str) -> Option<String> {
 
 /// Every ```rust block of `text` that no `include` marker writes, by the
 /// line it starts on: code typed into a guide by hand, which nothing compiles.
-pub fn rust_blocks_typed_by_hand(text: &str) -> Vec<usize> {
+#[cfg(test)]
+fn rust_blocks_typed_by_hand(text: &str) -> Vec<usize> {
     let lines: Vec<&str> = text.lines().collect();
     let mut typed = Vec::new();
     let mut in_block = false;
@@ -328,7 +312,7 @@ pub const LIMIT: usize = 3;
             let rendered = render(&text, root).unwrap_or_else(|err| panic!("{}: {err:#}", guide.display()));
             assert!(
                 rendered == text,
-                "{} shows code that is not in the repository any more: run `cargo xtask guides`",
+                "{} shows code that is not in the repository any more: run `cargo maint guides`",
                 guide.display()
             );
         }

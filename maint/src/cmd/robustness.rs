@@ -1,4 +1,4 @@
-//! `cargo xtask robustness`: ROBUSTNESS.md written from the rows the scenarios record.
+//! `cargo maint robustness`: ROBUSTNESS.md written from the rows the scenarios record.
 
 use std::process::ExitCode;
 
@@ -15,7 +15,7 @@ pub fn run() -> Result<ExitCode> {
     let report = fresh_report_file()?;
     let mut scenarios = cargo::command();
     scenarios
-        .args(["test", "--test", "e2e"])
+        .args(["test", "--package", "workshop-tests", "--test", "e2e"])
         .env(robustness::REPORT_ENV, &report);
     process::run(&mut scenarios).context("some scenarios failed: ROBUSTNESS.md is left as it was")?;
     let rows = robustness::read(&report)?;

@@ -1,4 +1,4 @@
-//! `cargo xtask macos`: every crate and target of the workspace (stages,
+//! `cargo maint macos`: every crate and target of the workspace (stages,
 //! workbench, kit, the tooling, the tests) type-checked for macOS on Apple
 //! silicon and Intel, from Linux.
 //!

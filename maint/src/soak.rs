@@ -1,4 +1,4 @@
-//! `cargo xtask soak`: the finished controller under a long run of faults,
+//! `cargo maint soak`: the finished controller under a long run of faults,
 //! outside CI. Fermats are created, edited and deleted while the API server
 //! or etcd is killed for 5 to 60 s, the controller is killed (SIGKILL) and
 //! started again, or everything is paused as a laptop's sleep pauses it
@@ -304,7 +304,7 @@ pub fn report(outcomes: &[Outcome], seed: u64, minutes: f64) -> String {
     let mut out = String::new();
     out.push_str("## Soak\n\n");
     out.push_str(&format!(
-        "Written by `cargo xtask soak --faults {} --seed {seed}` ({minutes:.0} minutes), outside CI.\n\
+        "Written by `cargo maint soak --faults {} --seed {seed}` ({minutes:.0} minutes), outside CI.\n\
          Between faults, Fermats (n from 2 to 30, 2 to 6 at a time) are created, edited and\n\
          deleted; after each fault the namespace must settle to exactly what they want within\n\
          {} s: nothing lost, duplicated or left over.\n\n",

@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: how fast and how cheaply the finished controller
+//! `cargo maint bench`: how fast and how cheaply the finished controller
 //! (stage 4) closes the gap, on a local control plane of its own, set against
 //! what the same API server can absorb from a plain client (the floor).
 //!
@@ -1138,7 +1138,7 @@ mod tests {
         let svg = plot(&results);
         assert_eq!(svg.matches("<polyline").count(), 3);
         assert!(svg.contains("controller (debug)") && svg.contains("floor (plain client)"));
-        let report = report(&results, "a machine", "cargo xtask bench");
+        let report = report(&results, "a machine", "cargo maint bench");
         assert!(
             report.contains("| debug | settle | 10 (1510) | 9.00 / 9.00 / 9.00 | 4.00 | 2.25× |"),
             "{report}"
@@ -1201,7 +1201,7 @@ mod tests {
         assert_eq!(ratio_to_floor(&results, "debug", 30), Some(1.3));
         assert_eq!(median_floor(&results, 30), Some(20.0));
         assert_eq!(ratio_to_floor(&results, "release", 30), None);
-        let report = report(&results, "a machine", "cargo xtask bench");
+        let report = report(&results, "a machine", "cargo maint bench");
         assert!(report.contains("| 20.00 | 1.30× |"), "{report}");
         assert_eq!(report.matches("- 30 × 100: sweep").count(), 1, "{report}");
         assert!(

@@ -180,7 +180,7 @@ pub fn japanese_files(root: &Path) -> Vec<String> {
         "exercises/hints.ja.txt".to_string(),
     ];
     let below = |dir: &str, keep: &dyn Fn(&str) -> bool| -> Vec<String> {
-        let mut found: Vec<String> = crate::files_below(&root.join(dir))
+        let mut found: Vec<String> = xtask::files_below(&root.join(dir))
             .iter()
             .filter_map(|path| path.strip_prefix(root).ok())
             .map(|path| path.to_string_lossy().replace('\\', "/"))

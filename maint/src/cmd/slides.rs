@@ -1,4 +1,4 @@
-//! `cargo xtask slides`: both decks rendered to slides/out.
+//! `cargo maint slides`: both decks rendered to slides/out.
 
 use std::process::ExitCode;
 
@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use crate::repository_root;
 
-/// `cargo xtask slides`: both languages to slides/out (HTML, PDF, one PNG a slide).
+/// `cargo maint slides`: both languages to slides/out (HTML, PDF, one PNG a slide).
 pub fn run() -> Result<ExitCode> {
     let slides = repository_root().join("slides");
     let out = slides.join("out");

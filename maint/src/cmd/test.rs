@@ -1,4 +1,4 @@
-//! `cargo xtask test [-- ARGS]`: every test, and the checks the tooling runs itself.
+//! `cargo maint test [-- ARGS]` (also `cargo xtask test`): every test, and the checks the tooling runs itself.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -29,10 +29,6 @@ pub fn run(options: Options) -> Result<ExitCode> {
     // exactly as attendees run them. Building the examples too proves that
     // every workbench compiles as it is handed out.
     cargo::run_sparing_the_workbench(&["build", "--bins", "--examples"])?;
-    // Built with the examples, the stages' dependencies get the features of
-    // the dev-dependencies too; `cargo run --bin` alone builds them again
-    // without (half a minute): do it now, not in front of the attendee.
-    cargo::run_sparing_the_workbench(&["build", "--bins"])?;
     // The workbench's unit tests, built now: they run beside the scenarios
     // (below), and a build there would take the scenarios' CPU. Whether they
     // build is that check's to report (or to skip, on an instructor's
@@ -141,7 +137,7 @@ fn robustness_document_is_current(report: &Path, filtered: bool) -> Result<Tally
             tally.failed(
                 name,
                 &format!(
-                    "{} is stale: this run recorded other rows (see {}); run `cargo xtask robustness`",
+                    "{} is stale: this run recorded other rows (see {}); run `cargo maint robustness`",
                     robustness::DOCUMENT,
                     beside.display()
                 ),
@@ -240,7 +236,7 @@ enum SlideRender {
 }
 
 /// The PNGs only: they prove that the deck renders in a real browser, one
-/// image per slide. HTML and PDF, which `cargo xtask slides` adds, cost as
+/// image per slide. HTML and PDF, which `cargo maint slides` adds, cost as
 /// much again (a Node and a browser start each) and CI renders them there.
 fn render_deck(slides: &Path, language: &str) -> SlideRender {
     if let Some(why) = crate::slides::missing_for(slides, language) {

@@ -1,4 +1,4 @@
-//! `cargo xtask guides`: the code blocks of the guides written again from the code.
+//! `cargo maint guides`: the code blocks of the guides written again from the code.
 
 use std::process::ExitCode;
 

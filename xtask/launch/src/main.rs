@@ -1,0 +1,209 @@
+//! `cargo xtask …` and `cargo maint …` start here (see `.cargo/config.toml`).
+//!
+//! cargo compiles a tool silently under `cargo run --quiet`, and the first
+//! build of the attendee's tooling takes minutes: this program, which has
+//! no dependencies and builds in a second, says so first. It finds whether
+//! the tool is built and newer than its sources; if not, it prints one line
+//! (how long, in the reader's language) and builds it with cargo's own
+//! progress bar; otherwise it builds it quietly, which is a no-op. Then it
+//! runs the tool with the arguments it was given.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::SystemTime;
+
+/// The tools it starts, with the folders whose files they are built from
+/// (besides the workspace's manifest, lock file and dependency hub), and how
+/// long their first build takes on two cores with nothing built yet.
+const TOOLS: [(&str, &[&str], u32); 2] = [
+    ("xtask", &["xtask/src", "xtask/go", "xtask/Cargo.toml"], 3),
+    (
+        "maint",
+        &[
+            "maint/src",
+            "maint/Cargo.toml",
+            "xtask/src",
+            "xtask/go",
+            "xtask/Cargo.toml",
+        ],
+        4,
+    ),
+];
+
+/// Files that every tool is built from.
+const SHARED: [&str; 3] = ["Cargo.toml", "Cargo.lock", "workspace-hack/Cargo.toml"];
+
+fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    let name = args.next().unwrap_or_default();
+    let Some(&(tool, sources, minutes)) = TOOLS.iter().find(|(tool, ..)| name == *tool) else {
+        eprintln!("error: launch starts one of: xtask, maint (as `cargo xtask` and `cargo maint` do)");
+        return ExitCode::FAILURE;
+    };
+    let root = root();
+    let program = target_dir(&root)
+        .join("debug")
+        .join(format!("{tool}{}", std::env::consts::EXE_SUFFIX));
+    let built = modified(&program);
+    let newest_source = SHARED
+        .iter()
+        .chain(sources)
+        .filter_map(|source| newest(&root.join(source)))
+        .max();
+    let fresh = matches!((built, newest_source), (Some(built), Some(source)) if built >= source);
+    if !fresh {
+        eprintln!("{}", announcement(tool, built.is_none(), minutes, japanese()));
+    }
+    let mut build = cargo();
+    build
+        .current_dir(&root)
+        .args(["build", "--package", tool, "--bin", tool]);
+    if fresh {
+        build.arg("--quiet");
+    }
+    match build.status() {
+        Ok(status) if status.success() => {}
+        Ok(_) => return ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("error: cannot run cargo to build {tool}: {err}");
+            return ExitCode::FAILURE;
+        }
+    }
+    run(Command::new(&program).args(args))
+}
+
+/// The line said before a build: its first, or one after its code changed.
+fn announcement(tool: &str, first: bool, minutes: u32, japanese: bool) -> String {
+    match (first, japanese) {
+        (true, false) => format!(
+            "Building the workshop's tooling (cargo {tool}), first time only: about {minutes} minutes on 2 cores. \
+             The stages reuse most of what it builds."
+        ),
+        (true, true) => format!(
+            "ワークショップのツール（cargo {tool}）をビルドしています。初回だけで、2 コアで約 {minutes} 分かかります。\
+             ここでビルドしたものの大半は、各段階のビルドでもそのまま使われます。"
+        ),
+        (false, false) => format!("Building the workshop's tooling again (cargo {tool}): its code changed."),
+        (false, true) => {
+            format!("コードが変わったので、ワークショップのツール（cargo {tool}）をビルドし直しています。")
+        }
+    }
+}
+
+/// Whether the reader reads Japanese: the first of `MATH_CONTROLLER_LANG`,
+/// `LC_ALL`, `LC_MESSAGES` and `LANG` that is set and not empty starts with
+/// `ja` (the tools' own rule, in `xtask/src/lang.rs`).
+fn japanese() -> bool {
+    ["MATH_CONTROLLER_LANG", "LC_ALL", "LC_MESSAGES", "LANG"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .find(|value| !value.is_empty())
+        .is_some_and(|value| value.to_ascii_lowercase().starts_with("ja"))
+}
+
+/// The workspace's root: two folders above this package, which `cargo run`
+/// names in `CARGO_MANIFEST_DIR` when it starts this program.
+fn root() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .and_then(|dir| dir.ancestors().nth(2).map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Where cargo builds: `CARGO_TARGET_DIR` (or `CARGO_BUILD_TARGET_DIR`),
+/// else `target/` in the workspace.
+fn target_dir(root: &Path) -> PathBuf {
+    ["CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR"]
+        .iter()
+        .find_map(std::env::var_os)
+        .map(|dir| root.join(dir))
+        .unwrap_or_else(|| root.join("target"))
+}
+
+/// Cargo, without the variables that `cargo run` set for this program: build
+/// scripts that watch them (ring's watches `CARGO_MANIFEST_DIR`) would
+/// otherwise build again on every switch between the tools and plain cargo.
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_by_cargo_run = name.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&name.as_ref());
+        if set_by_cargo_run {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
+}
+
+/// When `path` was last modified, if it exists.
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|meta| meta.modified()).ok()
+}
+
+/// The newest modification time of `path`, or of any file below it.
+fn newest(path: &Path) -> Option<SystemTime> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| newest(&entry.path()))
+        .max()
+}
+
+/// Runs the tool in place of this program (on Unix: Ctrl-C and the exit
+/// status are the tool's own), else as a child whose status it hands on.
+fn run(command: &mut Command) -> ExitCode {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let err = command.exec();
+        eprintln!("error: cannot run {}: {err}", command.get_program().to_string_lossy());
+        ExitCode::FAILURE
+    }
+    #[cfg(not(unix))]
+    match command.status() {
+        Ok(status) => ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8),
+        Err(err) => {
+            eprintln!("error: cannot run {}: {err}", command.get_program().to_string_lossy());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_build_is_announced_with_its_length_in_both_languages() {
+        let english = announcement("xtask", true, 3, false);
+        assert!(english.contains("first time only: about 3 minutes"), "{english}");
+        let japanese = announcement("xtask", true, 3, true);
+        assert!(japanese.contains("約 3 分"), "{japanese}");
+        assert!(announcement("maint", false, 4, false).contains("its code changed"));
+    }
+
+    #[test]
+    fn the_newest_file_below_a_folder_counts() {
+        let dir = std::env::temp_dir().join(format!("launch-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("a/b")).unwrap();
+        std::fs::write(dir.join("a/one"), "").unwrap();
+        std::fs::write(dir.join("a/b/two"), "").unwrap();
+        let both = [modified(&dir.join("a/one")), modified(&dir.join("a/b/two"))];
+        assert_eq!(newest(&dir), both.into_iter().flatten().max());
+        assert_eq!(newest(&dir.join("missing")), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -3,8 +3,11 @@
 //! In order: the folder named by `KUBEBUILDER_ASSETS` (the convention of
 //! controller-runtime's envtest); else this machine's cache, where an earlier
 //! run left them; else the folder that controller-runtime's `setup-envtest`
-//! fills, when it holds all four; else a build from upstream source through
-//! the Go module proxy, once per machine, into that cache.
+//! fills, when it holds all four; else, on Linux, the pinned release
+//! binaries downloaded from their official locations and checked against
+//! their published checksums ([`crate::download`]); else (on macOS, or when
+//! the download fails) a build from upstream source through the Go module
+//! proxy. Both fill that cache, once per machine.
 //!
 //! The versions are the ones the wrapper modules in `xtask/go/` require.
 //! kube-apiserver cannot be built with `go install k8s.io/kubernetes/...@v1.x`:
@@ -124,8 +127,70 @@ pub fn locate_or_build() -> Result<Assets> {
         );
     }
     let assets = Assets { dir: cache_folder()? };
-    build(&assets.dir, None)?;
+    let Some(arch) = crate::download::linux_arch() else {
+        build(&assets.dir, None)?;
+        return Ok(assets);
+    };
+    let sources = crate::download::Sources::from_env();
+    let why = match download(&assets.dir, &sources, arch) {
+        Ok(()) => return Ok(assets),
+        Err(err) => format!("{err:#}"),
+    };
+    eprintln!(
+        "{}",
+        crate::say!(
+            "The release binaries could not be used ({why}): building them from source instead.",
+            "リリース版のバイナリは使えませんでした（{why}）。代わりにソースからビルドします。"
+        )
+    );
+    build(&assets.dir, None).with_context(|| {
+        crate::say!(
+            "the release binaries could not be used either ({why})",
+            "リリース版のバイナリも使えませんでした（{why}）"
+        )
+    })?;
     Ok(assets)
+}
+
+/// Downloads the pinned release binaries into `target`, through a staging
+/// folder, so that a failed download never leaves a half-filled cache.
+fn download(target: &Path, sources: &crate::download::Sources, arch: &str) -> Result<()> {
+    let kubernetes = kubernetes_version();
+    let etcd = etcd_version();
+    let staging = staging_folder(target)?;
+    eprintln!(
+        "{}",
+        crate::say!(
+            "Downloading the local control plane (Kubernetes {kubernetes}, etcd {etcd}, about 250 MB) from {}, \
+             once for this machine; each file is checked against its published checksum. Later runs reuse {}.",
+            "ローカルコントロールプレーン（Kubernetes {kubernetes}、etcd {etcd}、約 250 MB）を {} からダウンロードします。\
+             このマシンで一度だけで、ファイルごとに公開されているチェックサムと照合します。次からは {} を使います。",
+            sources.describe(),
+            target.display()
+        )
+    );
+    crate::download::fetch(sources, &kubernetes, &etcd, arch, staging.path())?;
+    let staging = staging.keep();
+    std::fs::rename(&staging, target).with_context(|| format!("cannot move the binaries into {}", target.display()))?;
+    eprintln!(
+        "{}",
+        crate::say!(
+            "The local control plane's binaries are the release's, in {}.",
+            "ローカルコントロールプレーンのバイナリ（リリース版）は {} にあります。",
+            target.display()
+        )
+    );
+    Ok(())
+}
+
+/// An empty folder beside `target`, removed when dropped unless kept.
+fn staging_folder(target: &Path) -> Result<tempfile::TempDir> {
+    let parent = target.parent().context("the cache folder has no parent")?;
+    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    tempfile::Builder::new()
+        .prefix(".building-")
+        .tempdir_in(parent)
+        .with_context(|| format!("cannot create a folder in {}", parent.display()))
 }
 
 /// This machine's cache folder for the pinned versions.
@@ -244,17 +309,17 @@ fn build(target: &Path, platform: Option<(&str, &str)>) -> Result<()> {
     let modules = Path::new(env!("CARGO_MANIFEST_DIR")).join("go");
     check_replacements(&modules.join("kubernetes"), &kubernetes)?;
 
-    let parent = target.parent().context("the cache folder has no parent")?;
-    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".building-")
-        .tempdir_in(parent)
-        .with_context(|| format!("cannot create a folder in {}", parent.display()))?;
+    let staging = staging_folder(target)?;
 
     eprintln!(
-        "Building the local control plane (Kubernetes {kubernetes}, etcd {etcd}) from source, once for this machine.\n\
-         It takes about 8 minutes on 2 cores; later runs reuse {}.",
-        target.display()
+        "{}",
+        crate::say!(
+            "Building the local control plane (Kubernetes {kubernetes}, etcd {etcd}) from source, once for this machine.\n\
+             It takes about 8 minutes on 2 cores; later runs reuse {}.",
+            "ローカルコントロールプレーン（Kubernetes {kubernetes}、etcd {etcd}）をソースからビルドします。このマシンで一度だけです。\n\
+             2 コアで約 8 分かかります。次からは {} を使います。",
+            target.display()
+        )
     );
     let version_flags = kubernetes_ldflags(&kubernetes);
     let steps = build_steps(&version_flags);
@@ -282,9 +347,14 @@ fn require_go() -> Result<()> {
     match go {
         Ok(output) if output.status.success() => Ok(()),
         _ => bail!(
-            "Go is needed once to build the local control plane: install Go 1.26 or later, \
-             or set KUBEBUILDER_ASSETS to a folder with {}",
-            BINARIES.join(", ")
+            "{}",
+            crate::say!(
+                "Go is needed once to build the local control plane: install Go 1.26 or later, \
+                 or set KUBEBUILDER_ASSETS to a folder with {}",
+                "ローカルコントロールプレーンをビルドするには、一度だけ Go が必要です。Go 1.26 以降をインストールするか、\
+                 KUBEBUILDER_ASSETS に {} があるフォルダーを指定してください",
+                BINARIES.join(", ")
+            )
         ),
     }
 }

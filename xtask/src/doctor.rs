@@ -480,19 +480,28 @@ impl Doctor {
 fn control_plane_built() -> Finding {
     match crate::assets::locate() {
         Some(assets) => Finding::ok(say!(
-            "the local control plane is built ({})",
-            "ローカルコントロールプレーンはビルド済みです（{}）",
+            "the local control plane is here ({})",
+            "ローカルコントロールプレーンは用意できています（{}）",
             assets.dir.display()
         )),
         None => Finding::warn(
             say!(
-                "the local control plane is not built (needed only without kind, minikube or k3d)",
-                "ローカルコントロールプレーンがビルドされていません（kind、minikube、k3d を使わないときだけ必要です）"
+                "the local control plane is not here yet (needed only without kind, minikube or k3d)",
+                "ローカルコントロールプレーンはまだありません（kind、minikube、k3d を使わないときだけ必要です）"
             ),
-            say!(
-                "cargo xtask build (needs Go 1.26 or later, 8 to 12 minutes once)",
-                "cargo xtask build（Go 1.26 以降が必要。初回だけ 8〜12 分）"
-            ),
+            if crate::download::linux_arch().is_some() {
+                say!(
+                    "cargo xtask build (downloads the release binaries once, about 250 MB; \
+                     if that fails, builds them from source: Go 1.26 or later, 8 to 12 minutes)",
+                    "cargo xtask build（初回だけリリース版のバイナリを約 250 MB ダウンロードします。\
+                     失敗したらソースからビルドします: Go 1.26 以降、8〜12 分）"
+                )
+            } else {
+                say!(
+                    "cargo xtask build (builds it from source once: Go 1.26 or later, 8 to 12 minutes)",
+                    "cargo xtask build（初回だけソースからビルドします: Go 1.26 以降、8〜12 分）"
+                )
+            },
         ),
     }
 }

@@ -9,6 +9,8 @@
 //! - [`assets`]: finds or builds the control-plane binaries (etcd,
 //!   kube-apiserver, kube-controller-manager, kubectl) and caches them outside
 //!   the repository, so a machine builds them once.
+//! - [`download`]: on Linux, the binaries as upstream releases them, each
+//!   checked against its published checksum.
 //! - [`pki`]: the certificates and keys a control plane needs, made at start.
 //! - [`control_plane`]: starts etcd and kube-apiserver on 127.0.0.1, installs
 //!   CRDs, then starts kube-controller-manager with the garbage collector, the
@@ -31,6 +33,7 @@ pub mod cleanup;
 pub mod cmd;
 pub mod control_plane;
 pub mod doctor;
+pub mod download;
 pub mod lang;
 pub mod pki;
 pub mod planes;

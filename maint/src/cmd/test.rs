@@ -29,6 +29,7 @@ pub fn run(options: Options) -> Result<ExitCode> {
     // exactly as attendees run them. Building the examples too proves that
     // every workbench compiles as it is handed out.
     cargo::run_sparing_the_workbench(&["build", "--bins", "--examples"])?;
+    let built_once = built_once()?;
     // The workbench's unit tests, built now: they run beside the scenarios
     // (below), and a build there would take the scenarios' CPU. Whether they
     // build is that check's to report (or to skip, on an instructor's
@@ -48,6 +49,7 @@ pub fn run(options: Options) -> Result<ExitCode> {
     let (tests_passed, mut totals) = cargo_test(&options.args, &report)?;
     let filtered = !options.args.is_empty();
     let own_checks = [
+        built_once,
         unsolved
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the check of the workbench panicked")))?,
@@ -180,6 +182,63 @@ fn exercises_are_unsolved() -> Result<Tally> {
     Ok(tally)
 }
 
+/// What an attendee builds after `cargo build --bins --examples`, each of
+/// which must compile no dependency again: every crate is built with one
+/// set of features whichever target is built (workspace-hack/).
+const BUILT_AFTER_THE_STAGES: [&[&str]; 5] = [
+    &["build", "--bins"],
+    &["build", "--example", "step01_crd"],
+    &["build", "--package", "xtask", "--bins"],
+    &["test", "--no-run", "--example", "step02_status"],
+    &["test", "--no-run", "--package", "workshop-tests", "--test", "e2e"],
+];
+
+/// Whether the builds of [`BUILT_AFTER_THE_STAGES`], run right after the
+/// stages were built, compile any crate from the registry.
+fn built_once() -> Result<Tally> {
+    let mut tally = Tally::new(
+        "checks that the stages' dependencies are built once",
+        BUILT_AFTER_THE_STAGES.len(),
+    );
+    for args in BUILT_AFTER_THE_STAGES {
+        let name = format!(
+            "cargo::{}_compiles_no_dependency_again",
+            args.join("_").replace('-', "")
+        );
+        let mut command = cargo::command();
+        command.args(args).arg("--message-format=json").stderr(Stdio::null());
+        let stdout = process::stdout_of(&mut command)?;
+        let compiled = compiled_dependencies(&stdout);
+        if compiled.is_empty() {
+            tally.passed(&name, "every dependency was fresh");
+        } else {
+            tally.failed(
+                &name,
+                &format!("`cargo {}` compiled {}", args.join(" "), compiled.join(", ")),
+            );
+        }
+    }
+    tally.summary();
+    Ok(tally)
+}
+
+/// The crates from a registry that cargo's JSON messages say it compiled
+/// (not fresh), as `name@version`.
+fn compiled_dependencies(messages: &str) -> Vec<String> {
+    let mut compiled: Vec<String> = messages
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| message["reason"] == "compiler-artifact" && message["fresh"] == false)
+        .filter_map(|message| {
+            let id = message["package_id"].as_str()?;
+            id.starts_with("registry+")
+                .then(|| id.rsplit('#').next().unwrap_or(id).to_string())
+        })
+        .collect();
+    compiled.dedup();
+    compiled
+}
+
 /// Renders both decks in a real browser, side by side: what became of each.
 fn render_decks() -> Vec<(&'static str, SlideRender)> {
     let slides = repository_root().join("slides");
@@ -291,5 +350,22 @@ impl Tally {
         self.report += &format!(
             "\ntest result: {verdict}. {passed} passed; {failed} failed; {ignored} ignored; 0 measured; 0 filtered out\n"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_dependencies_compiled_anew_are_named() {
+        let messages = [
+            r#"{"reason":"compiler-artifact","package_id":"registry+https://github.com/rust-lang/crates.io-index#tokio@1.48.0","fresh":false}"#,
+            r#"{"reason":"compiler-artifact","package_id":"registry+https://github.com/rust-lang/crates.io-index#serde@1.0.229","fresh":true}"#,
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/kit#0.1.0","fresh":false}"#,
+            r#"{"reason":"build-finished","success":true}"#,
+        ]
+        .join("\n");
+        assert_eq!(compiled_dependencies(&messages), ["tokio@1.48.0"]);
     }
 }

@@ -54,7 +54,7 @@ pub fn has_japanese_font() -> bool {
 /// Why the slides cannot be rendered here, with the fix; `None` if they can.
 pub fn missing(slides: &Path) -> Option<String> {
     if marp(slides).is_none() {
-        return Some("Marp is not installed: run `npm ci` in slides/ (or `cargo xtask prepare`)".to_string());
+        return Some("Marp is not installed: run `npm ci` in slides/ (or `cargo maint prepare`)".to_string());
     }
     if browser().is_none() {
         return Some(

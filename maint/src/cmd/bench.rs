@@ -22,8 +22,8 @@ pub struct Options {
     ))]
     smoke: bool,
     #[arg(long = "loop", conflicts_with_all = ["smoke", "size", "runs", "release"], help = say!(
-        "the attendee's loop instead: a cold build, rebuilds after a one-line edit, `cargo xtask test`",
-        "代わりに参加者のループを測る: コールドビルド、1 行の編集後の再ビルド、`cargo xtask test`"
+        "the attendee's loop instead: the setup checklist's builds cold, rebuilds after a one-line edit, `cargo xtask test`",
+        "代わりに参加者のループを測る: セットアップのチェックリストのビルド（コールド）、1 行の編集後の再ビルド、`cargo xtask test`"
     ))]
     attendee_loop: bool,
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..), help = say!(

@@ -113,13 +113,7 @@ fn main() -> ExitCode {
         Command::Soak(options) => cmd::soak::run(options),
         Command::Bench(options) => cmd::bench::run(options),
     };
-    match result {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    xtask::finish(result)
 }
 
 #[cfg(test)]
@@ -127,15 +121,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_command_line_is_declared_consistently() {
-        Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn every_command_has_a_one_line_description() {
-        for command in Cli::command().get_subcommands() {
-            let about = command.get_about().map(|about| about.to_string()).unwrap_or_default();
-            assert!(!about.is_empty() && !about.contains('\n'), "{}", command.get_name());
-        }
+    fn the_command_line_is_declared_consistently_with_one_line_per_command() {
+        xtask::check_command_line(Cli::command());
     }
 }

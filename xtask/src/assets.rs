@@ -324,7 +324,14 @@ fn build(target: &Path, platform: Option<(&str, &str)>) -> Result<()> {
     let version_flags = kubernetes_ldflags(&kubernetes);
     let steps = build_steps(&version_flags);
     for (index, (binary, module, package, ldflags)) in steps.into_iter().enumerate() {
-        eprintln!("[{}/{}] building {binary}…", index + 1, steps.len());
+        let (step, count) = (index + 1, steps.len());
+        eprintln!(
+            "{}",
+            crate::say!(
+                "[{step}/{count}] building {binary}…",
+                "[{step}/{count}] {binary} をビルドしています…"
+            )
+        );
         let mut go = Command::new("go");
         if let Some((goos, goarch)) = platform {
             go.env("GOOS", goos).env("GOARCH", goarch);
@@ -392,7 +399,14 @@ fn go_build(go: &mut Command, binary: &str, package: &str) -> Result<()> {
             break status;
         }
         if started.elapsed() >= next_report {
-            eprintln!("      still building {binary} ({} s)", started.elapsed().as_secs());
+            let seconds = started.elapsed().as_secs();
+            eprintln!(
+                "{}",
+                crate::say!(
+                    "      still building {binary} ({seconds} s)",
+                    "      {binary} をビルド中です（{seconds} 秒）"
+                )
+            );
             next_report += Duration::from_secs(60);
         }
         std::thread::sleep(Duration::from_millis(200));

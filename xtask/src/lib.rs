@@ -97,6 +97,28 @@ pub fn files_below(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// How a command line tool ends: its command's exit status, or its error
+/// on one line (with its causes) and a failure.
+pub fn finish(result: anyhow::Result<std::process::ExitCode>) -> std::process::ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Checks a tool's command line, for its tests: clap's own consistency
+/// checks, and a one-line description for every command.
+pub fn check_command_line(command: clap::Command) {
+    command.clone().debug_assert();
+    for command in command.get_subcommands() {
+        let about = command.get_about().map(|about| about.to_string()).unwrap_or_default();
+        assert!(!about.is_empty() && !about.contains('\n'), "{}", command.get_name());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,8 +56,8 @@ enum Command {
     ))]
     Doctor(cmd::doctor::Options),
     #[command(about = say!(
-        "build (once) or find the control-plane binaries and print their folder",
-        "コントロールプレーンのバイナリをビルド（初回のみ）または検索し、そのフォルダーを表示"
+        "download (Linux) or build the control-plane binaries once, or find them; print their folder",
+        "コントロールプレーンのバイナリを初回だけダウンロード（Linux）またはビルドし、あるいは検索して、そのフォルダーを表示"
     ))]
     Build,
     #[command(about = say!(
@@ -105,13 +105,7 @@ fn main() -> ExitCode {
         Command::Test { args } => cmd::maint("test", &args),
         Command::Tree(options) => cmd::tree::run(options),
     };
-    match result {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    xtask::finish(result)
 }
 
 #[cfg(test)]
@@ -119,15 +113,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_command_line_is_declared_consistently() {
-        Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn every_command_has_a_one_line_description() {
-        for command in Cli::command().get_subcommands() {
-            let about = command.get_about().map(|about| about.to_string()).unwrap_or_default();
-            assert!(!about.is_empty() && !about.contains('\n'), "{}", command.get_name());
-        }
+    fn the_command_line_is_declared_consistently_with_one_line_per_command() {
+        xtask::check_command_line(Cli::command());
     }
 }

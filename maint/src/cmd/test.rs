@@ -1,5 +1,6 @@
 //! `cargo maint test [-- ARGS]` (also `cargo xtask test`): every test, and the checks the tooling runs itself.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -182,9 +183,10 @@ fn exercises_are_unsolved() -> Result<Tally> {
     Ok(tally)
 }
 
-/// What an attendee builds after `cargo build --bins --examples`, each of
-/// which must compile no dependency again: every crate is built with one
-/// set of features whichever target is built (workspace-hack/).
+/// What an attendee builds after `cargo build --bins --examples`. None may
+/// build a crate of the stages' build in another way (other features, so
+/// another unit): every crate has one set of features whichever target is
+/// built (workspace-hack/), and the tests are a package of their own.
 const BUILT_AFTER_THE_STAGES: [&[&str]; 5] = [
     &["build", "--bins"],
     &["build", "--example", "step01_crd"],
@@ -193,28 +195,30 @@ const BUILT_AFTER_THE_STAGES: [&[&str]; 5] = [
     &["test", "--no-run", "--package", "workshop-tests", "--test", "e2e"],
 ];
 
-/// Whether the builds of [`BUILT_AFTER_THE_STAGES`], run right after the
-/// stages were built, compile any crate from the registry.
+/// Whether the builds of [`BUILT_AFTER_THE_STAGES`] use the stages' own
+/// units of every registry crate they share with them. cargo names each
+/// unit's files after a hash of its features, profile and dependencies, and
+/// reports them even when they are fresh: the check holds whatever is
+/// already in the target folder, where "did it compile" would not.
 fn built_once() -> Result<Tally> {
     let mut tally = Tally::new(
         "checks that the stages' dependencies are built once",
         BUILT_AFTER_THE_STAGES.len(),
     );
+    let stages = cargo_units(&["build", "--bins", "--examples"])?;
     for args in BUILT_AFTER_THE_STAGES {
-        let name = format!(
-            "cargo::{}_compiles_no_dependency_again",
-            args.join("_").replace('-', "")
-        );
-        let mut command = cargo::command();
-        command.args(args).arg("--message-format=json").stderr(Stdio::null());
-        let stdout = process::stdout_of(&mut command)?;
-        let compiled = compiled_dependencies(&stdout);
-        if compiled.is_empty() {
-            tally.passed(&name, "every dependency was fresh");
+        let name = format!("cargo::{}_builds_no_dependency_again", args.join("_").replace('-', ""));
+        let again = built_again(&stages, &cargo_units(args)?);
+        if again.is_empty() {
+            tally.passed(&name, "it uses the stages' build of every crate they share");
         } else {
             tally.failed(
                 &name,
-                &format!("`cargo {}` compiled {}", args.join(" "), compiled.join(", ")),
+                &format!(
+                    "`cargo {}` builds again, in another way, {}",
+                    args.join(" "),
+                    again.join(", ")
+                ),
             );
         }
     }
@@ -222,21 +226,42 @@ fn built_once() -> Result<Tally> {
     Ok(tally)
 }
 
-/// The crates from a registry that cargo's JSON messages say it compiled
-/// (not fresh), as `name@version`.
-fn compiled_dependencies(messages: &str) -> Vec<String> {
-    let mut compiled: Vec<String> = messages
+/// The registry crates that `cargo ARGS` builds, each with its units' files.
+fn cargo_units(args: &[&str]) -> Result<BTreeMap<String, BTreeSet<String>>> {
+    let mut command = cargo::command();
+    command.args(args).arg("--message-format=json").stderr(Stdio::null());
+    Ok(units(&process::stdout_of(&mut command)?))
+}
+
+/// From cargo's JSON messages: each registry crate (`name@version`) with
+/// the files of its units.
+fn units(messages: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut units: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for message in messages
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|message| message["reason"] == "compiler-artifact" && message["fresh"] == false)
-        .filter_map(|message| {
-            let id = message["package_id"].as_str()?;
-            id.starts_with("registry+")
-                .then(|| id.rsplit('#').next().unwrap_or(id).to_string())
-        })
-        .collect();
-    compiled.dedup();
-    compiled
+        .filter(|message| message["reason"] == "compiler-artifact")
+    {
+        let Some(id) = message["package_id"].as_str().filter(|id| id.starts_with("registry+")) else {
+            continue;
+        };
+        let crate_name = id.rsplit('#').next().unwrap_or(id).to_string();
+        let files = message["filenames"].as_array().into_iter().flatten();
+        units
+            .entry(crate_name)
+            .or_default()
+            .extend(files.filter_map(|file| file.as_str().map(str::to_string)));
+    }
+    units
+}
+
+/// The crates of `stages` that `later` builds with a unit of its own.
+fn built_again(stages: &BTreeMap<String, BTreeSet<String>>, later: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
+    later
+        .iter()
+        .filter(|(crate_name, files)| stages.get(*crate_name).is_some_and(|built| !files.is_subset(built)))
+        .map(|(crate_name, _)| crate_name.clone())
+        .collect()
 }
 
 /// Renders both decks in a real browser, side by side: what became of each.
@@ -358,14 +383,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_dependencies_compiled_anew_are_named() {
-        let messages = [
-            r#"{"reason":"compiler-artifact","package_id":"registry+https://github.com/rust-lang/crates.io-index#tokio@1.48.0","fresh":false}"#,
-            r#"{"reason":"compiler-artifact","package_id":"registry+https://github.com/rust-lang/crates.io-index#serde@1.0.229","fresh":true}"#,
-            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/kit#0.1.0","fresh":false}"#,
-            r#"{"reason":"build-finished","success":true}"#,
-        ]
-        .join("\n");
-        assert_eq!(compiled_dependencies(&messages), ["tokio@1.48.0"]);
+    fn a_crate_built_in_another_way_is_named_and_a_new_one_is_not() {
+        let message = |id: &str, file: &str| {
+            format!(r#"{{"reason":"compiler-artifact","package_id":"{id}","filenames":["{file}"],"fresh":true}}"#)
+        };
+        let registry = "registry+https://github.com/rust-lang/crates.io-index#";
+        let stages = units(
+            &[
+                message(&format!("{registry}tokio@1.54.1"), "/t/libtokio-aaaa.rlib"),
+                message(&format!("{registry}serde@1.0.229"), "/t/libserde-bbbb.rlib"),
+                message("path+file:///w/kit#0.1.0", "/t/libkit-cccc.rlib"),
+                r#"{"reason":"build-finished","success":true}"#.to_string(),
+            ]
+            .join("\n"),
+        );
+        let later = units(
+            &[
+                message(&format!("{registry}tokio@1.54.1"), "/t/libtokio-dddd.rlib"),
+                message(&format!("{registry}serde@1.0.229"), "/t/libserde-bbbb.rlib"),
+                message(&format!("{registry}ctrlc@3.5.3"), "/t/libctrlc-eeee.rlib"),
+                message("path+file:///w/kit#0.1.0", "/t/libkit-ffff.rlib"),
+            ]
+            .join("\n"),
+        );
+        assert_eq!(built_again(&stages, &later), ["tokio@1.54.1"]);
     }
 }

@@ -65,7 +65,10 @@ enum Command {
         "すべてのテスト、ユニットとエンドツーエンド（メンテナー用の `cargo maint test` をここから実行）"
     ))]
     Test {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+        #[arg(last = true, value_name = "ARGS", help = say!(
+            "after --: passed on to the test programs, as a name filter (`-- step03`)",
+            "-- の後: テストプログラムにそのまま渡します（名前で絞るなら `-- step03`）"
+        ))]
         args: Vec<std::ffi::OsString>,
     },
     #[command(about = say!(

@@ -119,7 +119,7 @@ impl Messages {
         (count > 0).then(|| {
             crate::say!(
                 "({count} compiler warnings about the workbench, exercises/, left out: its open TODOs; `cargo build --example step02_status` shows one stage's)",
-                "（ワークベンチ exercises/ へのコンパイラ警告 {count} 件は省きました。まだの TODO によるものです。各段階の警告は `cargo build --example step02_status` のようにすると見られます）"
+                "（作業フォルダー exercises/ についてのコンパイラの警告 {count} 件は省きました。まだ書いていない TODO によるものです。1 つの段階の警告は、たとえば `cargo build --example step02_status` で表示できます）"
             )
         })
     }

@@ -441,8 +441,8 @@ impl Doctor {
         } else {
             Finding::warn(
                 say!(
-                    "the stages are not all built yet (the first build takes a few minutes)",
-                    "まだビルドされていない段階があります（最初のビルドには数分かかります）"
+                    "the stages are not all built yet (after the tooling's first build, about half a minute)",
+                    "まだビルドされていない段階があります（ツールの初回のビルドの後なら 30 秒ほどです）"
                 ),
                 "cargo build --bins --examples",
             )

@@ -14,7 +14,10 @@ use xtask::say;
 #[command(
     name = "cargo xtask",
     bin_name = "cargo xtask",
-    about = say!("The workshop's tooling", "ワークショップのツール"),
+    about = say!(
+        "The attendee's tooling (maintainers and instructors: `cargo maint`)",
+        "参加者のためのツール（メンテナーと講師は `cargo maint`）"
+    ),
     disable_help_subcommand = true,
     arg_required_else_help = true
 )]

@@ -193,9 +193,13 @@ fn run_lesson_scenarios(stage: &str, all: bool) -> Result<Option<String>> {
         );
         return Ok(None);
     }
+    build_scenarios_once()?;
     // The scenarios wait on the cluster, not on the cores: run them side by side.
     let threads = if all { "--test-threads=6" } else { "--test-threads=8" };
     let filter = format!("{stage}::");
+    // A failure shows the last lines of the program's log: its panic, not a
+    // backtrace that a RUST_BACKTRACE set for other work would add.
+    env.push(("RUST_BACKTRACE", "0".into()));
     let env: Vec<(&str, &std::ffi::OsStr)> = env.iter().map(|(name, value)| (*name, value.as_os_str())).collect();
     let (_, output) = cargo::output(
         &[
@@ -223,6 +227,32 @@ struct Scenarios {
 }
 
 /// Reads the scenarios' output and prints a line for each scenario.
+/// Builds the end-to-end scenarios, saying so first, when they have never
+/// been built: the first check that reaches them compiles them (about
+/// 20 s on two cores), which would otherwise pass in silence.
+fn build_scenarios_once() -> Result<()> {
+    let deps = target_dir().join("debug").join("deps");
+    let built = std::fs::read_dir(&deps).is_ok_and(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .any(|entry| entry.file_name().to_string_lossy().starts_with("e2e-"))
+    });
+    if !built {
+        println!(
+            "  - {}",
+            say!(
+                "building the end-to-end scenarios, once (about 20 s)…",
+                "エンドツーエンドのシナリオをビルドしています。初回だけで、20 秒ほどかかります…"
+            )
+        );
+        let _ = cargo::output(
+            &["test", "--no-run", "--package", "workshop-tests", "--test", "e2e"],
+            &[],
+        );
+    }
+    Ok(())
+}
+
 fn scenario_outcomes(stage: &str, output: &str, hints: &Hints) -> Scenarios {
     let mut outcomes = check::parse_test_output(output);
     if outcomes.is_empty() {

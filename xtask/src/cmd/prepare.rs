@@ -22,8 +22,8 @@ pub fn run() -> Result<ExitCode> {
         println!(
             "\n== {}",
             say!(
-                "{english} ({seconds:.0} s so far)",
-                "{japanese}（ここまで {seconds:.0} 秒）"
+                "{english}, {seconds:.0} s so far",
+                "{japanese}。ここまで {seconds:.0} 秒"
             )
         )
     };
@@ -52,7 +52,7 @@ pub fn run() -> Result<ExitCode> {
     let _ = cargo::output(&tests, &[]);
     step(
         "downloading, building or finding the control-plane binaries",
-        "コントロールプレーンのバイナリをダウンロード、ビルド、または検索しています",
+        "コントロールプレーンのバイナリをダウンロード、ビルド、または探しています",
     );
     let assets = assets::locate_or_build()?;
     println!("{}", assets.dir.display());
@@ -64,7 +64,14 @@ pub fn run() -> Result<ExitCode> {
     let mut plane = ControlPlane::start(&assets, dir.path().join("plane"), Lifetime::Attached, Pace::Quick)?;
     plane.install_crds(&cargo::stage_crds(&cargo::debug_program(catalogue::STAGES[3]))?)?;
     plane.start_controller_manager()?;
-    println!("{}", say!("it answers at {}", "{} で応答しました", plane.server));
+    println!(
+        "{}",
+        say!(
+            "it answers at {}",
+            "コントロールプレーンは {} で応答しました",
+            plane.server
+        )
+    );
     drop(plane);
 
     print_sizes(started, &assets.dir);
@@ -92,10 +99,19 @@ pub fn print_sizes(started: std::time::Instant, binaries: &Path) {
             "ネットワークなしで 1 日進められる準備ができました（{seconds:.0} 秒）:"
         )
     );
-    for (what, dir) in sizes {
-        let gib = disk_usage(&dir) as f64 / (1u64 << 30) as f64;
-        println!("  {what:<24} {gib:>6.1} GiB");
+    let width = sizes.iter().map(|(what, _)| display_width(what)).max().unwrap_or(0);
+    for (what, dir) in &sizes {
+        let gib = disk_usage(dir) as f64 / (1u64 << 30) as f64;
+        let padding = " ".repeat(width - display_width(what));
+        println!("  {what}{padding} {gib:>6.1} GiB");
     }
+}
+
+/// The columns `text` takes in a terminal: two for each wide (CJK) character.
+fn display_width(text: &str) -> usize {
+    text.chars()
+        .map(|c| if matches!(c, '\u{1100}'..='\u{115F}' | '\u{2E80}'..='\u{A4CF}' | '\u{AC00}'..='\u{D7A3}' | '\u{F900}'..='\u{FAFF}' | '\u{FE30}'..='\u{FE4F}' | '\u{FF00}'..='\u{FF60}' | '\u{FFE0}'..='\u{FFE6}') { 2 } else { 1 })
+        .sum()
 }
 
 /// The bytes of every file below `dir` (0 if it does not exist).
@@ -105,4 +121,15 @@ fn disk_usage(dir: &Path) -> u64 {
         .filter_map(|file| std::fs::metadata(file).ok())
         .map(|meta| meta.len())
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wide_characters_take_two_columns() {
+        assert_eq!(display_width("target/ (builds)"), 16);
+        assert_eq!(display_width("target/（ビルド）"), 7 + 2 * 5);
+    }
 }

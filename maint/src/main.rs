@@ -13,7 +13,7 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 mod bench;
 mod cmd;
@@ -93,11 +93,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
-        Ok(cli) => cli,
-        Err(err) => err.exit(),
-    };
+    let cli: Cli = xtask::parse_command_line();
     if xtask::find_repository_root().is_none() {
         eprintln!("error: `cargo maint` works on the workshop's folder: cd into the clone, then run it again");
         return ExitCode::FAILURE;
@@ -119,6 +115,7 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
     fn the_command_line_is_declared_consistently_with_one_line_per_command() {

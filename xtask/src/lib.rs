@@ -97,6 +97,13 @@ pub fn files_below(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// A tool's command line, parsed at run time so that its texts are in the
+/// reader's language (`say!`); clap's own message and exit on an error.
+pub fn parse_command_line<T: clap::Parser>() -> T {
+    let matches = T::command().get_matches();
+    T::from_arg_matches(&matches).unwrap_or_else(|err| err.exit())
+}
+
 /// How a command line tool ends: its command's exit status, or its error
 /// on one line (with its causes) and a failure.
 pub fn finish(result: anyhow::Result<std::process::ExitCode>) -> std::process::ExitCode {

@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use xtask::cmd;
 use xtask::say;
 
@@ -82,12 +82,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // The texts are built at run time, in the reader's language.
-    let matches = Cli::command().get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
-        Ok(cli) => cli,
-        Err(err) => err.exit(),
-    };
+    let cli: Cli = xtask::parse_command_line();
     if xtask::find_repository_root().is_none() {
         eprintln!(
             "{}",
@@ -117,6 +112,7 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
     fn the_command_line_is_declared_consistently_with_one_line_per_command() {

@@ -52,7 +52,7 @@ pub fn run() -> Result<ExitCode> {
     let _ = cargo::output(&tests, &[]);
     step(
         "downloading, building or finding the control-plane binaries",
-        "コントロールプレーンのバイナリをダウンロード、ビルド、または探しています",
+        "コントロールプレーンのバイナリを用意しています（ダウンロードかビルド、またはすでにあるもの）",
     );
     let assets = assets::locate_or_build()?;
     println!("{}", assets.dir.display());

@@ -79,6 +79,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    let program = if program.is_file() {
+        program
+    } else {
+        match executable(&root, tool) {
+            Some(found) => found,
+            None => {
+                eprintln!(
+                    "error: cargo built {tool} but did not say where: run `cargo build --package {tool}` to see why"
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    };
     run(Command::new(&program).args(args))
 }
 
@@ -140,14 +153,46 @@ fn root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// Where cargo builds: `CARGO_TARGET_DIR` (or `CARGO_BUILD_TARGET_DIR`),
-/// else `target/` in the workspace.
+/// Where cargo builds, as far as the environment says: `CARGO_TARGET_DIR`
+/// (or `CARGO_BUILD_TARGET_DIR`, relative to the current folder as cargo
+/// reads them), else `target/` in the workspace. A target folder set in a
+/// cargo configuration file is found after the build ([`executable`]).
 fn target_dir(root: &Path) -> PathBuf {
+    let here = std::env::current_dir().unwrap_or_else(|_| root.to_path_buf());
     ["CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR"]
         .iter()
         .find_map(std::env::var_os)
-        .map(|dir| root.join(dir))
+        .map(|dir| here.join(dir))
         .unwrap_or_else(|| root.join("target"))
+}
+
+/// The program that cargo built for `tool`, as its build reports it (the
+/// `"executable"` of its JSON messages): where [`target_dir`] guessed wrong.
+fn executable(root: &Path, tool: &str) -> Option<PathBuf> {
+    let output = cargo()
+        .current_dir(root)
+        .args([
+            "build",
+            "--quiet",
+            "--message-format=json",
+            "--package",
+            tool,
+            "--bin",
+            tool,
+        ])
+        .output()
+        .ok()?;
+    executable_in(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// The first `"executable"` path in cargo's JSON messages.
+fn executable_in(messages: &str) -> Option<PathBuf> {
+    const KEY: &str = "\"executable\":\"";
+    messages.lines().find_map(|line| {
+        let start = line.find(KEY)? + KEY.len();
+        let end = start + line[start..].find('"')?;
+        Some(PathBuf::from(line[start..end].replace("\\\\", "\\")))
+    })
 }
 
 /// Cargo, without the variables that `cargo run` set for this program: build
@@ -230,6 +275,17 @@ mod tests {
             "{quick}"
         );
         assert!(announcement("maint", false, 4, false).contains("its code changed"));
+    }
+
+    #[test]
+    fn the_program_is_found_in_cargos_messages() {
+        let messages = concat!(
+            r#"{"reason":"compiler-artifact","executable":null}"#,
+            "\n",
+            r#"{"reason":"compiler-artifact","target":{"name":"xtask"},"executable":"/t/debug/xtask"}"#,
+        );
+        assert_eq!(executable_in(messages), Some(PathBuf::from("/t/debug/xtask")));
+        assert_eq!(executable_in("{}"), None);
     }
 
     #[test]

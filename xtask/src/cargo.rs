@@ -10,26 +10,10 @@ use anyhow::{Context, Result};
 use crate::process;
 use crate::repository_root;
 
-/// A cargo command without the variables that `cargo run` set for this
-/// program: build scripts that watch them (ring's watches CARGO_MANIFEST_DIR)
-/// would otherwise rebuild on every switch between `cargo xtask` and plain cargo.
+/// A cargo command in the repository, without the variables that `cargo
+/// run` set for this program (see [`launch::cargo`]).
 pub fn command() -> Command {
-    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        let set_by_cargo_run = name.starts_with("CARGO_PKG_")
-            || [
-                "CARGO_MANIFEST_DIR",
-                "CARGO_MANIFEST_PATH",
-                "CARGO_CRATE_NAME",
-                "CARGO_BIN_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-            ]
-            .contains(&name.as_ref());
-        if set_by_cargo_run {
-            command.env_remove(name.as_ref());
-        }
-    }
+    let mut command = launch::cargo();
     command.current_dir(repository_root());
     command
 }

@@ -99,7 +99,7 @@ pub fn fetch(sources: &Sources, kubernetes: &str, etcd: &str, arch: &str, dir: &
             let url = format!("{}/{kubernetes}/bin/linux/{arch}/{binary}", sources.kubernetes);
             let sum = text(&client, &format!("{url}.sha256")).await?;
             let expected = sum.split_whitespace().next().unwrap_or_default().to_string();
-            let bytes = file(&client, &url, binary).await?;
+            let bytes = get(&client, &url, Some(binary)).await?;
             verify(&bytes, &expected, &url)?;
             write_program(&dir.join(binary), &bytes)?;
         }
@@ -110,7 +110,7 @@ pub fn fetch(sources: &Sources, kubernetes: &str, etcd: &str, arch: &str, dir: &
         let expected = checksum_for(&sums, &tarball)
             .ok_or_else(|| anyhow!("{sums_url} has no checksum for {tarball}"))?
             .to_string();
-        let bytes = file(&client, &url, "etcd").await?;
+        let bytes = get(&client, &url, Some("etcd")).await?;
         verify(&bytes, &expected, &url)?;
         let archive = dir.join(&tarball);
         std::fs::write(&archive, &bytes).with_context(|| format!("cannot write {}", archive.display()))?;
@@ -140,11 +140,6 @@ fn client() -> Result<HttpsClient> {
 async fn text(client: &HttpsClient, url: &str) -> Result<String> {
     let bytes = get(client, url, None).await?;
     String::from_utf8(bytes).map_err(|_| anyhow!("{url} is not text"))
-}
-
-/// A binary or an archive, with its progress told as `name`.
-async fn file(client: &HttpsClient, url: &str, name: &str) -> Result<Vec<u8>> {
-    get(client, url, Some(name)).await
 }
 
 /// The body of `url`, following redirects (the official sites send to a

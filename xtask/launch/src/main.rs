@@ -8,36 +8,30 @@
 //! progress bar; otherwise it builds it quietly, which is a no-op. Then it
 //! runs the tool with the arguments it was given.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::SystemTime;
 
 /// The tools it starts, with the folders whose files they are built from
-/// (besides the workspace's manifest, lock file and dependency hub), and how
+/// (besides those of [`SHARED`]), and how
 /// many minutes their first build takes on two cores with nothing built yet
 /// (3 min 28 s to 3 min 45 s for xtask). With the other tool built, their
 /// dependencies are too: maint then took 16 s.
-const TOOLS: [(&str, &[&str], u32); 2] = [
-    ("xtask", &["xtask/src", "xtask/go", "xtask/Cargo.toml"], 4),
-    (
-        "maint",
-        &[
-            "maint/src",
-            "maint/Cargo.toml",
-            "xtask/src",
-            "xtask/go",
-            "xtask/Cargo.toml",
-        ],
-        4,
-    ),
-];
+const TOOLS: [(&str, &[&str], u32); 2] = [("xtask", &[], 4), ("maint", &["maint/src", "maint/Cargo.toml"], 4)];
 
 /// The first build's minutes when the other tool is already built.
 const WITH_DEPENDENCIES_BUILT: u32 = 1;
 
-/// Files that every tool is built from.
-const SHARED: [&str; 3] = ["Cargo.toml", "Cargo.lock", "workspace-hack/Cargo.toml"];
+/// What every tool is built from: the workspace's manifest, lock file and
+/// dependency hub, and the attendee's tooling (maint builds on its library).
+const SHARED: [&str; 6] = [
+    "Cargo.toml",
+    "Cargo.lock",
+    "workspace-hack/Cargo.toml",
+    "xtask/src",
+    "xtask/go",
+    "xtask/Cargo.toml",
+];
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
@@ -47,12 +41,12 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let root = root();
-    let program = target_dir(&root)
+    let guessed = target_dir(&root)
         .join("debug")
         .join(format!("{tool}{}", std::env::consts::EXE_SUFFIX));
-    let built = modified(&program);
+    let built = modified(&guessed);
     let others_built = TOOLS.iter().filter(|(other, ..)| *other != tool).any(|(other, ..)| {
-        modified(&program.with_file_name(format!("{other}{}", std::env::consts::EXE_SUFFIX))).is_some()
+        modified(&guessed.with_file_name(format!("{other}{}", std::env::consts::EXE_SUFFIX))).is_some()
     });
     let minutes = if others_built { WITH_DEPENDENCIES_BUILT } else { minutes };
     let newest_source = SHARED
@@ -64,33 +58,31 @@ fn main() -> ExitCode {
     if !fresh {
         eprintln!("{}", announcement(tool, built.is_none(), minutes, japanese()));
     }
-    let mut build = cargo();
-    build
-        .current_dir(&root)
-        .args(["build", "--package", tool, "--bin", tool]);
+    // The JSON messages (on stdout) say where the program is, whatever
+    // folder cargo builds in; its progress and errors stay on the terminal.
+    let mut build = launch::cargo();
+    build.current_dir(&root).args([
+        "build",
+        "--message-format=json-render-diagnostics",
+        "--package",
+        tool,
+        "--bin",
+        tool,
+    ]);
     if fresh {
         build.arg("--quiet");
     }
-    match build.status() {
-        Ok(status) if status.success() => {}
+    let output = match build.stderr(Stdio::inherit()).output() {
+        Ok(output) if output.status.success() => output,
         Ok(_) => return ExitCode::FAILURE,
         Err(err) => {
             eprintln!("error: cannot run cargo to build {tool}: {err}");
             return ExitCode::FAILURE;
         }
-    }
-    let program = if program.is_file() {
-        program
-    } else {
-        match executable(&root, tool) {
-            Some(found) => found,
-            None => {
-                eprintln!(
-                    "error: cargo built {tool} but did not say where: run `cargo build --package {tool}` to see why"
-                );
-                return ExitCode::FAILURE;
-            }
-        }
+    };
+    let Some(program) = executable_in(&String::from_utf8_lossy(&output.stdout)) else {
+        eprintln!("error: cargo built {tool} but did not say where: run `cargo build --package {tool}` to see why");
+        return ExitCode::FAILURE;
     };
     run(Command::new(&program).args(args))
 }
@@ -155,8 +147,8 @@ fn root() -> PathBuf {
 
 /// Where cargo builds, as far as the environment says: `CARGO_TARGET_DIR`
 /// (or `CARGO_BUILD_TARGET_DIR`, relative to the current folder as cargo
-/// reads them), else `target/` in the workspace. A target folder set in a
-/// cargo configuration file is found after the build ([`executable`]).
+/// reads them), else `target/` in the workspace. Only the check for a build
+/// to announce uses it: the program run is the one cargo's build names.
 fn target_dir(root: &Path) -> PathBuf {
     let here = std::env::current_dir().unwrap_or_else(|_| root.to_path_buf());
     ["CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR"]
@@ -164,25 +156,6 @@ fn target_dir(root: &Path) -> PathBuf {
         .find_map(std::env::var_os)
         .map(|dir| here.join(dir))
         .unwrap_or_else(|| root.join("target"))
-}
-
-/// The program that cargo built for `tool`, as its build reports it (the
-/// `"executable"` of its JSON messages): where [`target_dir`] guessed wrong.
-fn executable(root: &Path, tool: &str) -> Option<PathBuf> {
-    let output = cargo()
-        .current_dir(root)
-        .args([
-            "build",
-            "--quiet",
-            "--message-format=json",
-            "--package",
-            tool,
-            "--bin",
-            tool,
-        ])
-        .output()
-        .ok()?;
-    executable_in(&String::from_utf8_lossy(&output.stdout))
 }
 
 /// The first `"executable"` path in cargo's JSON messages.
@@ -193,29 +166,6 @@ fn executable_in(messages: &str) -> Option<PathBuf> {
         let end = start + line[start..].find('"')?;
         Some(PathBuf::from(line[start..end].replace("\\\\", "\\")))
     })
-}
-
-/// Cargo, without the variables that `cargo run` set for this program: build
-/// scripts that watch them (ring's watches `CARGO_MANIFEST_DIR`) would
-/// otherwise build again on every switch between the tools and plain cargo.
-fn cargo() -> Command {
-    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")));
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        let set_by_cargo_run = name.starts_with("CARGO_PKG_")
-            || [
-                "CARGO_MANIFEST_DIR",
-                "CARGO_MANIFEST_PATH",
-                "CARGO_CRATE_NAME",
-                "CARGO_BIN_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-            ]
-            .contains(&name.as_ref());
-        if set_by_cargo_run {
-            command.env_remove(name.as_ref());
-        }
-    }
-    command
 }
 
 /// When `path` was last modified, if it exists.

@@ -41,15 +41,14 @@ pub fn run() -> Result<ExitCode> {
         "building the checker's tests (unit tests of the workbench, end-to-end scenarios)",
         "チェッカーのテスト（作業フォルダーのユニットテスト、エンドツーエンドのシナリオ）をビルドしています",
     );
-    let mut tests = vec!["test", "--no-run", "--package", "workshop-tests", "--test", "e2e"];
-    cargo::run(&tests)?;
-    tests.truncate(2);
+    cargo::run(&["test", "--no-run", "--package", "workshop-tests", "--test", "e2e"])?;
+    let mut workbench_tests = vec!["test", "--no-run"];
     for stage in STAGES {
-        tests.extend(["--example", stage]);
+        workbench_tests.extend(["--example", stage]);
     }
     // Whether the workbench's tests build is the checker's to report: a
     // stage left half-written must not stop the preparation.
-    let _ = cargo::output(&tests, &[]);
+    let _ = cargo::output(&workbench_tests, &[]);
     step(
         "downloading, building or finding the control-plane binaries",
         "コントロールプレーンのバイナリを用意しています（ダウンロードかビルド、またはすでにあるもの）",
@@ -79,7 +78,7 @@ pub fn run() -> Result<ExitCode> {
 }
 
 /// What the preparation left on disk, and how long it took.
-pub fn print_sizes(started: std::time::Instant, binaries: &Path) {
+fn print_sizes(started: std::time::Instant, binaries: &Path) {
     let sizes = [
         (say!("target/ (builds)", "target/（ビルド）"), target_dir()),
         (
